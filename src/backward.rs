@@ -1,0 +1,230 @@
+//! The reverse sweep and the [`Gradients`] it produces.
+//!
+//! Backward is one loop from the output's node down to the first node, over a gradient
+//! arena laid out like the value arena: no recursion (a chain of millions of nodes is
+//! fine) and no hash map. Each node's function adds its inputs' gradients; a node used
+//! several times (`x * x`, `x + x`) simply receives several additions.
+
+use crate::error::{Error, Result};
+use crate::function::InputGrads;
+use crate::tape::{Inner, NodeId, Tape, SCALAR};
+use crate::tensor::{Tensor, TensorRef};
+use crate::var::Var;
+use smallvec::SmallVec;
+
+/// The gradients of one backward pass: ∂y/∂x for every variable x recorded before it.
+///
+/// Reuse one `Gradients` across steps with [`Var::backward_into`]: after the first
+/// pass it allocates nothing.
+///
+/// ```
+/// use tapegrad::{Gradients, Tape};
+/// let mut tape = Tape::new();
+/// let mut grads = Gradients::new();
+/// for k in 1..=3 {
+///     tape.clear();
+///     let x = tape.var(k as f64);
+///     (x * x * x).backward_into(&mut grads)?;
+///     assert_eq!(grads.wrt_scalar(x)?, 3.0 * (k * k) as f64);
+/// }
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Gradients {
+    tape: u64,
+    generation: u64,
+    /// Nodes recorded when the pass ran; later nodes have zero gradient.
+    nodes: usize,
+    data: Vec<f64>,
+}
+
+impl Gradients {
+    /// Empty gradients, to be filled by [`Var::backward_into`].
+    pub fn new() -> Gradients {
+        Gradients::default()
+    }
+
+    /// Checks that `x` belongs to the recording these gradients came from, and returns
+    /// where its gradient sits (or `None` when it was recorded after the pass).
+    fn slot(&self, x: Var<'_>, op: &str) -> Result<Option<(usize, usize)>> {
+        let tape = x.tape();
+        if tape.id() != self.tape {
+            return Err(Error::ForeignVariable { op: op.to_string() });
+        }
+        if tape.generation() != self.generation {
+            return Err(Error::StaleGradients);
+        }
+        if x.id() as usize >= self.nodes {
+            return Ok(None);
+        }
+        let inner = tape.inner.borrow();
+        let node = &inner.nodes[x.id() as usize];
+        Ok(Some((node.offset, inner.numel(node))))
+    }
+
+    /// The gradient with respect to `x`, shaped like `x`.
+    ///
+    /// Zero for a constant, for a variable the output does not depend on, and for one
+    /// recorded after the backward pass. An error for a variable of another tape or of
+    /// an earlier recording.
+    pub fn wrt(&self, x: Var<'_>) -> Result<Tensor> {
+        let shape = x.shape();
+        match self.slot(x, "gradients")? {
+            Some((offset, n)) => Tensor::new(self.data[offset..offset + n].to_vec(), shape),
+            None => Ok(Tensor::zeros(shape)),
+        }
+    }
+
+    /// The gradient with respect to a scalar `x`; an error if `x` is not a scalar.
+    pub fn wrt_scalar(&self, x: Var<'_>) -> Result<f64> {
+        match self.slot(x, "gradients")? {
+            Some((offset, 1)) => Ok(self.data[offset]),
+            None if x.shape().numel() == 1 => Ok(0.0),
+            _ => Err(Error::NotScalar {
+                op: "wrt_scalar".into(),
+                shape: x.shape(),
+            }),
+        }
+    }
+
+    /// Copies the gradient with respect to `x` into `out` without allocating; `out`
+    /// must have as many elements as `x`.
+    pub fn wrt_into(&self, x: Var<'_>, out: &mut [f64]) -> Result<()> {
+        let slot = self.slot(x, "gradients")?;
+        let n = slot.map_or_else(|| x.shape().numel(), |(_, n)| n);
+        if out.len() != n {
+            return Err(Error::DataLength {
+                shape: x.shape(),
+                expected: n,
+                got: out.len(),
+            });
+        }
+        match slot {
+            Some((offset, n)) => out.copy_from_slice(&self.data[offset..offset + n]),
+            None => out.fill(0.0),
+        }
+        Ok(())
+    }
+}
+
+impl<'t> Var<'t> {
+    /// Backpropagates from this scalar (or one-element) output: the gradient of `self`
+    /// with respect to every variable recorded before it.
+    ///
+    /// An error if the output has more than one element: use
+    /// [`backward_with`](Var::backward_with) and give the upstream gradient.
+    pub fn backward(self) -> Result<Gradients> {
+        let mut grads = Gradients::new();
+        self.backward_into(&mut grads)?;
+        Ok(grads)
+    }
+
+    /// Backpropagates from an output of any shape, starting from the upstream gradient
+    /// `seed` (∂L/∂self, shaped like `self`).
+    ///
+    /// ```
+    /// use tapegrad::{Tape, Tensor};
+    /// let tape = Tape::new();
+    /// let x = tape.tensor(&Tensor::vector([1.0, 2.0]));
+    /// let y = x * x;
+    /// let g = y.backward_with(&Tensor::vector([1.0, 10.0]))?;
+    /// assert_eq!(g.wrt(x)?, Tensor::vector([2.0, 40.0]));
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn backward_with(self, seed: &Tensor) -> Result<Gradients> {
+        let mut grads = Gradients::new();
+        self.backward_with_into(seed, &mut grads)?;
+        Ok(grads)
+    }
+
+    /// [`backward`](Var::backward) into an existing [`Gradients`], reusing its memory.
+    pub fn backward_into(self, grads: &mut Gradients) -> Result<()> {
+        sweep(self.tape(), self.id(), None, grads)
+    }
+
+    /// [`backward_with`](Var::backward_with) into an existing [`Gradients`], reusing
+    /// its memory.
+    pub fn backward_with_into(self, seed: &Tensor, grads: &mut Gradients) -> Result<()> {
+        sweep(self.tape(), self.id(), Some(seed.view()), grads)
+    }
+}
+
+/// The reverse sweep from `root`.
+fn sweep(
+    tape: &Tape,
+    root: NodeId,
+    seed: Option<TensorRef<'_>>,
+    grads: &mut Gradients,
+) -> Result<()> {
+    let inner = tape.inner.borrow();
+    let root_node = &inner.nodes[root as usize];
+    let root_shape = inner.shape(root_node.shape);
+    let n = inner.numel(root_node);
+    match seed {
+        None if n != 1 => {
+            return Err(Error::NonScalarBackward {
+                shape: root_shape.clone(),
+            })
+        }
+        Some(s) if s.shape() != root_shape => {
+            return Err(Error::SeedShape {
+                output: root_shape.clone(),
+                seed: s.shape().clone(),
+            })
+        }
+        _ => {}
+    }
+
+    grads.tape = tape.id();
+    grads.generation = inner.generation;
+    grads.nodes = inner.nodes.len();
+    grads.data.clear();
+    grads.data.resize(inner.values.len(), 0.0);
+    let at = root_node.offset;
+    match seed {
+        None => grads.data[at] = 1.0,
+        Some(s) => grads.data[at..at + n].copy_from_slice(s.data()),
+    }
+
+    for id in (0..=root as usize).rev() {
+        let node = &inner.nodes[id];
+        if !node.requires_grad || node.inputs.is_empty() {
+            continue;
+        }
+        let (before, from_node) = grads.data.split_at_mut(node.offset);
+        let n = inner.numel(node);
+        let shape = inner.shape(node.shape);
+        let gy = TensorRef::from_parts(&from_node[..n], shape);
+        let y = TensorRef::from_parts(&inner.values[node.offset..node.offset + n], shape);
+        let (views, slots) = input_views(&inner, &node.inputs);
+        node.op
+            .backward_accumulate(&views, y, gy, &mut InputGrads::new(before, slots))?;
+    }
+    Ok(())
+}
+
+/// Views of a node's input values.
+type InputViews<'a> = SmallVec<[TensorRef<'a>; 4]>;
+/// The `(offset, len)` of a node's inputs' gradient slots.
+type GradSlots = SmallVec<[(usize, usize); 4]>;
+
+/// Views of a node's input values and the `(offset, len)` of their gradient slots.
+#[inline]
+fn input_views<'a>(inner: &'a Inner, inputs: &[NodeId]) -> (InputViews<'a>, GradSlots) {
+    let mut views = SmallVec::new();
+    let mut slots = SmallVec::new();
+    for &i in inputs {
+        let node = &inner.nodes[i as usize];
+        let len = if node.shape == SCALAR {
+            1
+        } else {
+            inner.shape(node.shape).numel()
+        };
+        views.push(TensorRef::from_parts(
+            &inner.values[node.offset..node.offset + len],
+            inner.shape(node.shape),
+        ));
+        slots.push((node.offset, len));
+    }
+    (views, slots)
+}

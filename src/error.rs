@@ -1,0 +1,135 @@
+//! The one error type of tapegrad.
+//!
+//! Every fallible public call returns [`Result`]. Each variant names what went wrong
+//! (the op, the shapes, the offending value) so that its message reads as a sentence a
+//! user can act on. A call that fails leaves the tape as it was.
+
+use crate::shape::Shape;
+
+/// Everything that can go wrong in tapegrad.
+///
+/// ```
+/// use tapegrad::{Error, Tape, Tensor};
+/// let tape = Tape::new();
+/// let a = tape.tensor(&Tensor::zeros([2, 3]));
+/// let b = tape.tensor(&Tensor::zeros([4]));
+/// let err = a.try_add(b).unwrap_err();
+/// assert!(matches!(err, Error::ShapeMismatch { .. }));
+/// assert_eq!(err.to_string(), "add: shapes [2, 3] and [4] cannot be broadcast together");
+/// ```
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A variable from one tape was used with another tape or its gradients.
+    #[error("{op}: the variable belongs to a different tape")]
+    ForeignVariable {
+        /// Where the variable was used.
+        op: String,
+    },
+    /// `backward()` was called on an output that is not a scalar.
+    #[error("backward: the output has shape {shape}, not a scalar; give a seed gradient with backward_with")]
+    NonScalarBackward {
+        /// Shape of the output.
+        shape: Shape,
+    },
+    /// The seed gradient given to `backward_with` has the wrong shape.
+    #[error("backward: the seed gradient has shape {seed} but the output has shape {output}")]
+    SeedShape {
+        /// Shape of the output.
+        output: Shape,
+        /// Shape of the seed that was given.
+        seed: Shape,
+    },
+    /// Two operands of an op have shapes that do not fit together.
+    #[error("{op}: shapes {left} and {right} cannot be broadcast together")]
+    ShapeMismatch {
+        /// The op.
+        op: String,
+        /// Shape of the first operand.
+        left: Shape,
+        /// Shape of the second operand.
+        right: Shape,
+    },
+    /// An op was given the wrong number of inputs.
+    #[error("{op}: expected {expected} inputs, got {got}")]
+    Arity {
+        /// The op.
+        op: String,
+        /// How many inputs it takes.
+        expected: usize,
+        /// How many it was given.
+        got: usize,
+    },
+    /// An axis argument is out of range for the tensor's rank.
+    #[error("{op}: axis {axis} is out of range for a tensor of rank {rank}")]
+    InvalidAxis {
+        /// The op.
+        op: String,
+        /// The axis that was asked for.
+        axis: usize,
+        /// The tensor's rank.
+        rank: usize,
+    },
+    /// An op parameter that must be a finite number is not (a NaN slope, an infinite exponent).
+    #[error("{op}: parameter {name} must be a finite number, got {value}")]
+    InvalidParameter {
+        /// The op.
+        op: String,
+        /// The parameter's name.
+        name: &'static str,
+        /// The value that was given.
+        value: f64,
+    },
+    /// Tensor data whose length does not match its shape.
+    #[error("tensor: shape {shape} holds {expected} values, but {got} were given")]
+    DataLength {
+        /// The shape asked for.
+        shape: Shape,
+        /// How many values that shape holds.
+        expected: usize,
+        /// How many were given.
+        got: usize,
+    },
+    /// A single number was asked of a value that is not a scalar.
+    #[error("{op}: expected a scalar, got a value of shape {shape}")]
+    NotScalar {
+        /// Where the scalar was needed.
+        op: String,
+        /// The value's shape.
+        shape: Shape,
+    },
+    /// A user function's backward returned a different number of gradients than it has inputs.
+    #[error("{function}: backward returned {got} gradients for {expected} inputs")]
+    GradientCount {
+        /// The function's name.
+        function: String,
+        /// How many inputs it has.
+        expected: usize,
+        /// How many gradients it returned.
+        got: usize,
+    },
+    /// A user function's backward returned a gradient whose shape is not its input's.
+    #[error("{function}: the gradient for input {input} has shape {got}, but the input has shape {expected}")]
+    GradientShape {
+        /// The function's name.
+        function: String,
+        /// Which input (0-based).
+        input: usize,
+        /// The input's shape.
+        expected: Shape,
+        /// The shape of the returned gradient.
+        got: Shape,
+    },
+    /// Gradients were asked of a recording the tape has since cleared.
+    #[error("gradients: these gradients belong to a recording that the tape has since cleared")]
+    StaleGradients,
+    /// A second derivative was asked of a function that has no graph-building backward rule.
+    #[error("{function}: no graph-building backward rule, so it cannot be differentiated twice")]
+    NotTwiceDifferentiable {
+        /// The function's name.
+        function: String,
+    },
+}
+
+/// `Result` with tapegrad's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,59 @@
+//! # tapegrad
+//!
+//! A reverse-mode automatic differentiation engine built on a tape. A program records
+//! its computation on a [`Tape`]; every node was made by a [`Function`] that knows its
+//! forward value and its backward rule; one reverse sweep ([`Var::backward`]) gives the
+//! gradient of the output with respect to every input.
+//!
+//! Scalars and dense row-major `f64` tensors live on the same tape; binary ops broadcast
+//! like NumPy. The activation functions of the classic backpropagation lecture (step,
+//! sigmoid, tanh, ReLU, Leaky ReLU, ELU, softsign, arctan, Gaussian, Swish, softplus,
+//! GELU) are built in, each with its derivative, and user functions plug in through the
+//! same [`Function`] trait (or the simpler [`ScalarFunction`]).
+//!
+//! ## Quick start: the lecture's worked example
+//!
+//! X = 0.5, W1 = 0.7, W2 = 0.5, target Y = 1, cost C = (O − Y)²:
+//!
+//! ```
+//! use tapegrad::Tape;
+//!
+//! let tape = Tape::new();
+//! let (x, w1, w2) = (tape.constant(0.5), tape.var(0.7), tape.var(0.5));
+//! let h1 = (w1 * x).sigmoid();
+//! let o = (w2 * h1).sigmoid();
+//! let cost = (o - 1.0).powi(2);
+//! let grads = cost.backward()?;
+//!
+//! assert!((cost.item()? - 0.18249472584342818).abs() < 1e-15);
+//! assert!((grads.wrt_scalar(w2)? - -0.12264304766891344).abs() < 1e-15);
+//! assert!((grads.wrt_scalar(w1)? - -0.012674619993583183).abs() < 1e-15);
+//! # Ok::<(), tapegrad::Error>(())
+//! ```
+//!
+//! ## Where things are
+//! - [`tape`]: the arena, [`Tape::clear`] for reuse, no-grad scopes.
+//! - [`Var`]: the handle, its operators and method ops (each op's method lives with the
+//!   op in [`ops`]).
+//! - [`function`]: the [`Function`] and [`ScalarFunction`] traits for user functions.
+//! - [`backward`]: the reverse sweep and [`Gradients`].
+//! - [`ops`]: the built-in ops, one family per file, and their registry.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod backward;
+pub mod error;
+pub mod function;
+pub mod ops;
+pub mod shape;
+pub mod tape;
+pub mod tensor;
+pub mod var;
+
+pub use backward::Gradients;
+pub use error::{Error, Result};
+pub use function::{AsFunction, Function, InputGrads, ScalarFunction};
+pub use shape::Shape;
+pub use tape::{NoGrad, Tape};
+pub use tensor::{Tensor, TensorRef};
+pub use var::Var;

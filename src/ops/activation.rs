@@ -1,0 +1,528 @@
+//! The activation functions of the lecture, each with its derivative: step, sigmoid,
+//! tanh, ReLU, Leaky ReLU, ELU, softsign, arctan, Gaussian, Swish/SiLU, softplus, GELU.
+//!
+//! All are numerically stable: `sigmoid(±1000)` is finite, `softplus(1000) = 1000`, and
+//! no derivative is NaN at a finite input.
+//!
+//! Kink conventions (where the derivative does not exist, tapegrad takes the
+//! left-hand one): `step′ = 0` everywhere (including 0, where the true derivative is
+//! undefined); `relu′(0) = 0`; `leaky_relu′(0) = α`; `elu′(0) = α` (which is 1, the
+//! two-sided derivative, for the default α = 1).
+
+use super::{finite, Op, Unary};
+use crate::error::Result;
+use crate::var::Var;
+
+/// σ(x) = 1/(1 + e⁻ˣ), computed without overflow for any x.
+pub(crate) fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// The step function: `y = 1` for x > 0, else 0 (the lecture's `x > 0`).
+/// dy/dx = 0 everywhere — at 0 the true derivative does not exist, and 0 is the
+/// convention; this is why a network of steps cannot learn by gradient descent.
+///
+/// ```
+/// use tapegrad::Tape;
+/// let tape = Tape::new();
+/// let x = tape.var(0.5);
+/// let y = x.step();
+/// assert_eq!(y.item()?, 1.0);
+/// assert_eq!(y.backward()?.wrt_scalar(x)?, 0.0);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Step;
+
+impl Unary for Step {
+    const NAME: &'static str = "step";
+    fn value(&self, x: f64) -> f64 {
+        if x > 0.0 {
+            1.0
+        } else {
+            0.0
+        }
+    }
+    // d/dx step = 0 (undefined at 0; 0 by convention)
+    fn derivative(&self, _x: f64, _y: f64) -> f64 {
+        0.0
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-1.0, -1e-3, 1e-3, 1.0]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// The step function, elementwise.
+    pub fn step(self) -> Var<'t> {
+        self.unary(Op::Step(Step))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// The sigmoid (logistic) function: `y = σ(x) = 1/(1 + e⁻ˣ)`. dy/dx = σ(x)(1 − σ(x)).
+///
+/// Stable for any x: for x < 0 it is computed as eˣ/(1 + eˣ).
+///
+/// ```
+/// use tapegrad::Tape;
+/// let tape = Tape::new();
+/// let x = tape.var(0.0);
+/// let y = x.sigmoid();
+/// assert_eq!(y.item()?, 0.5);
+/// assert_eq!(y.backward()?.wrt_scalar(x)?, 0.25);
+/// assert_eq!(tape.var(-1000.0).sigmoid().item()?, 0.0);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sigmoid;
+
+impl Unary for Sigmoid {
+    const NAME: &'static str = "sigmoid";
+    fn value(&self, x: f64) -> f64 {
+        sigmoid(x)
+    }
+    // d/dx σ = σ(1 − σ)
+    fn derivative(&self, _x: f64, y: f64) -> f64 {
+        y * (1.0 - y)
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-40.0, -3.0, -0.5, 0.0, 0.35, 2.0, 40.0]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// The sigmoid σ(x) = 1/(1 + e⁻ˣ), elementwise.
+    pub fn sigmoid(self) -> Var<'t> {
+        self.unary(Op::Sigmoid(Sigmoid))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// The hyperbolic tangent: `y = tanh x`. dy/dx = 1 − tanh²x = 1 − y².
+///
+/// ```
+/// use tapegrad::Tape;
+/// let tape = Tape::new();
+/// let x = tape.var(0.0);
+/// assert_eq!(x.tanh().backward()?.wrt_scalar(x)?, 1.0);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tanh;
+
+impl Unary for Tanh {
+    const NAME: &'static str = "tanh";
+    fn value(&self, x: f64) -> f64 {
+        x.tanh()
+    }
+    // d/dx tanh = 1 − tanh²
+    fn derivative(&self, _x: f64, y: f64) -> f64 {
+        1.0 - y * y
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-20.0, -1.0, 0.0, 0.5, 20.0]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// The hyperbolic tangent, elementwise.
+    pub fn tanh(self) -> Var<'t> {
+        self.unary(Op::Tanh(Tanh))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// The rectified linear unit: `y = max(0, x)`. dy/dx = 1 for x > 0, else 0 (so
+/// ReLU′(0) = 0, the convention).
+///
+/// ```
+/// use tapegrad::Tape;
+/// let tape = Tape::new();
+/// let x = tape.var(0.0);
+/// assert_eq!(x.relu().backward()?.wrt_scalar(x)?, 0.0);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Relu;
+
+impl Unary for Relu {
+    const NAME: &'static str = "relu";
+    fn value(&self, x: f64) -> f64 {
+        if x < 0.0 {
+            0.0
+        } else {
+            x
+        }
+    }
+    // d/dx max(0, x) = [x > 0]
+    fn derivative(&self, x: f64, _y: f64) -> f64 {
+        if x > 0.0 {
+            1.0
+        } else {
+            0.0
+        }
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-2.0, -1e-3, 1e-3, 2.0]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// max(0, x), elementwise.
+    pub fn relu(self) -> Var<'t> {
+        self.unary(Op::Relu(Relu))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// Leaky ReLU with slope α: `y = x` for x > 0, else αx. dy/dx = 1 for x > 0, else α.
+///
+/// ```
+/// use tapegrad::Tape;
+/// let tape = Tape::new();
+/// let x = tape.var(-2.0);
+/// let y = x.leaky_relu(0.1)?;
+/// assert_eq!(y.item()?, -0.2);
+/// assert_eq!(y.backward()?.wrt_scalar(x)?, 0.1);
+/// assert!(x.leaky_relu(f64::NAN).is_err());
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct LeakyRelu {
+    /// The slope for x ≤ 0.
+    pub alpha: f64,
+}
+
+impl Default for LeakyRelu {
+    fn default() -> Self {
+        LeakyRelu { alpha: 0.01 }
+    }
+}
+
+impl Unary for LeakyRelu {
+    const NAME: &'static str = "leaky_relu";
+    fn value(&self, x: f64) -> f64 {
+        if x > 0.0 {
+            x
+        } else {
+            self.alpha * x
+        }
+    }
+    // d/dx = 1 for x > 0, α otherwise
+    fn derivative(&self, x: f64, _y: f64) -> f64 {
+        if x > 0.0 {
+            1.0
+        } else {
+            self.alpha
+        }
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-2.0, -1e-3, 1e-3, 2.0]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// Leaky ReLU with slope `alpha` below 0, elementwise; an error if `alpha` is not finite.
+    pub fn leaky_relu(self, alpha: f64) -> Result<Var<'t>> {
+        let alpha = finite(LeakyRelu::NAME, "alpha", alpha)?;
+        self.record(Op::LeakyRelu(LeakyRelu { alpha }), &[self])
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// The exponential linear unit: `y = x` for x > 0, else α(eˣ − 1).
+/// dy/dx = 1 for x > 0, else αeˣ = y + α.
+///
+/// ```
+/// use tapegrad::Tape;
+/// let tape = Tape::new();
+/// let x = tape.var(-1.0);
+/// let y = x.elu(1.0)?;
+/// assert!((y.item()? - (-1.0f64).exp_m1()).abs() < 1e-15);
+/// assert!((y.backward()?.wrt_scalar(x)? - (-1.0f64).exp()).abs() < 1e-15);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Elu {
+    /// The scale of the negative part.
+    pub alpha: f64,
+}
+
+impl Default for Elu {
+    fn default() -> Self {
+        Elu { alpha: 1.0 }
+    }
+}
+
+impl Unary for Elu {
+    const NAME: &'static str = "elu";
+    fn value(&self, x: f64) -> f64 {
+        if x > 0.0 {
+            x
+        } else {
+            self.alpha * x.exp_m1()
+        }
+    }
+    // d/dx = 1 for x > 0, αeˣ otherwise
+    fn derivative(&self, x: f64, _y: f64) -> f64 {
+        if x > 0.0 {
+            1.0
+        } else {
+            self.alpha * x.exp()
+        }
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-5.0, -1.0, -1e-3, 1e-3, 2.0]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// ELU with scale `alpha`, elementwise; an error if `alpha` is not finite.
+    pub fn elu(self, alpha: f64) -> Result<Var<'t>> {
+        let alpha = finite(Elu::NAME, "alpha", alpha)?;
+        self.record(Op::Elu(Elu { alpha }), &[self])
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// Softsign: `y = x/(1 + |x|)`. dy/dx = 1/(1 + |x|)².
+///
+/// ```
+/// use tapegrad::Tape;
+/// let tape = Tape::new();
+/// let x = tape.var(1.0);
+/// let y = x.softsign();
+/// assert_eq!(y.item()?, 0.5);
+/// assert_eq!(y.backward()?.wrt_scalar(x)?, 0.25);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Softsign;
+
+impl Unary for Softsign {
+    const NAME: &'static str = "softsign";
+    fn value(&self, x: f64) -> f64 {
+        x / (1.0 + x.abs())
+    }
+    // d/dx x/(1 + |x|) = 1/(1 + |x|)²
+    fn derivative(&self, x: f64, _y: f64) -> f64 {
+        let d = 1.0 + x.abs();
+        1.0 / (d * d)
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-5.0, -0.5, 0.0, 0.5, 5.0]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// Softsign x/(1 + |x|), elementwise.
+    pub fn softsign(self) -> Var<'t> {
+        self.unary(Op::Softsign(Softsign))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// Arctangent: `y = atan x`. dy/dx = 1/(1 + x²).
+///
+/// ```
+/// use tapegrad::Tape;
+/// let tape = Tape::new();
+/// let x = tape.var(1.0);
+/// assert_eq!(x.atan().backward()?.wrt_scalar(x)?, 0.5);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Atan;
+
+impl Unary for Atan {
+    const NAME: &'static str = "atan";
+    fn value(&self, x: f64) -> f64 {
+        x.atan()
+    }
+    // d/dx atan x = 1/(1 + x²)
+    fn derivative(&self, x: f64, _y: f64) -> f64 {
+        1.0 / (1.0 + x * x)
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-10.0, -1.0, 0.0, 0.5, 10.0]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// The arctangent, elementwise.
+    pub fn atan(self) -> Var<'t> {
+        self.unary(Op::Atan(Atan))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// The Gaussian: `y = exp(−x²)`. dy/dx = −2x·exp(−x²) = −2xy.
+///
+/// ```
+/// use tapegrad::Tape;
+/// let tape = Tape::new();
+/// let x = tape.var(1.0);
+/// let y = x.gaussian();
+/// assert_eq!(y.backward()?.wrt_scalar(x)?, -2.0 * (-1.0f64).exp());
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Gaussian;
+
+impl Unary for Gaussian {
+    const NAME: &'static str = "gaussian";
+    fn value(&self, x: f64) -> f64 {
+        (-x * x).exp()
+    }
+    // d/dx exp(−x²) = −2x·exp(−x²)
+    fn derivative(&self, x: f64, y: f64) -> f64 {
+        -2.0 * x * y
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-3.0, -1.0, 0.0, 0.5, 2.0]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// The Gaussian exp(−x²), elementwise.
+    pub fn gaussian(self) -> Var<'t> {
+        self.unary(Op::Gaussian(Gaussian))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// Swish with parameter β: `y = x·σ(βx)`; SiLU is β = 1.
+/// dy/dx = σ(βx) + βx·σ(βx)(1 − σ(βx)).
+///
+/// ```
+/// use tapegrad::Tape;
+/// let tape = Tape::new();
+/// let x = tape.var(0.0);
+/// let y = x.silu();
+/// assert_eq!(y.backward()?.wrt_scalar(x)?, 0.5);
+/// assert!(x.swish(f64::INFINITY).is_err());
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Swish {
+    /// The slope inside the sigmoid.
+    pub beta: f64,
+}
+
+impl Default for Swish {
+    fn default() -> Self {
+        Swish { beta: 1.0 }
+    }
+}
+
+impl Unary for Swish {
+    const NAME: &'static str = "swish";
+    fn value(&self, x: f64) -> f64 {
+        x * sigmoid(self.beta * x)
+    }
+    // d/dx xσ(βx) = σ(βx) + βxσ(βx)(1 − σ(βx))
+    fn derivative(&self, x: f64, _y: f64) -> f64 {
+        let s = sigmoid(self.beta * x);
+        s + self.beta * x * s * (1.0 - s)
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-40.0, -2.0, 0.0, 0.5, 40.0]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// Swish x·σ(βx), elementwise; an error if `beta` is not finite.
+    pub fn swish(self, beta: f64) -> Result<Var<'t>> {
+        let beta = finite(Swish::NAME, "beta", beta)?;
+        self.record(Op::Swish(Swish { beta }), &[self])
+    }
+
+    /// SiLU x·σ(x), elementwise: Swish with β = 1.
+    pub fn silu(self) -> Var<'t> {
+        self.unary(Op::Swish(Swish { beta: 1.0 }))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// Softplus: `y = ln(1 + eˣ)`, computed as max(x, 0) + ln(1 + e^−|x|) so that it never
+/// overflows (softplus(1000) = 1000). dy/dx = σ(x).
+///
+/// ```
+/// use tapegrad::Tape;
+/// let tape = Tape::new();
+/// let x = tape.var(1000.0);
+/// let y = x.softplus();
+/// assert_eq!(y.item()?, 1000.0);
+/// assert_eq!(y.backward()?.wrt_scalar(x)?, 1.0);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Softplus;
+
+impl Unary for Softplus {
+    const NAME: &'static str = "softplus";
+    fn value(&self, x: f64) -> f64 {
+        x.max(0.0) + (-x.abs()).exp().ln_1p()
+    }
+    // d/dx ln(1 + eˣ) = σ(x)
+    fn derivative(&self, x: f64, _y: f64) -> f64 {
+        sigmoid(x)
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-40.0, -1.0, 0.0, 1.0, 40.0]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// Softplus ln(1 + eˣ), elementwise.
+    pub fn softplus(self) -> Var<'t> {
+        self.unary(Op::Softplus(Softplus))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// GELU, the exact (erf) form: `y = x·Φ(x)` with Φ the standard normal CDF.
+/// dy/dx = Φ(x) + x·φ(x), φ the standard normal density.
+///
+/// ```
+/// use tapegrad::Tape;
+/// let tape = Tape::new();
+/// let x = tape.var(0.0);
+/// assert_eq!(x.gelu().backward()?.wrt_scalar(x)?, 0.5);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Gelu;
+
+/// 1/√(2π).
+const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+
+impl Unary for Gelu {
+    const NAME: &'static str = "gelu";
+    fn value(&self, x: f64) -> f64 {
+        0.5 * x * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2))
+    }
+    // d/dx xΦ(x) = Φ(x) + xφ(x)
+    fn derivative(&self, x: f64, _y: f64) -> f64 {
+        let cdf = 0.5 * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2));
+        let pdf = INV_SQRT_2PI * (-0.5 * x * x).exp();
+        cdf + x * pdf
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-6.0, -1.0, 0.0, 0.5, 3.0]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// GELU x·Φ(x), elementwise.
+    pub fn gelu(self) -> Var<'t> {
+        self.unary(Op::Gelu(Gelu))
+    }
+}

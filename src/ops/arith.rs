@@ -1,0 +1,447 @@
+//! Arithmetic: `add sub mul div` between variables (broadcasting), `neg`, powers, and
+//! the forms with a plain number on one side (`x + 2.0`, `1.0 / x`).
+
+use super::{finite, Binary, Op, Unary};
+use crate::error::Result;
+use crate::var::Var;
+
+// ---------------------------------------------------------------------------------------
+/// `y = a + b`, broadcasting. ∂y/∂a = 1, ∂y/∂b = 1.
+///
+/// ```
+/// use tapegrad::Tape;
+/// let tape = Tape::new();
+/// let (a, b) = (tape.var(2.0), tape.var(3.0));
+/// let g = (a + b).backward()?;
+/// assert_eq!((g.wrt_scalar(a)?, g.wrt_scalar(b)?), (1.0, 1.0));
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Add;
+
+impl Binary for Add {
+    const NAME: &'static str = "add";
+    fn value(&self, a: f64, b: f64) -> f64 {
+        a + b
+    }
+    // d/da (a + b) = 1, d/db (a + b) = 1
+    fn derivative(&self, _a: f64, _b: f64, _y: f64) -> (f64, f64) {
+        (1.0, 1.0)
+    }
+    fn check_at(&self) -> &'static [(f64, f64)] {
+        &[(1.0, 2.0), (-3.0, 0.5), (0.0, -4.0), (2.5, 1.5)]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// `self + other`, broadcasting; an error on incompatible shapes.
+    pub fn try_add(self, other: Var<'t>) -> Result<Var<'t>> {
+        self.record(Op::Add(Add), &[self, other])
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// `y = a − b`, broadcasting. ∂y/∂a = 1, ∂y/∂b = −1.
+///
+/// ```
+/// use tapegrad::Tape;
+/// let tape = Tape::new();
+/// let (a, b) = (tape.var(2.0), tape.var(3.0));
+/// let g = (a - b).backward()?;
+/// assert_eq!((g.wrt_scalar(a)?, g.wrt_scalar(b)?), (1.0, -1.0));
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sub;
+
+impl Binary for Sub {
+    const NAME: &'static str = "sub";
+    fn value(&self, a: f64, b: f64) -> f64 {
+        a - b
+    }
+    // d/da (a − b) = 1, d/db (a − b) = −1
+    fn derivative(&self, _a: f64, _b: f64, _y: f64) -> (f64, f64) {
+        (1.0, -1.0)
+    }
+    fn check_at(&self) -> &'static [(f64, f64)] {
+        &[(1.0, 2.0), (-3.0, 0.5), (0.0, -4.0), (2.5, 1.5)]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// `self − other`, broadcasting; an error on incompatible shapes.
+    pub fn try_sub(self, other: Var<'t>) -> Result<Var<'t>> {
+        self.record(Op::Sub(Sub), &[self, other])
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// `y = a · b`, broadcasting. ∂y/∂a = b, ∂y/∂b = a.
+///
+/// ```
+/// use tapegrad::Tape;
+/// let tape = Tape::new();
+/// let (a, b) = (tape.var(2.0), tape.var(3.0));
+/// let g = (a * b).backward()?;
+/// assert_eq!((g.wrt_scalar(a)?, g.wrt_scalar(b)?), (3.0, 2.0));
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Mul;
+
+impl Binary for Mul {
+    const NAME: &'static str = "mul";
+    fn value(&self, a: f64, b: f64) -> f64 {
+        a * b
+    }
+    // d/da ab = b, d/db ab = a
+    fn derivative(&self, a: f64, b: f64, _y: f64) -> (f64, f64) {
+        (b, a)
+    }
+    fn check_at(&self) -> &'static [(f64, f64)] {
+        &[(1.0, 2.0), (-3.0, 0.5), (0.0, -4.0), (2.5, 1.5)]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// `self · other` elementwise, broadcasting; an error on incompatible shapes.
+    pub fn try_mul(self, other: Var<'t>) -> Result<Var<'t>> {
+        self.record(Op::Mul(Mul), &[self, other])
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// `y = a / b`, broadcasting. ∂y/∂a = 1/b, ∂y/∂b = −a/b².
+///
+/// ```
+/// use tapegrad::Tape;
+/// let tape = Tape::new();
+/// let (a, b) = (tape.var(3.0), tape.var(2.0));
+/// let g = (a / b).backward()?;
+/// assert_eq!((g.wrt_scalar(a)?, g.wrt_scalar(b)?), (0.5, -0.75));
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Div;
+
+impl Binary for Div {
+    const NAME: &'static str = "div";
+    fn value(&self, a: f64, b: f64) -> f64 {
+        a / b
+    }
+    // d/da a/b = 1/b, d/db a/b = −a/b² = −y/b
+    fn derivative(&self, _a: f64, b: f64, y: f64) -> (f64, f64) {
+        (1.0 / b, -y / b)
+    }
+    fn check_at(&self) -> &'static [(f64, f64)] {
+        &[(1.0, 2.0), (-3.0, 0.5), (0.0, -4.0), (2.5, 1.5)]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// `self / other` elementwise, broadcasting; an error on incompatible shapes.
+    pub fn try_div(self, other: Var<'t>) -> Result<Var<'t>> {
+        self.record(Op::Div(Div), &[self, other])
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// `y = −x`. dy/dx = −1. Used by unary `-`.
+///
+/// ```
+/// use tapegrad::Tape;
+/// let tape = Tape::new();
+/// let x = tape.var(2.0);
+/// assert_eq!((-x).backward()?.wrt_scalar(x)?, -1.0);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Neg;
+
+impl Unary for Neg {
+    const NAME: &'static str = "neg";
+    fn value(&self, x: f64) -> f64 {
+        -x
+    }
+    // d/dx (−x) = −1
+    fn derivative(&self, _x: f64, _y: f64) -> f64 {
+        -1.0
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-2.0, 0.0, 1.5, 3.0]
+    }
+}
+
+impl<'t> std::ops::Neg for Var<'t> {
+    type Output = Var<'t>;
+    fn neg(self) -> Var<'t> {
+        self.unary(Op::Neg(Neg))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// `y = x^p` for a real exponent `p`. dy/dx = p·x^(p−1); 0 when p = 0.
+///
+/// For x < 0 and a non-integer p the value is NaN, as for `f64::powf`; use
+/// [`Var::powi`] for integer powers of negative numbers.
+///
+/// ```
+/// use tapegrad::Tape;
+/// let tape = Tape::new();
+/// let x = tape.var(4.0);
+/// let y = x.powf(1.5)?;
+/// assert_eq!(y.item()?, 8.0);
+/// assert_eq!(y.backward()?.wrt_scalar(x)?, 3.0); // 1.5·√4
+/// assert!(x.powf(f64::NAN).is_err());
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Powf {
+    /// The exponent.
+    pub p: f64,
+}
+
+impl Default for Powf {
+    fn default() -> Self {
+        Powf { p: 2.5 }
+    }
+}
+
+impl Unary for Powf {
+    const NAME: &'static str = "powf";
+    fn value(&self, x: f64) -> f64 {
+        x.powf(self.p)
+    }
+    // d/dx x^p = p·x^(p−1)
+    fn derivative(&self, x: f64, _y: f64) -> f64 {
+        if self.p == 0.0 {
+            0.0
+        } else {
+            self.p * x.powf(self.p - 1.0)
+        }
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[0.1, 0.5, 1.0, 2.0, 4.0]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// `self^p`, elementwise; an error if `p` is not finite.
+    pub fn powf(self, p: f64) -> Result<Var<'t>> {
+        let p = finite(Powf::NAME, "p", p)?;
+        self.record(Op::Powf(Powf { p }), &[self])
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// `y = x^n` for an integer `n`. dy/dx = n·x^(n−1); 0 when n = 0.
+///
+/// ```
+/// use tapegrad::Tape;
+/// let tape = Tape::new();
+/// let x = tape.var(-2.0);
+/// let y = x.powi(3);
+/// assert_eq!(y.item()?, -8.0);
+/// assert_eq!(y.backward()?.wrt_scalar(x)?, 12.0);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Powi {
+    /// The exponent.
+    pub n: i32,
+}
+
+impl Default for Powi {
+    fn default() -> Self {
+        Powi { n: 3 }
+    }
+}
+
+impl Unary for Powi {
+    const NAME: &'static str = "powi";
+    fn value(&self, x: f64) -> f64 {
+        x.powi(self.n)
+    }
+    // d/dx x^n = n·x^(n−1)
+    fn derivative(&self, x: f64, _y: f64) -> f64 {
+        if self.n == 0 {
+            0.0
+        } else {
+            f64::from(self.n) * x.powi(self.n - 1)
+        }
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-2.0, -0.5, 0.0, 1.0, 3.0]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// `self^n`, elementwise, for an integer `n`.
+    pub fn powi(self, n: i32) -> Var<'t> {
+        self.unary(Op::Powi(Powi { n }))
+    }
+
+    /// `self²`, elementwise.
+    pub fn square(self) -> Var<'t> {
+        self.powi(2)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// `y = x + c` for a number `c` (also `x − c`, recorded as `x + (−c)`, which is the
+/// same in floating point). dy/dx = 1.
+#[derive(Clone, Copy, Debug)]
+pub struct AddScalar {
+    /// The number added.
+    pub c: f64,
+}
+
+impl Default for AddScalar {
+    fn default() -> Self {
+        AddScalar { c: 1.5 }
+    }
+}
+
+impl Unary for AddScalar {
+    const NAME: &'static str = "add_scalar";
+    fn value(&self, x: f64) -> f64 {
+        x + self.c
+    }
+    // d/dx (x + c) = 1
+    fn derivative(&self, _x: f64, _y: f64) -> f64 {
+        1.0
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-2.0, 0.0, 1.5, 3.0]
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// `y = c · x` for a number `c`. dy/dx = c.
+#[derive(Clone, Copy, Debug)]
+pub struct MulScalar {
+    /// The factor.
+    pub c: f64,
+}
+
+impl Default for MulScalar {
+    fn default() -> Self {
+        MulScalar { c: -2.5 }
+    }
+}
+
+impl Unary for MulScalar {
+    const NAME: &'static str = "mul_scalar";
+    fn value(&self, x: f64) -> f64 {
+        x * self.c
+    }
+    // d/dx cx = c
+    fn derivative(&self, _x: f64, _y: f64) -> f64 {
+        self.c
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-2.0, 0.0, 1.5, 3.0]
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// `y = x / c` for a number `c`. dy/dx = 1/c.
+#[derive(Clone, Copy, Debug)]
+pub struct DivScalar {
+    /// The divisor.
+    pub c: f64,
+}
+
+impl Default for DivScalar {
+    fn default() -> Self {
+        DivScalar { c: 4.0 }
+    }
+}
+
+impl Unary for DivScalar {
+    const NAME: &'static str = "div_scalar";
+    fn value(&self, x: f64) -> f64 {
+        x / self.c
+    }
+    // d/dx x/c = 1/c
+    fn derivative(&self, _x: f64, _y: f64) -> f64 {
+        1.0 / self.c
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-2.0, 0.0, 1.5, 3.0]
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// `y = c − x` for a number `c`. dy/dx = −1.
+#[derive(Clone, Copy, Debug)]
+pub struct ScalarSub {
+    /// The number subtracted from.
+    pub c: f64,
+}
+
+impl Default for ScalarSub {
+    fn default() -> Self {
+        ScalarSub { c: 1.0 }
+    }
+}
+
+impl Unary for ScalarSub {
+    const NAME: &'static str = "scalar_sub";
+    fn value(&self, x: f64) -> f64 {
+        self.c - x
+    }
+    // d/dx (c − x) = −1
+    fn derivative(&self, _x: f64, _y: f64) -> f64 {
+        -1.0
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-2.0, 0.0, 1.5, 3.0]
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// `y = c / x` for a number `c`. dy/dx = −c/x².
+#[derive(Clone, Copy, Debug)]
+pub struct ScalarDiv {
+    /// The dividend.
+    pub c: f64,
+}
+
+impl Default for ScalarDiv {
+    fn default() -> Self {
+        ScalarDiv { c: 3.0 }
+    }
+}
+
+impl Unary for ScalarDiv {
+    const NAME: &'static str = "scalar_div";
+    fn value(&self, x: f64) -> f64 {
+        self.c / x
+    }
+    // d/dx c/x = −c/x² = −y/x
+    fn derivative(&self, x: f64, y: f64) -> f64 {
+        -y / x
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-2.0, -0.5, 0.5, 3.0]
+    }
+}
+
+impl Op {
+    pub(crate) fn add_scalar(c: f64) -> Op {
+        Op::AddScalar(AddScalar { c })
+    }
+    pub(crate) fn mul_scalar(c: f64) -> Op {
+        Op::MulScalar(MulScalar { c })
+    }
+    pub(crate) fn div_scalar(c: f64) -> Op {
+        Op::DivScalar(DivScalar { c })
+    }
+    pub(crate) fn scalar_sub(c: f64) -> Op {
+        Op::ScalarSub(ScalarSub { c })
+    }
+    pub(crate) fn scalar_div(c: f64) -> Op {
+        Op::ScalarDiv(ScalarDiv { c })
+    }
+}

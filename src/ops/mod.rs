@@ -1,0 +1,368 @@
+//! The built-in ops, one family per file, and the registry that lists them.
+//!
+//! Every op is one block in its family's file: the doc comment (formula, derivative,
+//! edge convention), the struct, its forward and backward side by side, the points
+//! where it must be gradient-checked, and its [`Var`] method. Each op implements the
+//! public [`Function`] trait; the tape keeps built-in ops in an enum (one variant per
+//! op, carrying its parameters) so that dispatch is a `match`, not a virtual call.
+//!
+//! [`registry`] lists every built-in op with default parameters; the gradient-check
+//! tests walk it, so a new op is tested as soon as it is registered.
+#![doc = include_str!("../../docs/adding-an-op.md")]
+
+pub mod activation;
+pub mod arith;
+pub mod elementwise;
+pub mod reduce;
+
+use crate::error::{Error, Result};
+use crate::function::{backward_by_accumulation, Function, InputGrads, UserFunction};
+use crate::shape::{BroadcastIndex, Shape};
+use crate::tensor::{Tensor, TensorRef};
+#[allow(unused_imports)] // used by the intra-doc links above
+use crate::var::Var;
+use std::sync::Arc;
+
+/// An elementwise function of one input, given by its value and its derivative.
+pub(crate) trait Unary {
+    /// The op's name.
+    const NAME: &'static str;
+    /// y = f(x).
+    fn value(&self, x: f64) -> f64;
+    /// dy/dx at x, given y = f(x) (whichever is cheaper to use).
+    fn derivative(&self, x: f64, y: f64) -> f64;
+    /// Points where the gradient checker tests the op.
+    fn check_at(&self) -> &'static [f64];
+}
+
+/// An elementwise function of two inputs that broadcast against each other.
+pub(crate) trait Binary {
+    /// The op's name.
+    const NAME: &'static str;
+    /// y = f(a, b).
+    fn value(&self, a: f64, b: f64) -> f64;
+    /// (∂y/∂a, ∂y/∂b) at (a, b), given y = f(a, b).
+    fn derivative(&self, a: f64, b: f64, y: f64) -> (f64, f64);
+    /// Points `(a, b)` where the gradient checker tests the op.
+    fn check_at(&self) -> &'static [(f64, f64)];
+}
+
+fn unary_shape(name: &str, inputs: &[&Shape]) -> Result<Shape> {
+    match inputs {
+        [x] => Ok((*x).clone()),
+        _ => Err(Error::Arity {
+            op: name.to_string(),
+            expected: 1,
+            got: inputs.len(),
+        }),
+    }
+}
+
+fn binary_shape(name: &str, inputs: &[&Shape]) -> Result<Shape> {
+    match inputs {
+        [a, b] => a.broadcast(b).ok_or_else(|| Error::ShapeMismatch {
+            op: name.to_string(),
+            left: (*a).clone(),
+            right: (*b).clone(),
+        }),
+        _ => Err(Error::Arity {
+            op: name.to_string(),
+            expected: 2,
+            got: inputs.len(),
+        }),
+    }
+}
+
+#[inline]
+fn unary_forward<U: Unary>(op: &U, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+    for (y, &x) in out.iter_mut().zip(inputs[0].data()) {
+        *y = op.value(x);
+    }
+}
+
+#[inline]
+fn unary_backward<U: Unary>(
+    op: &U,
+    inputs: &[TensorRef<'_>],
+    y: TensorRef<'_>,
+    gy: TensorRef<'_>,
+    gx: &mut InputGrads<'_>,
+) {
+    let g = gx.get_mut(0);
+    let (x, y, gy) = (inputs[0].data(), y.data(), gy.data());
+    for k in 0..g.len() {
+        g[k] += gy[k] * op.derivative(x[k], y[k]);
+    }
+}
+
+#[inline]
+fn binary_forward<B: Binary>(op: &B, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+    let (a, b) = (inputs[0], inputs[1]);
+    if a.shape() == b.shape() {
+        for ((y, &a), &b) in out.iter_mut().zip(a.data()).zip(b.data()) {
+            *y = op.value(a, b);
+        }
+    } else {
+        let out_shape = a
+            .shape()
+            .broadcast(b.shape())
+            .expect("checked when recorded");
+        let (a, b) = (a.data(), b.data());
+        BroadcastIndex::new(inputs[0].shape(), inputs[1].shape(), &out_shape)
+            .for_each(|k, ia, ib| out[k] = op.value(a[ia], b[ib]));
+    }
+}
+
+/// Gradients of a broadcast binary op: each output element adds into the input
+/// elements it was made from, which sums the gradient over broadcast axes.
+#[inline]
+fn binary_backward<B: Binary>(
+    op: &B,
+    inputs: &[TensorRef<'_>],
+    y: TensorRef<'_>,
+    gy: TensorRef<'_>,
+    gx: &mut InputGrads<'_>,
+) {
+    let (a, b) = (inputs[0], inputs[1]);
+    let (arena, oa, ob) = gx.pair();
+    let (yv, gyv) = (y.data(), gy.data());
+    if a.shape() == b.shape() {
+        let (a, b) = (a.data(), b.data());
+        for k in 0..yv.len() {
+            let (da, db) = op.derivative(a[k], b[k], yv[k]);
+            arena[oa + k] += gyv[k] * da;
+            arena[ob + k] += gyv[k] * db;
+        }
+    } else {
+        let (av, bv) = (a.data(), b.data());
+        BroadcastIndex::new(a.shape(), b.shape(), y.shape()).for_each(|k, ia, ib| {
+            let (da, db) = op.derivative(av[ia], bv[ib], yv[k]);
+            arena[oa + ia] += gyv[k] * da;
+            arena[ob + ib] += gyv[k] * db;
+        });
+    }
+}
+
+/// Checks that an op parameter is a finite number.
+pub(crate) fn finite(op: &str, name: &'static str, value: f64) -> Result<f64> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(Error::InvalidParameter {
+            op: op.to_string(),
+            name,
+            value,
+        })
+    }
+}
+
+/// The `Function` impl of an op, from its kind.
+macro_rules! impl_function {
+    (unary $ty:ty) => {
+        impl Function for $ty {
+            fn name(&self) -> &str {
+                <$ty as Unary>::NAME
+            }
+            fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+                unary_shape(<$ty as Unary>::NAME, inputs)
+            }
+            fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+                unary_forward(self, inputs, out)
+            }
+            fn backward(
+                &self,
+                inputs: &[TensorRef<'_>],
+                y: TensorRef<'_>,
+                gy: TensorRef<'_>,
+            ) -> Result<Vec<Tensor>> {
+                backward_by_accumulation(self, inputs, y, gy)
+            }
+            fn backward_accumulate(
+                &self,
+                inputs: &[TensorRef<'_>],
+                y: TensorRef<'_>,
+                gy: TensorRef<'_>,
+                gx: &mut InputGrads<'_>,
+            ) -> Result<()> {
+                unary_backward(self, inputs, y, gy, gx);
+                Ok(())
+            }
+            fn check_at(&self) -> Vec<Vec<Tensor>> {
+                <$ty as Unary>::check_at(self)
+                    .iter()
+                    .map(|&x| vec![Tensor::scalar(x)])
+                    .collect()
+            }
+        }
+    };
+    (binary $ty:ty) => {
+        impl Function for $ty {
+            fn name(&self) -> &str {
+                <$ty as Binary>::NAME
+            }
+            fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+                binary_shape(<$ty as Binary>::NAME, inputs)
+            }
+            fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+                binary_forward(self, inputs, out)
+            }
+            fn backward(
+                &self,
+                inputs: &[TensorRef<'_>],
+                y: TensorRef<'_>,
+                gy: TensorRef<'_>,
+            ) -> Result<Vec<Tensor>> {
+                backward_by_accumulation(self, inputs, y, gy)
+            }
+            fn backward_accumulate(
+                &self,
+                inputs: &[TensorRef<'_>],
+                y: TensorRef<'_>,
+                gy: TensorRef<'_>,
+                gx: &mut InputGrads<'_>,
+            ) -> Result<()> {
+                binary_backward(self, inputs, y, gy, gx);
+                Ok(())
+            }
+            fn check_at(&self) -> Vec<Vec<Tensor>> {
+                <$ty as Binary>::check_at(self)
+                    .iter()
+                    .map(|&(a, b)| vec![Tensor::scalar(a), Tensor::scalar(b)])
+                    .collect()
+            }
+        }
+    };
+    (general $ty:ty) => {};
+}
+
+macro_rules! elementwise {
+    (unary) => {
+        true
+    };
+    (binary) => {
+        true
+    };
+    (general) => {
+        false
+    };
+}
+
+/// The registry: one line per built-in op, `kind Variant = family::Struct;`.
+///
+/// `unary` and `binary` ops get their `Function` impl from their `Unary` / `Binary`
+/// rule; `general` ops implement `Function` by hand in their file.
+macro_rules! ops {
+    ($( $kind:ident $variant:ident = $family:ident :: $ty:ident; )*) => {
+        /// What made a node: a leaf, a built-in op (with its parameters) or a user function.
+        #[derive(Clone)]
+        pub(crate) enum Op {
+            Leaf,
+            Custom(UserFunction),
+            $( $variant($family::$ty), )*
+        }
+
+        impl Op {
+            pub(crate) fn name(&self) -> &str {
+                match self {
+                    Op::Leaf => "leaf",
+                    Op::Custom(f) => f.name(),
+                    $( Op::$variant(f) => Function::name(f), )*
+                }
+            }
+
+            /// True for built-in ops whose output has the broadcast shape of the inputs.
+            pub(crate) fn is_elementwise(&self) -> bool {
+                match self {
+                    $( Op::$variant(_) => elementwise!($kind), )*
+                    Op::Leaf | Op::Custom(_) => false,
+                }
+            }
+
+            pub(crate) fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+                match self {
+                    Op::Leaf => Ok(Shape::scalar()),
+                    Op::Custom(f) => f.output_shape(inputs),
+                    $( Op::$variant(f) => Function::output_shape(f, inputs), )*
+                }
+            }
+
+            #[inline]
+            pub(crate) fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+                match self {
+                    Op::Leaf => {}
+                    Op::Custom(f) => f.forward(inputs, out),
+                    $( Op::$variant(f) => Function::forward(f, inputs, out), )*
+                }
+            }
+
+            #[inline]
+            pub(crate) fn backward_accumulate(
+                &self,
+                inputs: &[TensorRef<'_>],
+                y: TensorRef<'_>,
+                gy: TensorRef<'_>,
+                gx: &mut InputGrads<'_>,
+            ) -> Result<()> {
+                match self {
+                    Op::Leaf => Ok(()),
+                    Op::Custom(f) => f.backward_accumulate(inputs, y, gy, gx),
+                    $( Op::$variant(f) => Function::backward_accumulate(f, inputs, y, gy, gx), )*
+                }
+            }
+        }
+
+        $( impl_function!($kind $family::$ty); )*
+
+        /// Every built-in op with its default parameters, in registry order. The
+        /// gradient-check tests walk this list.
+        ///
+        /// ```
+        /// let names: Vec<String> =
+        ///     tapegrad::ops::registry().iter().map(|f| f.name().to_string()).collect();
+        /// assert!(names.contains(&"sigmoid".to_string()));
+        /// ```
+        pub fn registry() -> Vec<Arc<dyn Function>> {
+            vec![ $( Arc::new($family::$ty::default()) as Arc<dyn Function>, )* ]
+        }
+    };
+}
+
+ops! {
+    binary  Add = arith::Add;
+    binary  Sub = arith::Sub;
+    binary  Mul = arith::Mul;
+    binary  Div = arith::Div;
+    unary   Neg = arith::Neg;
+    unary   Powf = arith::Powf;
+    unary   Powi = arith::Powi;
+    unary   AddScalar = arith::AddScalar;
+    unary   MulScalar = arith::MulScalar;
+    unary   DivScalar = arith::DivScalar;
+    unary   ScalarSub = arith::ScalarSub;
+    unary   ScalarDiv = arith::ScalarDiv;
+    unary   Exp = elementwise::Exp;
+    unary   Ln = elementwise::Ln;
+    unary   Sqrt = elementwise::Sqrt;
+    unary   Abs = elementwise::Abs;
+    unary   Sin = elementwise::Sin;
+    unary   Cos = elementwise::Cos;
+    unary   Tan = elementwise::Tan;
+    unary   Step = activation::Step;
+    unary   Sigmoid = activation::Sigmoid;
+    unary   Tanh = activation::Tanh;
+    unary   Relu = activation::Relu;
+    unary   LeakyRelu = activation::LeakyRelu;
+    unary   Elu = activation::Elu;
+    unary   Softsign = activation::Softsign;
+    unary   Atan = activation::Atan;
+    unary   Gaussian = activation::Gaussian;
+    unary   Swish = activation::Swish;
+    unary   Softplus = activation::Softplus;
+    unary   Gelu = activation::Gelu;
+    general Sum = reduce::Sum;
+    general Mean = reduce::Mean;
+    general Max = reduce::Max;
+    general SumAxis = reduce::SumAxis;
+    general MeanAxis = reduce::MeanAxis;
+    general MaxAxis = reduce::MaxAxis;
+}

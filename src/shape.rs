@@ -1,0 +1,218 @@
+//! Shapes of tensors and the broadcasting rule that binary ops follow.
+//!
+//! A [`Shape`] is the list of a tensor's axis lengths, outermost first (row-major). A
+//! scalar has the empty shape `[]`. Shapes of rank up to four are stored inline, so
+//! building one does not touch the heap.
+
+use smallvec::SmallVec;
+use std::fmt;
+
+/// The axis lengths of a tensor, outermost first; `[]` is a scalar.
+///
+/// ```
+/// use tapegrad::Shape;
+/// let s = Shape::from([2, 3]);
+/// assert_eq!(s.rank(), 2);
+/// assert_eq!(s.numel(), 6);
+/// assert_eq!(s.to_string(), "[2, 3]");
+/// assert!(Shape::scalar().is_scalar());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Shape(SmallVec<[usize; 4]>);
+
+impl Shape {
+    /// The shape of a scalar: rank 0, one element.
+    pub fn scalar() -> Self {
+        Shape(SmallVec::new())
+    }
+
+    /// A shape from its axis lengths.
+    pub fn new(dims: &[usize]) -> Self {
+        Shape(SmallVec::from_slice(dims))
+    }
+
+    /// The axis lengths, outermost first.
+    pub fn dims(&self) -> &[usize] {
+        &self.0
+    }
+
+    /// The number of axes.
+    pub fn rank(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The number of elements (1 for a scalar).
+    pub fn numel(&self) -> usize {
+        self.0.iter().product()
+    }
+
+    /// True for the rank-0 shape.
+    pub fn is_scalar(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The shape both `self` and `other` broadcast to under NumPy's rule, if any.
+    ///
+    /// Shapes are aligned at their last axis; a missing leading axis counts as length 1,
+    /// and an axis of length 1 stretches to the other's length.
+    ///
+    /// ```
+    /// use tapegrad::Shape;
+    /// let a = Shape::from([3, 1]);
+    /// let b = Shape::from([1, 4]);
+    /// assert_eq!(a.broadcast(&b), Some(Shape::from([3, 4])));
+    /// assert_eq!(Shape::from([2, 3]).broadcast(&Shape::from([3])), Some(Shape::from([2, 3])));
+    /// assert_eq!(Shape::from([2]).broadcast(&Shape::from([3])), None);
+    /// ```
+    pub fn broadcast(&self, other: &Shape) -> Option<Shape> {
+        if self == other {
+            return Some(self.clone());
+        }
+        let rank = self.rank().max(other.rank());
+        let mut dims = SmallVec::with_capacity(rank);
+        for axis in 0..rank {
+            let a = self.dim_from_end(rank - 1 - axis);
+            let b = other.dim_from_end(rank - 1 - axis);
+            dims.push(match (a, b) {
+                (a, b) if a == b => a,
+                (1, b) => b,
+                (a, 1) => a,
+                _ => return None,
+            });
+        }
+        Some(Shape(dims))
+    }
+
+    /// The length of the axis `k` places from the last (0 = last); 1 past the rank.
+    fn dim_from_end(&self, k: usize) -> usize {
+        if k < self.rank() {
+            self.0[self.rank() - 1 - k]
+        } else {
+            1
+        }
+    }
+
+    /// Row-major strides of this shape seen as a broadcast operand of `out`: axes that
+    /// are stretched (or missing) get stride 0.
+    pub(crate) fn broadcast_strides(&self, out: &Shape) -> SmallVec<[usize; 4]> {
+        let rank = out.rank();
+        let mut strides = SmallVec::from_elem(0, rank);
+        let mut stride = 1;
+        for k in 0..self.rank() {
+            let axis = rank - 1 - k;
+            let dim = self.0[self.rank() - 1 - k];
+            if dim != 1 {
+                strides[axis] = stride;
+            }
+            stride *= dim;
+        }
+        strides
+    }
+
+    /// The shape with `axis` removed, or set to 1 when `keepdim`.
+    pub(crate) fn reduce_axis(&self, axis: usize, keepdim: bool) -> Shape {
+        let mut dims = self.0.clone();
+        if keepdim {
+            dims[axis] = 1;
+        } else {
+            dims.remove(axis);
+        }
+        Shape(dims)
+    }
+
+    /// `(outer, len, inner)` around `axis`: the element at `(o, j, i)` sits at
+    /// `(o * len + j) * inner + i`.
+    pub(crate) fn split_at_axis(&self, axis: usize) -> (usize, usize, usize) {
+        let outer = self.0[..axis].iter().product();
+        let inner = self.0[axis + 1..].iter().product();
+        (outer, self.0[axis], inner)
+    }
+}
+
+impl From<&[usize]> for Shape {
+    fn from(dims: &[usize]) -> Self {
+        Shape::new(dims)
+    }
+}
+
+impl<const N: usize> From<[usize; N]> for Shape {
+    fn from(dims: [usize; N]) -> Self {
+        Shape::new(&dims)
+    }
+}
+
+impl From<Vec<usize>> for Shape {
+    fn from(dims: Vec<usize>) -> Self {
+        Shape(SmallVec::from_vec(dims))
+    }
+}
+
+impl From<&Shape> for Shape {
+    fn from(shape: &Shape) -> Self {
+        shape.clone()
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[")?;
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{d}")?;
+        }
+        write!(f, "]")
+    }
+}
+
+impl fmt::Debug for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Walks the elements of a broadcast binary op: for every output element in row-major
+/// order, the index of the matching element of each operand.
+pub(crate) struct BroadcastIndex {
+    dims: SmallVec<[usize; 4]>,
+    strides_a: SmallVec<[usize; 4]>,
+    strides_b: SmallVec<[usize; 4]>,
+}
+
+impl BroadcastIndex {
+    pub(crate) fn new(a: &Shape, b: &Shape, out: &Shape) -> Self {
+        BroadcastIndex {
+            dims: out.0.clone(),
+            strides_a: a.broadcast_strides(out),
+            strides_b: b.broadcast_strides(out),
+        }
+    }
+
+    /// Calls `f(k, ia, ib)` for every output element `k`.
+    #[inline]
+    pub(crate) fn for_each(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let rank = self.dims.len();
+        let total: usize = self.dims.iter().product();
+        if total == 0 {
+            return;
+        }
+        let mut counter: SmallVec<[usize; 4]> = SmallVec::from_elem(0, rank);
+        let (mut ia, mut ib) = (0usize, 0usize);
+        for k in 0..total {
+            f(k, ia, ib);
+            // Advance the odometer from the last axis.
+            for axis in (0..rank).rev() {
+                counter[axis] += 1;
+                ia += self.strides_a[axis];
+                ib += self.strides_b[axis];
+                if counter[axis] < self.dims[axis] {
+                    break;
+                }
+                ia -= self.strides_a[axis] * self.dims[axis];
+                ib -= self.strides_b[axis] * self.dims[axis];
+                counter[axis] = 0;
+            }
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! The tape: an arena that records a computation in order.
+//!
+//! Recording appends a node (which op, its inputs, where its value sits, its shape) and
+//! the node's value to flat vectors. Recording order is already a topological order, so
+//! backward is a single loop over the nodes in reverse. [`Tape::clear`] forgets the
+//! nodes but keeps the memory, so a training loop that records a fresh graph each step
+//! on one tape stops allocating after its first step.
+
+use crate::error::{Error, Result};
+use crate::function::{AsFunction, UserFunction};
+use crate::ops::Op;
+use crate::shape::Shape;
+use crate::tensor::{Tensor, TensorRef};
+use crate::var::Var;
+use indexmap::IndexSet;
+use smallvec::SmallVec;
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Index of a node on its tape.
+pub(crate) type NodeId = u32;
+
+/// Index of an interned shape; the scalar shape is always 0.
+pub(crate) type ShapeId = u32;
+
+pub(crate) const SCALAR: ShapeId = 0;
+
+/// One recorded operation.
+#[derive(Clone)]
+pub(crate) struct Node {
+    pub(crate) op: Op,
+    pub(crate) inputs: SmallVec<[NodeId; 2]>,
+    /// Where the node's value (and gradient) starts in the arenas.
+    pub(crate) offset: usize,
+    pub(crate) shape: ShapeId,
+    pub(crate) requires_grad: bool,
+}
+
+/// The tape's storage.
+pub(crate) struct Inner {
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) values: Vec<f64>,
+    pub(crate) shapes: IndexSet<Shape>,
+    /// How many times the tape has been cleared; gradients remember it.
+    pub(crate) generation: u64,
+}
+
+impl Inner {
+    pub(crate) fn shape(&self, id: ShapeId) -> &Shape {
+        &self.shapes[id as usize]
+    }
+
+    pub(crate) fn numel(&self, node: &Node) -> usize {
+        if node.shape == SCALAR {
+            1
+        } else {
+            self.shape(node.shape).numel()
+        }
+    }
+
+    /// The value of node `id` as a view.
+    pub(crate) fn value(&self, id: NodeId) -> TensorRef<'_> {
+        let node = &self.nodes[id as usize];
+        let n = self.numel(node);
+        TensorRef::from_parts(
+            &self.values[node.offset..node.offset + n],
+            self.shape(node.shape),
+        )
+    }
+
+    fn intern(&mut self, shape: Shape) -> ShapeId {
+        if shape.is_scalar() {
+            SCALAR
+        } else {
+            self.shapes.insert_full(shape).0 as ShapeId
+        }
+    }
+}
+
+static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A recording of a computation: the arena every [`Var`] lives on.
+///
+/// Make variables with [`var`](Tape::var) (a scalar leaf), [`tensor`](Tape::tensor)
+/// (a tensor leaf) and [`constant`](Tape::constant) (no gradient); combine them with
+/// operators and method ops; call [`Var::backward`] on the result.
+///
+/// A tape is `Send` but not `Sync`: use one per thread.
+///
+/// ```
+/// use tapegrad::Tape;
+/// let mut tape = Tape::new();
+/// for step in 0..3 {
+///     tape.clear(); // reuse the memory of the last step
+///     let x = tape.var(step as f64);
+///     let y = x * x + 1.0;
+///     assert_eq!(y.backward()?.wrt_scalar(x)?, 2.0 * step as f64);
+/// }
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+pub struct Tape {
+    id: u64,
+    pub(crate) inner: RefCell<Inner>,
+    no_grad: Cell<u32>,
+}
+
+impl Default for Tape {
+    fn default() -> Self {
+        Tape::new()
+    }
+}
+
+impl Tape {
+    /// An empty tape.
+    pub fn new() -> Tape {
+        Tape::with_capacity(0, 0)
+    }
+
+    /// An empty tape with room for `nodes` nodes holding `values` numbers in all.
+    pub fn with_capacity(nodes: usize, values: usize) -> Tape {
+        let mut shapes = IndexSet::new();
+        shapes.insert(Shape::scalar());
+        Tape {
+            id: NEXT_TAPE_ID.fetch_add(1, Ordering::Relaxed),
+            inner: RefCell::new(Inner {
+                nodes: Vec::with_capacity(nodes),
+                values: Vec::with_capacity(values),
+                shapes,
+                generation: 0,
+            }),
+            no_grad: Cell::new(0),
+        }
+    }
+
+    /// A number that identifies this tape among all tapes of the process.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The number of recorded nodes.
+    pub fn len(&self) -> usize {
+        self.inner.borrow().nodes.len()
+    }
+
+    /// True when nothing is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets every node, keeping the memory for the next recording.
+    ///
+    /// Variables of the old recording cannot outlive this call (it takes `&mut self`);
+    /// [`Gradients`](crate::Gradients) computed before it report
+    /// [`Error::StaleGradients`] when asked about variables of the new recording.
+    pub fn clear(&mut self) {
+        let inner = self.inner.get_mut();
+        inner.nodes.clear();
+        inner.values.clear();
+        inner.generation += 1;
+    }
+
+    /// How many times the tape has been cleared.
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner.borrow().generation
+    }
+
+    /// A scalar leaf variable: gradients are computed for it.
+    pub fn var(&self, value: f64) -> Var<'_> {
+        self.leaf_scalar(value, true)
+    }
+
+    /// A tensor leaf variable: gradients are computed for it. The values are copied onto
+    /// the tape.
+    pub fn tensor(&self, value: &Tensor) -> Var<'_> {
+        self.leaf(value.view(), true)
+    }
+
+    /// A scalar constant: no gradient flows into it.
+    pub fn constant(&self, value: f64) -> Var<'_> {
+        self.leaf_scalar(value, false)
+    }
+
+    /// A tensor constant: no gradient flows into it.
+    pub fn constant_tensor(&self, value: &Tensor) -> Var<'_> {
+        self.leaf(value.view(), false)
+    }
+
+    fn leaf_scalar(&self, value: f64, requires_grad: bool) -> Var<'_> {
+        let mut inner = self.inner.borrow_mut();
+        let offset = inner.values.len();
+        inner.values.push(value);
+        self.push_node(
+            &mut inner,
+            Op::Leaf,
+            SmallVec::new(),
+            offset,
+            SCALAR,
+            requires_grad,
+        )
+    }
+
+    pub(crate) fn leaf(&self, value: TensorRef<'_>, requires_grad: bool) -> Var<'_> {
+        let mut inner = self.inner.borrow_mut();
+        let shape = inner.intern(value.shape().clone());
+        let offset = inner.values.len();
+        inner.values.extend_from_slice(value.data());
+        self.push_node(
+            &mut inner,
+            Op::Leaf,
+            SmallVec::new(),
+            offset,
+            shape,
+            requires_grad,
+        )
+    }
+
+    fn push_node(
+        &self,
+        inner: &mut Inner,
+        op: Op,
+        inputs: SmallVec<[NodeId; 2]>,
+        offset: usize,
+        shape: ShapeId,
+        requires_grad: bool,
+    ) -> Var<'_> {
+        let id = NodeId::try_from(inner.nodes.len()).expect("a tape holds at most 2^32 nodes");
+        inner.nodes.push(Node {
+            op,
+            inputs,
+            offset,
+            shape,
+            requires_grad: requires_grad && self.no_grad.get() == 0,
+        });
+        Var::new(self, id)
+    }
+
+    /// Applies a user [`Function`](crate::Function) (or
+    /// [`ScalarFunction`](crate::ScalarFunction)) to `inputs` and records the result.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tapegrad::{ScalarFunction, Tape};
+    /// struct Square;
+    /// impl ScalarFunction for Square {
+    ///     fn name(&self) -> &str { "square" }
+    ///     fn value(&self, x: f64) -> f64 { x * x }
+    ///     fn derivative(&self, x: f64) -> f64 { 2.0 * x }
+    /// }
+    /// let tape = Tape::new();
+    /// let x = tape.var(3.0);
+    /// let y = tape.apply(&Arc::new(Square), &[x])?;
+    /// assert_eq!(y.item()?, 9.0);
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn apply<'t>(&'t self, f: &impl AsFunction, inputs: &[Var<'t>]) -> Result<Var<'t>> {
+        let f: UserFunction = f.as_function();
+        self.record(Op::Custom(f), inputs)
+    }
+
+    /// Records `op` applied to `inputs`: checks the tape and shapes, computes the value
+    /// into the arena, appends the node. On error nothing is recorded.
+    pub(crate) fn record<'t>(&'t self, op: Op, inputs: &[Var<'t>]) -> Result<Var<'t>> {
+        for x in inputs {
+            if x.tape().id() != self.id {
+                return Err(Error::ForeignVariable {
+                    op: op.name().to_string(),
+                });
+            }
+        }
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+
+        let mut requires_grad = false;
+        let mut all_scalar = true;
+        for x in inputs {
+            let node = &inner.nodes[x.id() as usize];
+            requires_grad |= node.requires_grad;
+            all_scalar &= node.shape == SCALAR;
+        }
+
+        let shape_id = if all_scalar && op.is_elementwise() && !inputs.is_empty() {
+            SCALAR
+        } else {
+            let shapes: SmallVec<[&Shape; 4]> = inputs
+                .iter()
+                .map(|x| inner.shape(inner.nodes[x.id() as usize].shape))
+                .collect();
+            let shape = op.output_shape(&shapes)?;
+            drop(shapes);
+            inner.intern(shape)
+        };
+
+        let offset = inner.values.len();
+        let n = if shape_id == SCALAR {
+            1
+        } else {
+            inner.shape(shape_id).numel()
+        };
+        inner.values.resize(offset + n, 0.0);
+        {
+            let (before, out) = inner.values.split_at_mut(offset);
+            let views: SmallVec<[TensorRef<'_>; 4]> = inputs
+                .iter()
+                .map(|x| {
+                    let node = &inner.nodes[x.id() as usize];
+                    let len = if node.shape == SCALAR {
+                        1
+                    } else {
+                        inner.shapes[node.shape as usize].numel()
+                    };
+                    TensorRef::from_parts(
+                        &before[node.offset..node.offset + len],
+                        &inner.shapes[node.shape as usize],
+                    )
+                })
+                .collect();
+            op.forward(&views, out);
+        }
+        let ids = inputs.iter().map(|x| x.id()).collect();
+        Ok(self.push_node(inner, op, ids, offset, shape_id, requires_grad))
+    }
+
+    /// Records values computed under this guard without gradient: nodes made while a
+    /// [`NoGrad`] guard lives are constants to backward. Guards nest.
+    ///
+    /// ```
+    /// use tapegrad::Tape;
+    /// let tape = Tape::new();
+    /// let x = tape.var(2.0);
+    /// let frozen = {
+    ///     let _guard = tape.no_grad();
+    ///     x * 3.0
+    /// };
+    /// let y = x * frozen; // frozen is 6, a constant
+    /// assert_eq!(y.backward()?.wrt_scalar(x)?, 6.0);
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn no_grad(&self) -> NoGrad<'_> {
+        self.no_grad.set(self.no_grad.get() + 1);
+        NoGrad { tape: self }
+    }
+
+    /// True while a [`NoGrad`] guard of this tape lives.
+    pub fn is_no_grad(&self) -> bool {
+        self.no_grad.get() > 0
+    }
+}
+
+impl std::fmt::Debug for Tape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.inner.borrow();
+        f.debug_struct("Tape")
+            .field("nodes", &inner.nodes.len())
+            .field("values", &inner.values.len())
+            .finish()
+    }
+}
+
+/// Guard returned by [`Tape::no_grad`]; recording is gradient-free until it drops.
+#[must_use = "the no-grad scope ends when the guard is dropped"]
+pub struct NoGrad<'t> {
+    tape: &'t Tape,
+}
+
+impl Drop for NoGrad<'_> {
+    fn drop(&mut self) {
+        self.tape.no_grad.set(self.tape.no_grad.get() - 1);
+    }
+}

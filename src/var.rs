@@ -1,0 +1,163 @@
+//! [`Var`], the handle to a value on a tape, and its operators.
+//!
+//! `+ - * /` and unary `-` work between variables and with plain `f64`s on either side.
+//! Binary operators between variables broadcast like NumPy.
+//!
+//! # Panics
+//! An operator between variables panics when the shapes cannot be broadcast together
+//! (the message names both shapes) or when the variables belong to different tapes.
+//! The `try_` forms ([`Var::try_add`], …) return the same conditions as an
+//! [`Error`](crate::Error) instead.
+
+use crate::error::{Error, Result};
+use crate::function::AsFunction;
+use crate::ops::Op;
+use crate::shape::Shape;
+use crate::tape::{NodeId, Tape};
+use crate::tensor::Tensor;
+use std::fmt;
+use std::ops::{Add, Div, Mul, Sub};
+
+/// A value recorded on a [`Tape`]: a cheap `Copy` handle (the tape and a node id).
+///
+/// ```
+/// use tapegrad::Tape;
+/// let tape = Tape::new();
+/// let x = tape.var(0.5);
+/// let w = tape.var(0.7);
+/// let o = (w * x).sigmoid();
+/// let grads = o.backward()?;
+/// let s = o.item()?;
+/// assert!((grads.wrt_scalar(w)? - s * (1.0 - s) * 0.5).abs() < 1e-15);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy)]
+pub struct Var<'t> {
+    tape: &'t Tape,
+    id: NodeId,
+}
+
+impl<'t> Var<'t> {
+    pub(crate) fn new(tape: &'t Tape, id: NodeId) -> Self {
+        Var { tape, id }
+    }
+
+    /// The tape this variable is recorded on.
+    pub fn tape(&self) -> &'t Tape {
+        self.tape
+    }
+
+    /// The node's index on its tape (its position in recording order).
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The value, copied out of the tape.
+    pub fn value(&self) -> Tensor {
+        self.tape.inner.borrow().value(self.id).to_tensor()
+    }
+
+    /// The single value of a scalar (or one-element) variable; an error otherwise.
+    pub fn item(&self) -> Result<f64> {
+        let inner = self.tape.inner.borrow();
+        let v = inner.value(self.id);
+        v.item().map_err(|_| Error::NotScalar {
+            op: "item".into(),
+            shape: v.shape().clone(),
+        })
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> Shape {
+        let inner = self.tape.inner.borrow();
+        inner.shape(inner.nodes[self.id as usize].shape).clone()
+    }
+
+    /// The name of the op that made this variable (`"leaf"` for inputs).
+    pub fn op_name(&self) -> String {
+        self.tape.inner.borrow().nodes[self.id as usize]
+            .op
+            .name()
+            .to_string()
+    }
+
+    /// True if gradients flow into this variable (a `var`/`tensor` leaf or a result
+    /// that depends on one outside a no-grad scope).
+    pub fn requires_grad(&self) -> bool {
+        self.tape.inner.borrow().nodes[self.id as usize].requires_grad
+    }
+
+    /// A copy of this value that gradients do not flow through.
+    ///
+    /// ```
+    /// use tapegrad::Tape;
+    /// let tape = Tape::new();
+    /// let x = tape.var(3.0);
+    /// let y = x * x.detach(); // d/dx = 3, not 6
+    /// assert_eq!(y.backward()?.wrt_scalar(x)?, 3.0);
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn detach(self) -> Var<'t> {
+        let value = self.value();
+        self.tape.leaf(value.view(), false)
+    }
+
+    /// Applies a user [`Function`](crate::Function) or
+    /// [`ScalarFunction`](crate::ScalarFunction) to this variable.
+    pub fn apply(self, f: &impl AsFunction) -> Result<Var<'t>> {
+        self.tape.apply(f, &[self])
+    }
+
+    /// Records a built-in op on this variable's tape.
+    pub(crate) fn record(self, op: Op, inputs: &[Var<'t>]) -> Result<Var<'t>> {
+        self.tape.record(op, inputs)
+    }
+
+    /// Records a unary built-in op that cannot fail on a variable of this tape.
+    pub(crate) fn unary(self, op: Op) -> Var<'t> {
+        self.tape
+            .record(op, &[self])
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+impl fmt::Debug for Var<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Var#{} {}", self.id, self.value())
+    }
+}
+
+/// `var op var`, `var op f64` and `f64 op var` for one operator.
+macro_rules! binary_operator {
+    ($trait:ident, $method:ident, $try_method:ident, $with_scalar:expr, $scalar_with:expr) => {
+        impl<'t> $trait for Var<'t> {
+            type Output = Var<'t>;
+            /// # Panics
+            /// On shapes that cannot be broadcast together, or variables of different tapes.
+            fn $method(self, rhs: Var<'t>) -> Var<'t> {
+                self.$try_method(rhs).unwrap_or_else(|e| panic!("{e}"))
+            }
+        }
+
+        impl<'t> $trait<f64> for Var<'t> {
+            type Output = Var<'t>;
+            fn $method(self, rhs: f64) -> Var<'t> {
+                let make: fn(f64) -> Op = $with_scalar;
+                self.unary(make(rhs))
+            }
+        }
+
+        impl<'t> $trait<Var<'t>> for f64 {
+            type Output = Var<'t>;
+            fn $method(self, rhs: Var<'t>) -> Var<'t> {
+                let make: fn(f64) -> Op = $scalar_with;
+                rhs.unary(make(self))
+            }
+        }
+    };
+}
+
+binary_operator!(Add, add, try_add, Op::add_scalar, Op::add_scalar);
+binary_operator!(Sub, sub, try_sub, |c| Op::add_scalar(-c), Op::scalar_sub);
+binary_operator!(Mul, mul, try_mul, Op::mul_scalar, Op::mul_scalar);
+binary_operator!(Div, div, try_div, Op::div_scalar, Op::scalar_div);
