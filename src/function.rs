@@ -154,6 +154,13 @@ pub trait Function: Send + Sync {
         Vec::new()
     }
 
+    /// For each input, an interval `(low, high)` inside which random points are valid
+    /// for a gradient check (inside the function's domain, away from poles). Empty by
+    /// default: checkers then use [`check_at`](Function::check_at) points only.
+    fn domain(&self) -> Vec<(f64, f64)> {
+        Vec::new()
+    }
+
     /// The backward rule written with tape ops, so that the gradient can itself be
     /// differentiated: given the input variables, the output and the upstream gradient
     /// as variables, return one gradient variable per input.

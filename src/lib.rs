@@ -42,12 +42,17 @@
 #![forbid(unsafe_code)]
 
 pub mod backward;
+pub mod check;
+pub mod data;
 pub mod error;
 pub mod function;
+pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod shape;
 pub mod tape;
 pub mod tensor;
+pub mod trace;
 pub mod var;
 
 pub use backward::Gradients;

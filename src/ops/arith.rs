@@ -136,6 +136,9 @@ impl Binary for Div {
     fn check_at(&self) -> &'static [(f64, f64)] {
         &[(1.0, 2.0), (-3.0, 0.5), (0.0, -4.0), (2.5, 1.5)]
     }
+    fn domain(&self) -> [(f64, f64); 2] {
+        [(-3.0, 3.0), (0.2, 3.0)]
+    }
 }
 
 impl<'t> Var<'t> {
@@ -222,6 +225,9 @@ impl Unary for Powf {
     }
     fn check_at(&self) -> &'static [f64] {
         &[0.1, 0.5, 1.0, 2.0, 4.0]
+    }
+    fn domain(&self) -> (f64, f64) {
+        (0.1, 4.0)
     }
 }
 
@@ -425,6 +431,9 @@ impl Unary for ScalarDiv {
     }
     fn check_at(&self) -> &'static [f64] {
         &[-2.0, -0.5, 0.5, 3.0]
+    }
+    fn domain(&self) -> (f64, f64) {
+        (0.2, 3.0)
     }
 }
 

@@ -66,6 +66,9 @@ impl Unary for Ln {
     fn check_at(&self) -> &'static [f64] {
         &[0.01, 0.1, 1.0, 2.5, 100.0]
     }
+    fn domain(&self) -> (f64, f64) {
+        (0.05, 5.0)
+    }
 }
 
 impl<'t> Var<'t> {
@@ -99,6 +102,9 @@ impl Unary for Sqrt {
     }
     fn check_at(&self) -> &'static [f64] {
         &[0.01, 0.25, 1.0, 4.0, 100.0]
+    }
+    fn domain(&self) -> (f64, f64) {
+        (0.05, 5.0)
     }
 }
 
@@ -241,6 +247,9 @@ impl Unary for Tan {
     }
     fn check_at(&self) -> &'static [f64] {
         &[-1.2, -0.5, 0.0, 0.7, 1.3]
+    }
+    fn domain(&self) -> (f64, f64) {
+        (-1.3, 1.3)
     }
 }
 

@@ -33,6 +33,10 @@ pub(crate) trait Unary {
     fn derivative(&self, x: f64, y: f64) -> f64;
     /// Points where the gradient checker tests the op.
     fn check_at(&self) -> &'static [f64];
+    /// Where random gradient checks may draw x.
+    fn domain(&self) -> (f64, f64) {
+        (-3.0, 3.0)
+    }
 }
 
 /// An elementwise function of two inputs that broadcast against each other.
@@ -45,6 +49,10 @@ pub(crate) trait Binary {
     fn derivative(&self, a: f64, b: f64, y: f64) -> (f64, f64);
     /// Points `(a, b)` where the gradient checker tests the op.
     fn check_at(&self) -> &'static [(f64, f64)];
+    /// Where random gradient checks may draw a and b.
+    fn domain(&self) -> [(f64, f64); 2] {
+        [(-3.0, 3.0), (-3.0, 3.0)]
+    }
 }
 
 fn unary_shape(name: &str, inputs: &[&Shape]) -> Result<Shape> {
@@ -193,6 +201,9 @@ macro_rules! impl_function {
                     .map(|&x| vec![Tensor::scalar(x)])
                     .collect()
             }
+            fn domain(&self) -> Vec<(f64, f64)> {
+                vec![<$ty as Unary>::domain(self)]
+            }
         }
     };
     (binary $ty:ty) => {
@@ -229,6 +240,9 @@ macro_rules! impl_function {
                     .iter()
                     .map(|&(a, b)| vec![Tensor::scalar(a), Tensor::scalar(b)])
                     .collect()
+            }
+            fn domain(&self) -> Vec<(f64, f64)> {
+                <$ty as Binary>::domain(self).to_vec()
             }
         }
     };

@@ -109,6 +109,9 @@ impl Function for Sum {
     fn check_at(&self) -> Vec<Vec<Tensor>> {
         matrix_points()
     }
+    fn domain(&self) -> Vec<(f64, f64)> {
+        vec![(-3.0, 3.0)]
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -152,6 +155,9 @@ impl Function for Mean {
     backward_via_accumulate!();
     fn check_at(&self) -> Vec<Vec<Tensor>> {
         matrix_points()
+    }
+    fn domain(&self) -> Vec<(f64, f64)> {
+        vec![(-3.0, 3.0)]
     }
 }
 
@@ -204,6 +210,9 @@ impl Function for Max {
     backward_via_accumulate!();
     fn check_at(&self) -> Vec<Vec<Tensor>> {
         matrix_points()
+    }
+    fn domain(&self) -> Vec<(f64, f64)> {
+        vec![(-3.0, 3.0)]
     }
 }
 
@@ -281,6 +290,9 @@ impl Function for SumAxis {
     fn check_at(&self) -> Vec<Vec<Tensor>> {
         matrix_points()
     }
+    fn domain(&self) -> Vec<(f64, f64)> {
+        vec![(-3.0, 3.0)]
+    }
 }
 
 /// Adds `scale · gy[o, i]` to every `g[o, j, i]`: the backward of a sum along an axis.
@@ -353,6 +365,9 @@ impl Function for MeanAxis {
     fn check_at(&self) -> Vec<Vec<Tensor>> {
         matrix_points()
     }
+    fn domain(&self) -> Vec<(f64, f64)> {
+        vec![(-3.0, 3.0)]
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -423,6 +438,9 @@ impl Function for MaxAxis {
     backward_via_accumulate!();
     fn check_at(&self) -> Vec<Vec<Tensor>> {
         matrix_points()
+    }
+    fn domain(&self) -> Vec<(f64, f64)> {
+        vec![(-3.0, 3.0)]
     }
 }
 

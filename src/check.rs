@@ -1,0 +1,1 @@
+//! Numerical gradients and the gradient checker.

@@ -1,0 +1,1 @@
+//! Parameters, initialisation, layers and networks.
