@@ -39,7 +39,7 @@
 //! - [`backward`]: the reverse sweep and [`Gradients`].
 //! - [`ops`]: the built-in ops, one family per file, and their registry.
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod backward;
 pub mod check;
