@@ -59,6 +59,10 @@ impl Gradients {
         }
         let inner = tape.inner.borrow();
         let node = &inner.nodes[x.id() as usize];
+        // Kernels add into every input's slot; a constant's slot is not its gradient.
+        if !node.requires_grad {
+            return Ok(None);
+        }
         Ok(Some((node.offset, inner.numel(node))))
     }
 

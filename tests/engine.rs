@@ -1,0 +1,342 @@
+//! The tape and the reverse sweep: accumulation, reuse, no-grad and detach, deep
+//! chains, and every error a public call can return.
+
+use std::sync::Arc;
+use tapegrad::{Error, Function, Gradients, Result, ScalarFunction, Tape, Tensor, TensorRef, Var};
+
+#[test]
+fn a_node_used_several_times_accumulates() -> Result<()> {
+    let tape = Tape::new();
+    let x = tape.var(3.0);
+    assert_eq!((x * x).backward()?.wrt_scalar(x)?, 6.0);
+    assert_eq!((x + x).backward()?.wrt_scalar(x)?, 2.0);
+    // y = x·x·x + x·x: y' = 3x² + 2x
+    let y = x * x * x + x * x;
+    assert_eq!(y.backward()?.wrt_scalar(x)?, 27.0 + 6.0);
+    // A diamond: u = x², y = sin(u) · u; y' = (cos(u)·u + sin(u))·2x
+    let u = x * x;
+    let y = u.sin() * u;
+    let want = (9f64.cos() * 9.0 + 9f64.sin()) * 6.0;
+    assert!((y.backward()?.wrt_scalar(x)? - want).abs() < 1e-12);
+    Ok(())
+}
+
+#[test]
+fn backward_can_run_again_with_fresh_gradients() -> Result<()> {
+    let tape = Tape::new();
+    let x = tape.var(2.0);
+    let y = x * x;
+    let first = y.backward()?;
+    let second = y.backward()?;
+    assert_eq!(first.wrt_scalar(x)?, 4.0);
+    assert_eq!(second.wrt_scalar(x)?, 4.0);
+    let z = y * 3.0;
+    let mut grads = Gradients::new();
+    z.backward_into(&mut grads)?;
+    z.backward_into(&mut grads)?;
+    assert_eq!(grads.wrt_scalar(x)?, 12.0);
+    Ok(())
+}
+
+#[test]
+fn constants_unrelated_and_later_variables_have_zero_gradient() -> Result<()> {
+    let tape = Tape::new();
+    let x = tape.var(2.0);
+    let c = tape.constant(5.0);
+    let unrelated = tape.var(7.0);
+    let y = x * c;
+    let grads = y.backward()?;
+    let later = tape.var(1.0);
+    assert_eq!(grads.wrt_scalar(x)?, 5.0);
+    assert_eq!(grads.wrt_scalar(c)?, 0.0);
+    assert_eq!(grads.wrt_scalar(unrelated)?, 0.0);
+    assert_eq!(grads.wrt_scalar(later)?, 0.0);
+    assert!(!c.requires_grad() && x.requires_grad() && y.requires_grad());
+    Ok(())
+}
+
+#[test]
+fn no_grad_and_detach_stop_gradients() -> Result<()> {
+    let tape = Tape::new();
+    let x = tape.var(3.0);
+    let frozen = {
+        let _guard = tape.no_grad();
+        let _nested = tape.no_grad();
+        x * x
+    };
+    assert!(!tape.is_no_grad());
+    assert!(!frozen.requires_grad());
+    let y = x * frozen; // frozen = 9 is a constant here
+    assert_eq!(y.backward()?.wrt_scalar(x)?, 9.0);
+    let z = x * x.detach();
+    assert_eq!(z.backward()?.wrt_scalar(x)?, 3.0);
+    Ok(())
+}
+
+#[test]
+fn seeded_backward_from_a_tensor() -> Result<()> {
+    let tape = Tape::new();
+    let x = tape.tensor(&Tensor::new(vec![1.0, 2.0, 3.0, 4.0], [2, 2])?);
+    let y = x.sin();
+    let seed = Tensor::new(vec![1.0, -1.0, 0.5, 2.0], [2, 2])?;
+    let g = y.backward_with(&seed)?.wrt(x)?;
+    let want: Vec<f64> = [1.0f64, 2.0, 3.0, 4.0]
+        .iter()
+        .zip(seed.data())
+        .map(|(x, s)| x.cos() * s)
+        .collect();
+    assert_eq!(g, Tensor::new(want, [2, 2])?);
+    Ok(())
+}
+
+#[test]
+fn a_million_node_chain_runs_backward_without_recursion() -> Result<()> {
+    const N: usize = 1_000_000;
+    let tape = Tape::with_capacity(N + 1, N + 1);
+    let x0 = tape.var(0.9);
+    let mut x = x0;
+    for _ in 0..N {
+        x = x.sin();
+    }
+    let grads = x.backward()?;
+    // d/dx0 of sin∘…∘sin = Π cos(x_k) over the chain's inputs.
+    let (mut v, mut product) = (0.9f64, 1.0f64);
+    for _ in 0..N {
+        product *= v.cos();
+        v = v.sin();
+    }
+    assert_eq!(x.item()?, v);
+    let g = grads.wrt_scalar(x0)?;
+    assert!(
+        (g - product).abs() <= 1e-12 * product.abs(),
+        "{g} vs {product}"
+    );
+    assert_eq!(tape.len(), N + 1);
+    Ok(())
+}
+
+#[test]
+fn clear_keeps_working_and_gradients_know_their_recording() -> Result<()> {
+    let mut tape = Tape::new();
+    let x = tape.var(1.0);
+    let old = (x * 2.0).backward()?;
+    tape.clear();
+    assert!(tape.is_empty());
+    let x = tape.var(4.0);
+    let y = x.sqrt();
+    assert_eq!(y.backward()?.wrt_scalar(x)?, 0.25);
+    assert_eq!(old.wrt_scalar(x), Err(Error::StaleGradients));
+    Ok(())
+}
+
+#[test]
+fn tape_is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Tape>();
+    assert_send::<Gradients>();
+    assert_send::<Tensor>();
+}
+
+/// A user function whose backward returns `extra` more gradients than inputs, or
+/// (`wrong_shape`) a gradient of the wrong shape.
+struct Faulty {
+    extra: usize,
+    wrong_shape: bool,
+}
+
+impl Function for Faulty {
+    fn name(&self) -> &str {
+        "faulty"
+    }
+    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+        out.copy_from_slice(inputs[0].data());
+    }
+    fn backward(
+        &self,
+        inputs: &[TensorRef<'_>],
+        _y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+    ) -> Result<Vec<Tensor>> {
+        let mut grads = vec![gy.to_tensor(); inputs.len() + self.extra];
+        if self.wrong_shape {
+            grads[0] = Tensor::zeros([7]);
+        }
+        Ok(grads)
+    }
+}
+
+struct Square;
+
+impl ScalarFunction for Square {
+    fn name(&self) -> &str {
+        "square"
+    }
+    fn value(&self, x: f64) -> f64 {
+        x * x
+    }
+    fn derivative(&self, x: f64) -> f64 {
+        2.0 * x
+    }
+}
+
+fn message(result: Result<Var<'_>>) -> String {
+    result.map(|_| ()).unwrap_err().to_string()
+}
+
+#[test]
+fn every_error_variant_from_a_public_call() -> Result<()> {
+    let tape = Tape::new();
+    let other = Tape::new();
+    let m = tape.tensor(&Tensor::zeros([2, 3]));
+    let v = tape.tensor(&Tensor::zeros([4]));
+    let x = tape.var(1.0);
+    let nodes = tape.len();
+
+    // Shape mismatch, from every try_ form, naming the op and both shapes.
+    assert_eq!(
+        message(m.try_add(v)),
+        "add: shapes [2, 3] and [4] cannot be broadcast together"
+    );
+    assert_eq!(
+        message(m.try_sub(v)),
+        "sub: shapes [2, 3] and [4] cannot be broadcast together"
+    );
+    assert_eq!(
+        message(m.try_mul(v)),
+        "mul: shapes [2, 3] and [4] cannot be broadcast together"
+    );
+    assert_eq!(
+        message(v.try_div(m)),
+        "div: shapes [4] and [2, 3] cannot be broadcast together"
+    );
+
+    // A variable of another tape.
+    let foreign = other.var(1.0);
+    assert_eq!(
+        message(x.try_add(foreign)),
+        "add: the variable belongs to a different tape"
+    );
+    let grads = (x * 2.0).backward()?;
+    assert_eq!(
+        grads.wrt(foreign).unwrap_err(),
+        Error::ForeignVariable {
+            op: "gradients".into()
+        }
+    );
+
+    // Backward from a non-scalar, and a seed of the wrong shape.
+    assert_eq!(
+        m.backward().unwrap_err().to_string(),
+        "backward: the output has shape [2, 3], not a scalar; give a seed gradient with backward_with"
+    );
+    assert_eq!(
+        m.backward_with(&Tensor::zeros([3, 2]))
+            .unwrap_err()
+            .to_string(),
+        "backward: the seed gradient has shape [3, 2] but the output has shape [2, 3]"
+    );
+
+    // Op parameters that are not finite numbers.
+    assert_eq!(
+        message(x.leaky_relu(f64::NAN)),
+        "leaky_relu: parameter alpha must be a finite number, got NaN"
+    );
+    assert_eq!(
+        message(x.powf(f64::NAN)),
+        "powf: parameter p must be a finite number, got NaN"
+    );
+    assert_eq!(
+        message(x.elu(f64::INFINITY)),
+        "elu: parameter alpha must be a finite number, got inf"
+    );
+    assert_eq!(
+        message(x.swish(f64::NEG_INFINITY)),
+        "swish: parameter beta must be a finite number, got -inf"
+    );
+
+    // Axes out of range.
+    assert_eq!(
+        message(m.sum_axis(2, false)),
+        "sum_axis: axis 2 is out of range for a tensor of rank 2"
+    );
+    assert!(matches!(
+        x.mean_axis(0, true),
+        Err(Error::InvalidAxis { .. })
+    ));
+    assert!(matches!(
+        v.max_axis(1, false),
+        Err(Error::InvalidAxis { .. })
+    ));
+
+    // Wrong number of inputs for a user function.
+    let square = Arc::new(Square);
+    assert_eq!(
+        message(tape.apply(&square, &[x, x])),
+        "square: expected 1 inputs, got 2"
+    );
+
+    // Not a scalar.
+    assert_eq!(
+        m.item().unwrap_err().to_string(),
+        "item: expected a scalar, got a value of shape [2, 3]"
+    );
+    let g = m.sum().backward()?;
+    assert!(matches!(g.wrt_scalar(m), Err(Error::NotScalar { .. })));
+
+    // Tensor data of the wrong length.
+    assert_eq!(
+        Tensor::new(vec![1.0; 5], [2, 3]).unwrap_err().to_string(),
+        "tensor: shape [2, 3] holds 6 values, but 5 were given"
+    );
+    assert!(Tensor::matrix(&[vec![1.0, 2.0], vec![3.0]]).is_err());
+
+    // A user function returning the wrong number of gradients, or a wrong shape.
+    let too_many = Arc::new(Faulty {
+        extra: 1,
+        wrong_shape: false,
+    });
+    let y = x.apply(&too_many)?;
+    assert_eq!(
+        y.backward().unwrap_err().to_string(),
+        "faulty: backward returned 2 gradients for 1 inputs"
+    );
+    let misshapen = Arc::new(Faulty {
+        extra: 0,
+        wrong_shape: true,
+    });
+    let y = x.apply(&misshapen)?;
+    assert_eq!(
+        y.backward().unwrap_err().to_string(),
+        "faulty: the gradient for input 0 has shape [7], but the input has shape []"
+    );
+
+    // A second derivative of a function without a graph-building rule.
+    let (inputs, out) = ([x], x.apply(&too_many)?);
+    let err = too_many.backward_graph(&inputs, out, out).unwrap_err();
+    assert_eq!(
+        err,
+        Error::NotTwiceDifferentiable {
+            function: "faulty".into()
+        }
+    );
+
+    // Failed calls recorded nothing.
+    // x * 2.0, m.sum() and three applications of user functions.
+    assert_eq!(tape.len(), nodes + 5);
+    Ok(())
+}
+
+#[test]
+fn operators_panic_with_both_shapes_on_mismatch() {
+    let tape = Tape::new();
+    let a = tape.tensor(&Tensor::zeros([2, 3]));
+    let b = tape.tensor(&Tensor::zeros([4]));
+    let before = tape.len();
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| a * b)).unwrap_err();
+    let text = panic.downcast_ref::<String>().expect("a formatted message");
+    assert_eq!(
+        text,
+        "mul: shapes [2, 3] and [4] cannot be broadcast together"
+    );
+    assert_eq!(tape.len(), before);
+}

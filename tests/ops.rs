@@ -1,0 +1,560 @@
+//! Every built-in elementwise op and reduction: value and derivative against its closed
+//! form (at the op's `check_at()` points and at its edges) and against a central
+//! difference; the kink conventions; numerical stability; broadcasting gradients.
+
+use approx::assert_relative_eq;
+use std::collections::HashMap;
+use tapegrad::{ops, Result, Tape, Tensor, Var};
+
+type Apply = for<'t> fn(Var<'t>) -> Var<'t>;
+
+/// One op: how to record it, its closed-form value and derivative, and extra edge points.
+struct Case {
+    apply: Apply,
+    value: fn(f64) -> f64,
+    derivative: fn(f64) -> f64,
+    edges: &'static [f64],
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Closed forms written out independently of the engine. GELU's reference values
+/// come from Python's `math.erf` (the engine uses `libm::erf`).
+fn cases() -> HashMap<&'static str, Case> {
+    let mut m = HashMap::new();
+    macro_rules! case {
+        ($name:literal, $apply:expr, $f:expr, $df:expr, $edges:expr) => {
+            m.insert(
+                $name,
+                Case {
+                    apply: $apply,
+                    value: $f,
+                    derivative: $df,
+                    edges: $edges,
+                },
+            );
+        };
+    }
+    case!("neg", |x| -x, |x| -x, |_| -1.0, &[0.0]);
+    case!(
+        "powf",
+        |x| x.powf(2.5).unwrap(),
+        |x| x.powf(2.5),
+        |x| 2.5 * x.powf(1.5),
+        &[0.0, 9.0]
+    );
+    case!(
+        "powi",
+        |x| x.powi(3),
+        |x| x * x * x,
+        |x| 3.0 * x * x,
+        &[0.0, -1.0]
+    );
+    case!("add_scalar", |x| x + 1.5, |x| x + 1.5, |_| 1.0, &[0.0]);
+    case!("mul_scalar", |x| x * -2.5, |x| -2.5 * x, |_| -2.5, &[0.0]);
+    case!("div_scalar", |x| x / 4.0, |x| x / 4.0, |_| 0.25, &[0.0]);
+    case!("scalar_sub", |x| 1.0 - x, |x| 1.0 - x, |_| -1.0, &[0.0]);
+    case!(
+        "scalar_div",
+        |x| 3.0 / x,
+        |x| 3.0 / x,
+        |x| -3.0 / (x * x),
+        &[1.0]
+    );
+    case!("exp", |x| x.exp(), f64::exp, f64::exp, &[-745.0, 700.0]);
+    case!("ln", |x| x.ln(), f64::ln, |x| 1.0 / x, &[1e-300, 1e300]);
+    case!(
+        "sqrt",
+        |x| x.sqrt(),
+        f64::sqrt,
+        |x| 0.5 / x.sqrt(),
+        &[1e-300, 1e300]
+    );
+    case!(
+        "abs",
+        |x| x.abs(),
+        f64::abs,
+        |x| if x > 0.0 {
+            1.0
+        } else if x < 0.0 {
+            -1.0
+        } else {
+            0.0
+        },
+        &[0.0, -0.0]
+    );
+    case!(
+        "sin",
+        |x| x.sin(),
+        f64::sin,
+        f64::cos,
+        &[std::f64::consts::PI]
+    );
+    case!(
+        "cos",
+        |x| x.cos(),
+        f64::cos,
+        |x| -x.sin(),
+        &[std::f64::consts::PI]
+    );
+    case!(
+        "tan",
+        |x| x.tan(),
+        f64::tan,
+        |x| 1.0 / (x.cos() * x.cos()),
+        &[1.5]
+    );
+    case!(
+        "step",
+        |x| x.step(),
+        |x| if x > 0.0 { 1.0 } else { 0.0 },
+        |_| 0.0,
+        &[0.0, -1e9, 1e9]
+    );
+    case!(
+        "sigmoid",
+        |x| x.sigmoid(),
+        sigmoid,
+        |x| sigmoid(x) * (1.0 - sigmoid(x)),
+        &[-700.0, 700.0]
+    );
+    case!(
+        "tanh",
+        |x| x.tanh(),
+        f64::tanh,
+        |x| 1.0 / (x.cosh() * x.cosh()),
+        &[-1000.0, 1000.0]
+    );
+    case!(
+        "relu",
+        |x| x.relu(),
+        |x| x.max(0.0),
+        |x| if x > 0.0 { 1.0 } else { 0.0 },
+        &[0.0, -1e9, 1e9]
+    );
+    case!(
+        "leaky_relu",
+        |x| x.leaky_relu(0.01).unwrap(),
+        |x| if x > 0.0 { x } else { 0.01 * x },
+        |x| if x > 0.0 { 1.0 } else { 0.01 },
+        &[0.0, -1e9]
+    );
+    case!(
+        "elu",
+        |x| x.elu(1.0).unwrap(),
+        |x| if x > 0.0 { x } else { x.exp() - 1.0 },
+        |x| if x > 0.0 { 1.0 } else { x.exp() },
+        &[0.0, -1000.0, 1000.0]
+    );
+    case!(
+        "softsign",
+        |x| x.softsign(),
+        |x| x / (1.0 + x.abs()),
+        |x| 1.0 / ((1.0 + x.abs()) * (1.0 + x.abs())),
+        &[-1e9, 1e9]
+    );
+    case!(
+        "atan",
+        |x| x.atan(),
+        f64::atan,
+        |x| 1.0 / (1.0 + x * x),
+        &[-1e9, 1e9]
+    );
+    case!(
+        "gaussian",
+        |x| x.gaussian(),
+        |x| (-x * x).exp(),
+        |x| -2.0 * x * (-x * x).exp(),
+        &[-30.0, 30.0]
+    );
+    case!(
+        "swish",
+        |x| x.silu(),
+        |x| x * sigmoid(x),
+        |x| sigmoid(x) + x * sigmoid(x) * (1.0 - sigmoid(x)),
+        &[-700.0, 700.0]
+    );
+    case!(
+        "softplus",
+        |x| x.softplus(),
+        |x| (1.0 + x.exp()).ln(),
+        sigmoid,
+        &[-700.0, 700.0]
+    );
+    case!(
+        "gelu",
+        |x| x.gelu(),
+        |x| gelu_reference(x).0,
+        |x| gelu_reference(x).1,
+        &[]
+    );
+    m
+}
+
+fn gelu_reference(x: f64) -> (f64, f64) {
+    // (x, gelu(x), gelu'(x)) from Python's math.erf.
+    const TABLE: [(f64, f64, f64); 5] = [
+        (-6.0, -5.919525869479969e-09, -3.546870945402639e-08),
+        (-1.0, -0.15865525393145707, -0.08331547058768629),
+        (0.0, 0.0, 0.5),
+        (0.5, 0.34573123063700656, 0.8674951246561629),
+        (3.0, 2.99595030590511, 1.011945647204184),
+    ];
+    let row = TABLE
+        .iter()
+        .find(|r| r.0 == x)
+        .unwrap_or_else(|| panic!("no GELU reference at {x}"));
+    (row.1, row.2)
+}
+
+fn value_and_derivative(apply: Apply, x: f64) -> Result<(f64, f64)> {
+    let tape = Tape::new();
+    let xv = tape.var(x);
+    let y = apply(xv);
+    Ok((y.item()?, y.backward()?.wrt_scalar(xv)?))
+}
+
+fn near(got: f64, want: f64, tol: f64) -> bool {
+    if got.is_infinite() || want.is_infinite() {
+        return got == want;
+    }
+    (got - want).abs() <= tol * (1.0 + want.abs())
+}
+
+/// Elementwise ops are the registered ops whose check points are scalars.
+fn elementwise_names() -> Vec<String> {
+    ops::registry()
+        .iter()
+        .filter(|f| {
+            let points = f.check_at();
+            !points.is_empty()
+                && points
+                    .iter()
+                    .all(|p| p.iter().all(|t| t.shape().is_scalar()))
+        })
+        .filter(|f| f.check_at()[0].len() == 1)
+        .map(|f| f.name().to_string())
+        .collect()
+}
+
+#[test]
+fn every_unary_op_matches_its_closed_form_at_check_points_and_edges() -> Result<()> {
+    let cases = cases();
+    let registry = ops::registry();
+    for name in elementwise_names() {
+        let case = cases
+            .get(name.as_str())
+            .unwrap_or_else(|| panic!("no closed form written for registered op {name}"));
+        let f = registry.iter().find(|f| f.name() == name).unwrap();
+        let mut points: Vec<f64> = f.check_at().iter().map(|p| p[0].item().unwrap()).collect();
+        assert!(points.len() >= 4, "{name}: fewer than 4 check points");
+        if name != "gelu" {
+            points.extend_from_slice(case.edges);
+        }
+        for x in points {
+            let (y, dy) = value_and_derivative(case.apply, x)?;
+            let (want_y, want_dy) = ((case.value)(x), (case.derivative)(x));
+            assert!(
+                near(y, want_y, 1e-13),
+                "{name}({x}) = {y}, closed form {want_y}"
+            );
+            assert!(
+                near(dy, want_dy, 1e-12),
+                "{name}'({x}) = {dy}, closed form {want_dy}"
+            );
+            assert!(!dy.is_nan(), "{name}'({x}) is NaN");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn every_unary_op_matches_a_central_difference_at_its_check_points() -> Result<()> {
+    let cases = cases();
+    for name in elementwise_names() {
+        let case = &cases[name.as_str()];
+        let f = ops::registry()
+            .into_iter()
+            .find(|f| f.name() == name)
+            .unwrap();
+        for point in f.check_at() {
+            let x = point[0].item()?;
+            let h = 1e-6 * x.abs().max(1.0);
+            let (_, dy) = value_and_derivative(case.apply, x)?;
+            let (up, _) = value_and_derivative(case.apply, x + h)?;
+            let (down, _) = value_and_derivative(case.apply, x - h)?;
+            let numerical = (up - down) / (2.0 * h);
+            assert!(
+                (dy - numerical).abs() <= 1e-6 * (1.0 + dy.abs()),
+                "{name}'({x}): tape {dy}, central difference {numerical}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn kink_conventions() -> Result<()> {
+    let d = |apply: Apply, x| value_and_derivative(apply, x).map(|r| r.1);
+    assert_eq!(d(|x| x.relu(), 0.0)?, 0.0);
+    assert_eq!(d(|x| x.abs(), 0.0)?, 0.0);
+    for x in [-1.0, 0.0, 1.0] {
+        assert_eq!(d(|x| x.step(), x)?, 0.0);
+    }
+    assert_eq!(d(|x| x.leaky_relu(0.2).unwrap(), 0.0)?, 0.2);
+    assert_eq!(d(|x| x.elu(0.5).unwrap(), 0.0)?, 0.5);
+    Ok(())
+}
+
+#[test]
+fn saturation_is_finite_and_exact() -> Result<()> {
+    let tape = Tape::new();
+    for x in [-1000.0, -40.0, 40.0, 1000.0] {
+        let xv = tape.var(x);
+        for y in [
+            xv.sigmoid(),
+            xv.tanh(),
+            xv.softplus(),
+            xv.silu(),
+            xv.gelu(),
+            xv.elu(1.0)?,
+            xv.gaussian(),
+            xv.softsign(),
+            xv.atan(),
+        ] {
+            let g = y.backward()?.wrt_scalar(xv)?;
+            assert!(
+                y.item()?.is_finite() && g.is_finite(),
+                "{} at {x}: {} / {g}",
+                y.op_name(),
+                y.item()?
+            );
+        }
+    }
+    assert_eq!(tape.var(1000.0).softplus().item()?, 1000.0);
+    assert_eq!(tape.var(-1000.0).sigmoid().item()?, 0.0);
+    assert_eq!(tape.var(1000.0).sigmoid().item()?, 1.0);
+    Ok(())
+}
+
+#[test]
+fn binary_ops_match_their_closed_forms() -> Result<()> {
+    type Partials = fn(f64, f64) -> (f64, f64, f64);
+    let table: [(&str, Partials); 4] = [
+        ("add", |a, b| (a + b, 1.0, 1.0)),
+        ("sub", |a, b| (a - b, 1.0, -1.0)),
+        ("mul", |a, b| (a * b, b, a)),
+        ("div", |a, b| (a / b, 1.0 / b, -a / (b * b))),
+    ];
+    let registry = ops::registry();
+    for (name, closed) in table {
+        let f = registry.iter().find(|f| f.name() == name).unwrap();
+        let points = f.check_at();
+        assert!(points.len() >= 4);
+        for p in points {
+            let (a, b) = (p[0].item()?, p[1].item()?);
+            let tape = Tape::new();
+            let (av, bv) = (tape.var(a), tape.var(b));
+            let y = match name {
+                "add" => av + bv,
+                "sub" => av - bv,
+                "mul" => av * bv,
+                _ => av / bv,
+            };
+            let g = y.backward()?;
+            let (want, da, db) = closed(a, b);
+            assert_eq!(y.item()?, want, "{name}({a}, {b})");
+            assert!(
+                near(g.wrt_scalar(av)?, da, 1e-15),
+                "d{name}/da at ({a}, {b})"
+            );
+            assert!(
+                near(g.wrt_scalar(bv)?, db, 1e-15),
+                "d{name}/db at ({a}, {b})"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn scalar_on_either_side_of_an_operator() -> Result<()> {
+    let tape = Tape::new();
+    let x = tape.var(2.0);
+    let y = (3.0 - x) * (x + 1.0) / 4.0 + 6.0 / x - x * 0.5;
+    // y = (3 − x)(x + 1)/4 + 6/x − x/2; y' = (2 − 2x)/4 − 6/x² − 1/2
+    assert_eq!(y.item()?, 0.75 + 3.0 - 1.0);
+    assert_eq!(y.backward()?.wrt_scalar(x)?, -0.5 - 1.5 - 0.5);
+    Ok(())
+}
+
+/// A weighted sum makes every element's gradient different, so a wrong broadcast
+/// index shows up.
+fn weighted_sum<'t>(y: Var<'t>) -> Var<'t> {
+    let n = y.shape().numel();
+    let w: Vec<f64> = (0..n).map(|k| 1.0 + k as f64 * 0.5).collect();
+    let w = Tensor::new(w, y.shape()).unwrap();
+    (y * y.tape().constant_tensor(&w)).sum()
+}
+
+/// Central differences of `f(a, b)` with respect to every element of `a` and `b`.
+fn numerical(f: impl Fn(&Tensor, &Tensor) -> f64, a: &Tensor, b: &Tensor) -> (Tensor, Tensor) {
+    let h = 1e-6;
+    let probe = |which: usize| {
+        let base = if which == 0 { a } else { b };
+        let mut grad = base.clone();
+        for k in 0..base.numel() {
+            let mut up = base.clone();
+            up.data_mut()[k] += h;
+            let mut down = base.clone();
+            down.data_mut()[k] -= h;
+            let (fu, fd) = if which == 0 {
+                (f(&up, b), f(&down, b))
+            } else {
+                (f(a, &up), f(a, &down))
+            };
+            grad.data_mut()[k] = (fu - fd) / (2.0 * h);
+        }
+        grad
+    };
+    (probe(0), probe(1))
+}
+
+#[test]
+fn broadcasting_gradients_sum_over_stretched_axes() -> Result<()> {
+    let cases: [(Tensor, Tensor); 3] = [
+        (
+            Tensor::new(vec![1.0, -2.0, 0.5], [3, 1])?,
+            Tensor::new(vec![0.3, 1.5, -1.0, 2.0], [1, 4])?,
+        ),
+        (
+            Tensor::new(vec![1.0, 2.0, 3.0, -1.0, 0.5, 4.0], [2, 3])?,
+            Tensor::vector([0.7, -1.3, 2.1]),
+        ),
+        (
+            Tensor::scalar(1.7),
+            Tensor::new(vec![1.0, 2.0, 3.0, -1.0, 0.5, 4.0], [2, 3])?,
+        ),
+    ];
+    for (a, b) in &cases {
+        for op in ["add", "sub", "mul", "div"] {
+            let record = |tape: &Tape, a: &Tensor, b: &Tensor| -> Result<(f64, Tensor, Tensor)> {
+                let (av, bv) = (tape.tensor(a), tape.tensor(b));
+                let y = match op {
+                    "add" => av.try_add(bv)?,
+                    "sub" => av.try_sub(bv)?,
+                    "mul" => av.try_mul(bv)?,
+                    _ => av.try_div(bv)?,
+                };
+                let loss = weighted_sum(y);
+                let g = loss.backward()?;
+                Ok((loss.item()?, g.wrt(av)?, g.wrt(bv)?))
+            };
+            let (_, ga, gb) = record(&Tape::new(), a, b)?;
+            assert_eq!(ga.shape(), a.shape(), "{op}: gradient keeps a's shape");
+            assert_eq!(gb.shape(), b.shape(), "{op}: gradient keeps b's shape");
+            let (na, nb) = numerical(|a, b| record(&Tape::new(), a, b).unwrap().0, a, b);
+            assert_relative_eq!(ga, na, epsilon = 1e-6, max_relative = 1e-6);
+            assert_relative_eq!(gb, nb, epsilon = 1e-6, max_relative = 1e-6);
+        }
+    }
+
+    // (3,1) + (1,4) in closed form: every a_i meets four b_j, every b_j three a_i.
+    let tape = Tape::new();
+    let a = tape.tensor(&cases[0].0);
+    let b = tape.tensor(&cases[0].1);
+    let g = (a + b).sum().backward()?;
+    assert_eq!(g.wrt(a)?, Tensor::full([3, 1], 4.0));
+    assert_eq!(g.wrt(b)?, Tensor::full([1, 4], 3.0));
+    // scalar · matrix: d/ds Σ s·M = ΣM, d/dM = s.
+    let s = tape.tensor(&cases[2].0);
+    let m = tape.tensor(&cases[2].1);
+    let g = (s * m).sum().backward()?;
+    assert_eq!(g.wrt_scalar(s)?, cases[2].1.data().iter().sum::<f64>());
+    assert_eq!(g.wrt(m)?, Tensor::full([2, 3], 1.7));
+    Ok(())
+}
+
+#[test]
+fn reductions_match_closed_forms() -> Result<()> {
+    let x = Tensor::new(vec![0.5, -1.0, 2.0, 3.5, 0.25, -2.0], [2, 3])?;
+    let tape = Tape::new();
+    let xv = tape.tensor(&x);
+
+    let s = xv.sum();
+    assert_eq!(s.item()?, 3.25);
+    assert_eq!(s.backward()?.wrt(xv)?, Tensor::ones([2, 3]));
+
+    let m = xv.mean();
+    assert_eq!(m.item()?, 3.25 / 6.0);
+    assert_eq!(m.backward()?.wrt(xv)?, Tensor::full([2, 3], 1.0 / 6.0));
+
+    let mx = xv.max();
+    assert_eq!(mx.item()?, 3.5);
+    assert_eq!(
+        mx.backward()?.wrt(xv)?,
+        Tensor::new(vec![0.0, 0.0, 0.0, 1.0, 0.0, 0.0], [2, 3])?
+    );
+
+    let seed = Tensor::vector([10.0, 20.0, 30.0]);
+    let s0 = xv.sum_axis(0, false)?;
+    assert_eq!(s0.value(), Tensor::vector([4.0, -0.75, 0.0]));
+    assert_eq!(
+        s0.backward_with(&seed)?.wrt(xv)?,
+        Tensor::new(vec![10.0, 20.0, 30.0, 10.0, 20.0, 30.0], [2, 3])?
+    );
+
+    let m1 = xv.mean_axis(1, true)?;
+    assert_eq!(m1.shape().dims(), &[2, 1]);
+    assert_eq!(m1.value(), Tensor::new(vec![0.5, 1.75 / 3.0], [2, 1])?);
+    let g = m1.backward_with(&Tensor::new(vec![3.0, 6.0], [2, 1])?)?;
+    assert_eq!(
+        g.wrt(xv)?,
+        Tensor::new(vec![1.0, 1.0, 1.0, 2.0, 2.0, 2.0], [2, 3])?
+    );
+
+    let x0 = xv.max_axis(0, false)?;
+    assert_eq!(x0.value(), Tensor::vector([3.5, 0.25, 2.0]));
+    let g = x0.backward_with(&seed)?;
+    assert_eq!(
+        g.wrt(xv)?,
+        Tensor::new(vec![0.0, 0.0, 30.0, 10.0, 20.0, 0.0], [2, 3])?
+    );
+
+    // Ties share the gradient.
+    let t = tape.tensor(&Tensor::new(vec![2.0, 2.0, 1.0, 5.0], [2, 2])?);
+    let g = t.max_axis(1, false)?.sum().backward()?;
+    assert_eq!(g.wrt(t)?, Tensor::new(vec![0.5, 0.5, 0.0, 1.0], [2, 2])?);
+    Ok(())
+}
+
+#[test]
+fn reductions_match_central_differences_on_a_rank_3_tensor() -> Result<()> {
+    let data: Vec<f64> = (0..24)
+        .map(|k| ((k * 7 % 11) as f64 - 5.0) * 0.37)
+        .collect();
+    let x = Tensor::new(data, [2, 3, 4])?;
+    for axis in 0..3 {
+        for keepdim in [false, true] {
+            for which in 0..3 {
+                let f = |t: &Tensor| -> Result<(f64, Tensor)> {
+                    let tape = Tape::new();
+                    let v = tape.tensor(t);
+                    let r = match which {
+                        0 => v.sum_axis(axis, keepdim)?,
+                        1 => v.mean_axis(axis, keepdim)?,
+                        _ => v.max_axis(axis, keepdim)?,
+                    };
+                    let loss = weighted_sum(r);
+                    Ok((loss.item()?, loss.backward()?.wrt(v)?))
+                };
+                let (_, g) = f(&x)?;
+                let (n, _) = numerical(|a, _| f(a).unwrap().0, &x, &Tensor::scalar(0.0));
+                assert_relative_eq!(g, n, epsilon = 1e-6, max_relative = 1e-6);
+            }
+        }
+    }
+    Ok(())
+}
