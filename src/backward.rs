@@ -66,6 +66,11 @@ impl Gradients {
         Ok(Some((node.offset, inner.numel(node))))
     }
 
+    /// Bytes of heap memory held (the gradient arena).
+    pub fn heap_bytes(&self) -> usize {
+        self.data.capacity() * std::mem::size_of::<f64>()
+    }
+
     /// The gradient with respect to `x`, shaped like `x`.
     ///
     /// Zero for a constant, for a variable the output does not depend on, and for one
@@ -194,6 +199,22 @@ fn sweep(
         let node = &inner.nodes[id];
         if !node.requires_grad || node.inputs.is_empty() {
             continue;
+        }
+        // Fast path: a scalar elementwise built-in op needs no views.
+        if node.shape == SCALAR && node.inputs.len() <= 2 {
+            let a_node = &inner.nodes[node.inputs[0] as usize];
+            let b_node = node.inputs.get(1).map(|&i| &inner.nodes[i as usize]);
+            let a = inner.values[a_node.offset];
+            let b = b_node.map_or(0.0, |n| inner.values[n.offset]);
+            let y = inner.values[node.offset];
+            if let Some((da, db)) = node.op.scalar_derivative(a, b, y) {
+                let gy = grads.data[node.offset];
+                grads.data[a_node.offset] += gy * da;
+                if let Some(b_node) = b_node {
+                    grads.data[b_node.offset] += gy * db;
+                }
+                continue;
+            }
         }
         let (before, from_node) = grads.data.split_at_mut(node.offset);
         let n = inner.numel(node);

@@ -123,11 +123,33 @@ pub enum Error {
     /// Gradients were asked of a recording the tape has since cleared.
     #[error("gradients: these gradients belong to a recording that the tape has since cleared")]
     StaleGradients,
+    /// A value was set on a variable that an op made; only leaves can be set.
+    #[error("set_value: only a leaf's value can be set; this variable was made by {op}")]
+    NotALeaf {
+        /// The op that made the variable.
+        op: String,
+    },
     /// A second derivative was asked of a function that has no graph-building backward rule.
     #[error("{function}: no graph-building backward rule, so it cannot be differentiated twice")]
     NotTwiceDifferentiable {
         /// The function's name.
         function: String,
+    },
+    /// A parameter was asked for by a name the parameter store does not hold.
+    #[error("params: no parameter named {name:?}")]
+    UnknownParameter {
+        /// The name that was asked for.
+        name: String,
+    },
+    /// An argument that no other variant describes does not fit the call: matrix shapes
+    /// that cannot be multiplied, a class label out of range, an empty data set, a
+    /// learning rate below zero, a corrupt parameter file. The reason says which and why.
+    #[error("{op}: {reason}")]
+    Invalid {
+        /// The call or op that refused the argument.
+        op: String,
+        /// What is wrong, as a sentence.
+        reason: String,
     },
 }
 

@@ -147,6 +147,14 @@ impl Tape {
         self.len() == 0
     }
 
+    /// Bytes of heap memory the tape holds: its node list, value arena and shapes.
+    pub fn heap_bytes(&self) -> usize {
+        let inner = self.inner.borrow();
+        inner.nodes.capacity() * std::mem::size_of::<Node>()
+            + inner.values.capacity() * std::mem::size_of::<f64>()
+            + inner.shapes.capacity() * std::mem::size_of::<Shape>()
+    }
+
     /// Forgets every node, keeping the memory for the next recording.
     ///
     /// Variables of the old recording cannot outlive this call (it takes `&mut self`);
@@ -270,6 +278,26 @@ impl Tape {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
 
+        // Fast path: an elementwise built-in op on scalars needs no views or shapes.
+        if let [a] | [a, _] = inputs {
+            let a = &inner.nodes[a.id() as usize];
+            let b = inputs.get(1).map(|b| &inner.nodes[b.id() as usize]);
+            if a.shape == SCALAR && b.is_none_or(|b| b.shape == SCALAR) {
+                let va = inner.values[a.offset];
+                let vb = b.map_or(0.0, |b| inner.values[b.offset]);
+                if let Some(y) = op.scalar_forward(va, vb) {
+                    let requires_grad = a.requires_grad || b.is_some_and(|b| b.requires_grad);
+                    let ids = match inputs {
+                        [a, b] => SmallVec::from_buf([a.id(), b.id()]),
+                        _ => SmallVec::from_buf_and_len([inputs[0].id(), 0], 1),
+                    };
+                    let offset = inner.values.len();
+                    inner.values.push(y);
+                    return Ok(self.push_node(inner, op, ids, offset, SCALAR, requires_grad));
+                }
+            }
+        }
+
         let mut requires_grad = false;
         let mut all_scalar = true;
         for x in inputs {
@@ -297,27 +325,71 @@ impl Tape {
             inner.shape(shape_id).numel()
         };
         inner.values.resize(offset + n, 0.0);
+        let ids: SmallVec<[NodeId; 2]> = inputs.iter().map(|x| x.id()).collect();
         {
             let (before, out) = inner.values.split_at_mut(offset);
-            let views: SmallVec<[TensorRef<'_>; 4]> = inputs
-                .iter()
-                .map(|x| {
-                    let node = &inner.nodes[x.id() as usize];
-                    let len = if node.shape == SCALAR {
-                        1
-                    } else {
-                        inner.shapes[node.shape as usize].numel()
-                    };
-                    TensorRef::from_parts(
-                        &before[node.offset..node.offset + len],
-                        &inner.shapes[node.shape as usize],
-                    )
-                })
-                .collect();
-            op.forward(&views, out);
+            op.forward(&views(&inner.nodes, &inner.shapes, before, &ids), out);
         }
-        let ids = inputs.iter().map(|x| x.id()).collect();
         Ok(self.push_node(inner, op, ids, offset, shape_id, requires_grad))
+    }
+
+    /// Recomputes every recorded node from its inputs, in recording order, after leaf
+    /// values were changed with [`Var::set_value`] or [`Var::set_scalar`]: the forward
+    /// pass again, without recording anything.
+    ///
+    /// This is tape replay: record a computation once, then evaluate it (and
+    /// backpropagate through it) at new inputs as often as needed. The graph is frozen
+    /// as it was recorded, like a JAX trace: a branch taken on a value (an `if` in the
+    /// code that built the graph) is not taken again, so replay only computations
+    /// whose structure does not depend on the inputs' values. Results are bit-identical
+    /// to recording the same computation afresh.
+    ///
+    /// ```
+    /// use tapegrad::Tape;
+    /// let tape = Tape::new();
+    /// let x = tape.var(1.0);
+    /// let y = (x * x).sin();
+    /// for v in [0.5, 2.0, 3.0] {
+    ///     x.set_scalar(v)?;
+    ///     tape.replay();
+    ///     assert_eq!(y.item()?, (v * v).sin());
+    ///     assert_eq!(y.backward()?.wrt_scalar(x)?, (v * v).cos() * 2.0 * v);
+    /// }
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn replay(&self) {
+        let mut guard = self.inner.borrow_mut();
+        let Inner {
+            nodes,
+            values,
+            shapes,
+            ..
+        } = &mut *guard;
+        for node in nodes.iter() {
+            let inputs = &node.inputs[..];
+            if inputs.is_empty() {
+                continue;
+            }
+            // Scalar output of an elementwise op: its inputs are scalars too.
+            if node.shape == SCALAR && inputs.len() <= 2 {
+                let a = values[nodes[inputs[0] as usize].offset];
+                let b = inputs
+                    .get(1)
+                    .map_or(0.0, |&b| values[nodes[b as usize].offset]);
+                if let Some(y) = node.op.scalar_forward(a, b) {
+                    values[node.offset] = y;
+                    continue;
+                }
+            }
+            let n = if node.shape == SCALAR {
+                1
+            } else {
+                shapes[node.shape as usize].numel()
+            };
+            let (before, out) = values.split_at_mut(node.offset);
+            node.op
+                .forward(&views(nodes, shapes, before, inputs), &mut out[..n]);
+        }
     }
 
     /// Records values computed under this guard without gradient: nodes made while a
@@ -366,4 +438,26 @@ impl Drop for NoGrad<'_> {
     fn drop(&mut self) {
         self.tape.no_grad.set(self.tape.no_grad.get() - 1);
     }
+}
+
+/// Views of the values of nodes `ids`, cut from `values` (the arena up to the node that
+/// reads them).
+fn views<'a>(
+    nodes: &[Node],
+    shapes: &'a IndexSet<Shape>,
+    values: &'a [f64],
+    ids: &[NodeId],
+) -> SmallVec<[TensorRef<'a>; 4]> {
+    ids.iter()
+        .map(|&id| {
+            let node = &nodes[id as usize];
+            let shape = &shapes[node.shape as usize];
+            let len = if node.shape == SCALAR {
+                1
+            } else {
+                shape.numel()
+            };
+            TensorRef::from_parts(&values[node.offset..node.offset + len], shape)
+        })
+        .collect()
 }

@@ -102,6 +102,45 @@ impl<'t> Var<'t> {
         self.tape.leaf(value.view(), false)
     }
 
+    /// Replaces the value of a leaf (made by `var`, `tensor`, `constant` or
+    /// `constant_tensor`), for [`Tape::replay`]. An error if this variable is not a
+    /// leaf or `value` has another shape; nothing changes then.
+    pub fn set_value(&self, value: &Tensor) -> Result<()> {
+        let mut inner = self.tape.inner.borrow_mut();
+        let node = &inner.nodes[self.id as usize];
+        if !node.inputs.is_empty() {
+            return Err(Error::NotALeaf {
+                op: node.op.name().to_string(),
+            });
+        }
+        let shape = inner.shape(node.shape);
+        if shape != value.shape() {
+            return Err(Error::ShapeMismatch {
+                op: "set_value".into(),
+                left: shape.clone(),
+                right: value.shape().clone(),
+            });
+        }
+        let offset = node.offset;
+        inner.values[offset..offset + value.numel()].copy_from_slice(value.data());
+        Ok(())
+    }
+
+    /// Replaces the value of a scalar leaf, for [`Tape::replay`]; an error if this
+    /// variable is not a scalar leaf.
+    pub fn set_scalar(&self, value: f64) -> Result<()> {
+        {
+            let mut inner = self.tape.inner.borrow_mut();
+            let node = &inner.nodes[self.id as usize];
+            if node.inputs.is_empty() && node.shape == crate::tape::SCALAR {
+                let offset = node.offset;
+                inner.values[offset] = value;
+                return Ok(());
+            }
+        }
+        self.set_value(&Tensor::scalar(value))
+    }
+
     /// Applies a user [`Function`](crate::Function) or
     /// [`ScalarFunction`](crate::ScalarFunction) to this variable.
     pub fn apply(self, f: &impl AsFunction) -> Result<Var<'t>> {

@@ -340,3 +340,63 @@ fn operators_panic_with_both_shapes_on_mismatch() {
     );
     assert_eq!(tape.len(), before);
 }
+
+/// A computation mixing scalar and tensor nodes, broadcasting and reductions.
+fn model<'t>(tape: &'t Tape, w: Var<'t>, b: Var<'t>) -> Var<'t> {
+    let x =
+        tape.constant_tensor(&Tensor::new(vec![0.5, -1.0, 2.0, 0.25, 1.5, -0.75], [2, 3]).unwrap());
+    let h = (x * w + b).tanh();
+    let s = h.sum_axis(1, false).unwrap().sigmoid();
+    (s.max() * b.sum() + s.mean()).softplus()
+}
+
+#[test]
+fn replay_is_bit_identical_to_recording_afresh() -> Result<()> {
+    let tape = Tape::new();
+    let w = tape.tensor(&Tensor::vector([0.1, 0.2, 0.3]));
+    let b = tape.tensor(&Tensor::new(vec![0.0, 0.5], [2, 1])?);
+    let y = model(&tape, w, b);
+    let mut grads = Gradients::new();
+
+    for k in 1..4 {
+        let k = f64::from(k);
+        let new_w = Tensor::vector([0.3 * k, -0.7, 1.1 / k]);
+        let new_b = Tensor::new(vec![-0.2 * k, 0.9], [2, 1])?;
+        w.set_value(&new_w)?;
+        b.set_value(&new_b)?;
+        tape.replay();
+        y.backward_into(&mut grads)?;
+
+        let fresh = Tape::new();
+        let (fw, fb) = (fresh.tensor(&new_w), fresh.tensor(&new_b));
+        let fy = model(&fresh, fw, fb);
+        let fg = fy.backward()?;
+        assert_eq!(y.item()?.to_bits(), fy.item()?.to_bits());
+        assert_eq!(grads.wrt(w)?, fg.wrt(fw)?);
+        assert_eq!(grads.wrt(b)?, fg.wrt(fb)?);
+    }
+    Ok(())
+}
+
+#[test]
+fn only_leaves_of_the_same_shape_can_be_set() -> Result<()> {
+    let tape = Tape::new();
+    let x = tape.var(1.0);
+    let v = tape.tensor(&Tensor::vector([1.0, 2.0]));
+    let y = x.exp();
+    assert_eq!(
+        y.set_scalar(2.0).unwrap_err().to_string(),
+        "set_value: only a leaf's value can be set; this variable was made by exp"
+    );
+    assert_eq!(
+        v.set_value(&Tensor::vector([1.0, 2.0, 3.0]))
+            .unwrap_err()
+            .to_string(),
+        "set_value: shapes [2] and [3] cannot be broadcast together"
+    );
+    assert_eq!(v.value(), Tensor::vector([1.0, 2.0]));
+    x.set_scalar(0.0)?;
+    tape.replay();
+    assert_eq!(y.item()?, 1.0);
+    Ok(())
+}

@@ -261,6 +261,30 @@ macro_rules! elementwise {
     };
 }
 
+/// The scalar rules of elementwise ops, by kind: the tape's fast path for scalar nodes.
+macro_rules! scalar_rule {
+    (forward unary $f:ident, $a:ident, $b:ident) => {
+        Some(Unary::value($f, $a))
+    };
+    (forward binary $f:ident, $a:ident, $b:ident) => {
+        Some(Binary::value($f, $a, $b))
+    };
+    (forward general $f:ident, $a:ident, $b:ident) => {{
+        let _ = ($f, $a, $b);
+        None
+    }};
+    (derivative unary $f:ident, $a:ident, $b:ident, $y:ident) => {
+        Some((Unary::derivative($f, $a, $y), 0.0))
+    };
+    (derivative binary $f:ident, $a:ident, $b:ident, $y:ident) => {
+        Some(Binary::derivative($f, $a, $b, $y))
+    };
+    (derivative general $f:ident, $a:ident, $b:ident, $y:ident) => {{
+        let _ = ($f, $a, $b, $y);
+        None
+    }};
+}
+
 /// The registry: one line per built-in op, `kind Variant = family::Struct;`.
 ///
 /// `unary` and `binary` ops get their `Function` impl from their `Unary` / `Binary`
@@ -289,6 +313,26 @@ macro_rules! ops {
                 match self {
                     $( Op::$variant(_) => elementwise!($kind), )*
                     Op::Leaf | Op::Custom(_) => false,
+                }
+            }
+
+            /// y = f(a) or f(a, b) for an elementwise built-in op on scalars (b is
+            /// ignored by unary ops); `None` for every other op.
+            #[inline]
+            pub(crate) fn scalar_forward(&self, a: f64, b: f64) -> Option<f64> {
+                match self {
+                    $( Op::$variant(f) => scalar_rule!(forward $kind f, a, b), )*
+                    Op::Leaf | Op::Custom(_) => None,
+                }
+            }
+
+            /// (∂y/∂a, ∂y/∂b) for an elementwise built-in op on scalars; `None` for
+            /// every other op.
+            #[inline]
+            pub(crate) fn scalar_derivative(&self, a: f64, b: f64, y: f64) -> Option<(f64, f64)> {
+                match self {
+                    $( Op::$variant(f) => scalar_rule!(derivative $kind f, a, b, y), )*
+                    Op::Leaf | Op::Custom(_) => None,
                 }
             }
 
