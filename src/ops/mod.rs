@@ -13,7 +13,10 @@
 pub mod activation;
 pub mod arith;
 pub mod elementwise;
+pub mod linalg;
+pub mod loss;
 pub mod reduce;
+pub mod softmax;
 
 use crate::error::{Error, Result};
 use crate::function::{backward_by_accumulation, Function, InputGrads, UserFunction};
@@ -423,4 +426,14 @@ ops! {
     general SumAxis = reduce::SumAxis;
     general MeanAxis = reduce::MeanAxis;
     general MaxAxis = reduce::MaxAxis;
+    general Matmul = linalg::Matmul;
+    general Transpose = linalg::Transpose;
+    general Reshape = linalg::Reshape;
+    general Softmax = softmax::Softmax;
+    general LogSoftmax = softmax::LogSoftmax;
+    general Mse = loss::Mse;
+    general HalfSse = loss::HalfSse;
+    general Bce = loss::Bce;
+    general BceWithLogits = loss::BceWithLogits;
+    general SoftmaxCrossEntropy = loss::SoftmaxCrossEntropy;
 }

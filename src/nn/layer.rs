@@ -1,0 +1,370 @@
+//! Layers: [`Linear`], the [`Activation`] that follows it, and the [`Mlp`] built from
+//! both.
+//!
+//! A layer owns no numbers: it knows the names of its parameters in a [`Params`] store
+//! and, given the store bound on a tape, records its forward pass there.
+
+use super::init::Init;
+use super::params::{Bound, Params};
+use crate::error::{Error, Result};
+use crate::function::Function;
+use crate::tensor::Tensor;
+use crate::var::Var;
+use crate::Tape;
+use rand::Rng;
+use std::fmt;
+use std::sync::Arc;
+
+/// The function applied after a layer's affine map: any built-in activation, none
+/// ([`Identity`](Activation::Identity)), or a user function.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tapegrad::nn::Activation;
+/// use tapegrad::{ScalarFunction, Tape};
+///
+/// struct Cube;
+/// impl ScalarFunction for Cube {
+///     fn name(&self) -> &str { "cube" }
+///     fn value(&self, x: f64) -> f64 { x * x * x }
+///     fn derivative(&self, x: f64) -> f64 { 3.0 * x * x }
+/// }
+///
+/// let tape = Tape::new();
+/// let x = tape.var(2.0);
+/// assert_eq!(Activation::Relu.apply(x)?.item()?, 2.0);
+/// assert_eq!(Activation::LeakyRelu(0.1).apply(-x)?.item()?, -0.2);
+/// let cube = Activation::custom(Cube);
+/// assert_eq!(cube.name(), "cube");
+/// assert_eq!(cube.apply(x)?.backward()?.wrt_scalar(x)?, 12.0);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone)]
+pub enum Activation {
+    /// No activation: the layer stays linear.
+    Identity,
+    /// The step function (its derivative is 0: a network of steps cannot learn).
+    Step,
+    /// The sigmoid σ(x).
+    Sigmoid,
+    /// tanh x.
+    Tanh,
+    /// max(x, 0).
+    Relu,
+    /// Leaky ReLU with the given slope α for x < 0.
+    LeakyRelu(f64),
+    /// ELU with the given α.
+    Elu(f64),
+    /// x/(1 + |x|).
+    Softsign,
+    /// arctan x.
+    Atan,
+    /// exp(−x²).
+    Gaussian,
+    /// Swish x·σ(βx) with the given β (β = 1 is SiLU).
+    Swish(f64),
+    /// ln(1 + eˣ).
+    Softplus,
+    /// GELU.
+    Gelu,
+    /// A user function, applied to the layer's output as a whole.
+    Custom(Arc<dyn Function>),
+}
+
+impl Activation {
+    /// A user [`ScalarFunction`](crate::ScalarFunction) (or [`Function`]) as an
+    /// activation.
+    pub fn custom<F: Function + 'static>(f: F) -> Activation {
+        Activation::Custom(Arc::new(f))
+    }
+
+    /// The activation's name (`"identity"` for none).
+    pub fn name(&self) -> &str {
+        match self {
+            Activation::Identity => "identity",
+            Activation::Step => "step",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Tanh => "tanh",
+            Activation::Relu => "relu",
+            Activation::LeakyRelu(_) => "leaky_relu",
+            Activation::Elu(_) => "elu",
+            Activation::Softsign => "softsign",
+            Activation::Atan => "atan",
+            Activation::Gaussian => "gaussian",
+            Activation::Swish(_) => "swish",
+            Activation::Softplus => "softplus",
+            Activation::Gelu => "gelu",
+            Activation::Custom(f) => f.name(),
+        }
+    }
+
+    /// Records the activation of `x`; an error for a non-finite α or β.
+    pub fn apply<'t>(&self, x: Var<'t>) -> Result<Var<'t>> {
+        Ok(match self {
+            Activation::Identity => x,
+            Activation::Step => x.step(),
+            Activation::Sigmoid => x.sigmoid(),
+            Activation::Tanh => x.tanh(),
+            Activation::Relu => x.relu(),
+            Activation::LeakyRelu(alpha) => x.leaky_relu(*alpha)?,
+            Activation::Elu(alpha) => x.elu(*alpha)?,
+            Activation::Softsign => x.softsign(),
+            Activation::Atan => x.atan(),
+            Activation::Gaussian => x.gaussian(),
+            Activation::Swish(beta) => x.swish(*beta)?,
+            Activation::Softplus => x.softplus(),
+            Activation::Gelu => x.gelu(),
+            Activation::Custom(f) => x.apply(f)?,
+        })
+    }
+
+    /// The initialisation that suits a layer followed by this activation: He for the
+    /// ReLU family, Xavier/Glorot for the others.
+    pub fn default_init(&self) -> Init {
+        match self {
+            Activation::Relu | Activation::LeakyRelu(_) | Activation::Elu(_) => Init::HeNormal,
+            _ => Init::XavierNormal,
+        }
+    }
+}
+
+impl fmt::Debug for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Activation::LeakyRelu(a) | Activation::Elu(a) | Activation::Swish(a) => {
+                write!(f, "{}({a})", self.name())
+            }
+            _ => f.write_str(self.name()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// A fully connected layer `y = x·W + b` for a batch `x: [N, inputs]`, with
+/// `W: [inputs, outputs]` and `b: [1, outputs]` (broadcast over the rows) — the layout
+/// of the lecture's `np.dot(X, W) + b`.
+///
+/// The parameters are `"{name}.weight"` and `"{name}.bias"` in the store; the bias
+/// starts at zero.
+///
+/// ```
+/// use tapegrad::nn::{init, Init, Linear, Params};
+/// use tapegrad::{Tape, Tensor};
+/// let mut params = Params::new();
+/// let layer = Linear::new(&mut params, "fc", 2, 3, Init::Constant(0.5), &mut init::rng(0))?;
+/// assert_eq!(params.names().collect::<Vec<_>>(), ["fc.weight", "fc.bias"]);
+/// let tape = Tape::new();
+/// let bound = params.bind(&tape);
+/// let x = tape.constant_tensor(&Tensor::matrix(&[[1.0, 2.0]])?);
+/// let y = layer.forward(&bound, x)?;
+/// assert_eq!(y.value(), Tensor::matrix(&[[1.5, 1.5, 1.5]])?);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Linear {
+    weight: String,
+    bias: String,
+    inputs: usize,
+    outputs: usize,
+}
+
+impl Linear {
+    /// Adds the parameters of a new layer to `params`: the weight filled by `init`
+    /// from `rng`, the bias zero. An error, leaving `params` unchanged, if a size is 0,
+    /// a name is taken, or `init` is invalid.
+    pub fn new<R: Rng + ?Sized>(
+        params: &mut Params,
+        name: &str,
+        inputs: usize,
+        outputs: usize,
+        init: Init,
+        rng: &mut R,
+    ) -> Result<Linear> {
+        let layer = Linear::plan(params, name, inputs, outputs)?;
+        let weight = init.tensor([inputs, outputs], rng)?;
+        params.insert(layer.weight.clone(), weight)?;
+        params.insert(layer.bias.clone(), Tensor::zeros([1, outputs]))?;
+        Ok(layer)
+    }
+
+    /// The layer's names, checked to be free in `params`, with nothing inserted yet.
+    fn plan(params: &Params, name: &str, inputs: usize, outputs: usize) -> Result<Linear> {
+        if inputs == 0 || outputs == 0 {
+            return Err(Error::Invalid {
+                op: "linear".into(),
+                reason: format!(
+                    "a layer needs at least one input and output, got {inputs}→{outputs}"
+                ),
+            });
+        }
+        let layer = Linear {
+            weight: format!("{name}.weight"),
+            bias: format!("{name}.bias"),
+            inputs,
+            outputs,
+        };
+        for taken in [&layer.weight, &layer.bias] {
+            if params.contains(taken) {
+                return Err(Error::Invalid {
+                    op: "linear".into(),
+                    reason: format!("a parameter named {taken:?} already exists"),
+                });
+            }
+        }
+        Ok(layer)
+    }
+
+    /// Records `x·W + b` for `x: [N, inputs]`; an error when `x` does not fit or the
+    /// layer's parameters are missing from `params`.
+    pub fn forward<'t>(&self, params: &Bound<'t, '_>, x: Var<'t>) -> Result<Var<'t>> {
+        let (w, b) = (params.get(&self.weight)?, params.get(&self.bias)?);
+        x.matmul(w)?.try_add(b)
+    }
+
+    /// The name of the weight parameter.
+    pub fn weight_name(&self) -> &str {
+        &self.weight
+    }
+
+    /// The name of the bias parameter.
+    pub fn bias_name(&self) -> &str {
+        &self.bias
+    }
+
+    /// The number of inputs.
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    /// The number of outputs.
+    pub fn outputs(&self) -> usize {
+        self.outputs
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// A multilayer perceptron: [`Linear`] layers, each followed by its [`Activation`].
+///
+/// Build one with [`Mlp::builder`]. The lecture's XOR network (2 inputs, 4 hidden
+/// sigmoid units, 1 sigmoid output, weights from N(0, 1), zero biases):
+///
+/// ```
+/// use tapegrad::nn::{init, Activation, Init, Mlp, Params};
+/// use tapegrad::Tensor;
+/// let mut params = Params::new();
+/// let net = Mlp::builder(2)
+///     .layer(4, Activation::Sigmoid)
+///     .layer(1, Activation::Sigmoid)
+///     .init(Init::Normal { mean: 0.0, std: 1.0 })
+///     .build(&mut params, &mut init::rng(42))?;
+/// assert_eq!(
+///     params.names().collect::<Vec<_>>(),
+///     ["layer1.weight", "layer1.bias", "layer2.weight", "layer2.bias"]
+/// );
+/// assert_eq!(params.numel(), 2 * 4 + 4 + 4 * 1 + 1);
+/// let x = Tensor::matrix(&[[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])?;
+/// let y = net.predict(&params, &x)?;
+/// assert_eq!(y.shape().dims(), &[4, 1]);
+/// assert!(y.data().iter().all(|&p| 0.0 < p && p < 1.0));
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Mlp {
+    layers: Vec<(Linear, Activation)>,
+}
+
+impl Mlp {
+    /// A builder for a network taking `inputs` features per row.
+    pub fn builder(inputs: usize) -> MlpBuilder {
+        MlpBuilder {
+            inputs,
+            layers: Vec::new(),
+            init: None,
+            prefix: "layer".into(),
+        }
+    }
+
+    /// Records the network's output for a batch `x: [N, inputs]`.
+    pub fn forward<'t>(&self, params: &Bound<'t, '_>, x: Var<'t>) -> Result<Var<'t>> {
+        let mut h = x;
+        for (layer, activation) in &self.layers {
+            h = activation.apply(layer.forward(params, h)?)?;
+        }
+        Ok(h)
+    }
+
+    /// The network's output for `x: [N, inputs]`, computed on a scratch tape without
+    /// gradients (for evaluation, not for training loops).
+    pub fn predict(&self, params: &Params, x: &Tensor) -> Result<Tensor> {
+        let tape = Tape::new();
+        let _no_grad = tape.no_grad();
+        let bound = params.bind(&tape);
+        let x = tape.constant_tensor(x);
+        Ok(self.forward(&bound, x)?.value())
+    }
+
+    /// The layers and their activations, input side first.
+    pub fn layers(&self) -> &[(Linear, Activation)] {
+        &self.layers
+    }
+}
+
+/// Builds an [`Mlp`]: the input width, then one [`layer`](MlpBuilder::layer) call per
+/// layer with its width and activation.
+#[derive(Clone, Debug)]
+pub struct MlpBuilder {
+    inputs: usize,
+    layers: Vec<(usize, Activation)>,
+    init: Option<Init>,
+    prefix: String,
+}
+
+impl MlpBuilder {
+    /// Adds a layer of `outputs` units followed by `activation`
+    /// ([`Activation::Identity`] for none).
+    pub fn layer(mut self, outputs: usize, activation: Activation) -> MlpBuilder {
+        self.layers.push((outputs, activation));
+        self
+    }
+
+    /// Initialises every weight with `init` instead of each activation's
+    /// [`default_init`](Activation::default_init). Biases always start at zero.
+    pub fn init(mut self, init: Init) -> MlpBuilder {
+        self.init = Some(init);
+        self
+    }
+
+    /// Names the layers `"{prefix}1"`, `"{prefix}2"`, … (default `"layer"`).
+    pub fn name(mut self, prefix: impl Into<String>) -> MlpBuilder {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Adds every layer's parameters to `params`, drawing weights from `rng` layer by
+    /// layer. An error, leaving `params` unchanged, for a network without layers, a
+    /// width of 0, a name already taken or an invalid initialisation.
+    pub fn build<R: Rng + ?Sized>(self, params: &mut Params, rng: &mut R) -> Result<Mlp> {
+        if self.layers.is_empty() {
+            return Err(Error::Invalid {
+                op: "mlp".into(),
+                reason: "a network needs at least one layer".into(),
+            });
+        }
+        // Build into a scratch store first, so that a failure leaves `params` as it was.
+        let mut fresh = Params::new();
+        let mut layers = Vec::with_capacity(self.layers.len());
+        let mut width = self.inputs;
+        for (i, (outputs, activation)) in self.layers.into_iter().enumerate() {
+            let name = format!("{}{}", self.prefix, i + 1);
+            Linear::plan(params, &name, width, outputs)?;
+            let init = self.init.unwrap_or_else(|| activation.default_init());
+            let layer = Linear::new(&mut fresh, &name, width, outputs, init, rng)?;
+            layers.push((layer, activation));
+            width = outputs;
+        }
+        for (name, value) in fresh.iter() {
+            params.insert(name, value.clone())?;
+        }
+        Ok(Mlp { layers })
+    }
+}

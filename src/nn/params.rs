@@ -1,0 +1,513 @@
+//! [`Params`], the named parameter store, and how parameters meet a tape.
+//!
+//! Parameters live outside the tape. Each training step binds them onto a freshly
+//! cleared tape ([`Params::bind`]), records the forward pass, runs backward, reads the
+//! gradients back by name ([`Bound::gradients_into`]) and lets an optimizer update the
+//! store. Names keep their insertion order, so iteration, saving and optimizer state
+//! all follow the order in which a network was built.
+//!
+//! # The parameter file
+//!
+//! [`Params::save`] writes, and [`Params::load`] reads, a plain UTF-8 text file:
+//!
+//! ```text
+//! tapegrad-params 1
+//! layer1.weight 2 2 4
+//! 1.5e-1 -2.25e0 3e-1 1e0 -7.5e-1 4e-1 1.1e0 -3e-2
+//! layer1.bias 2 1 4
+//! 0e0 0e0 0e0 0e0
+//! ```
+//!
+//! The first line names the format and its version. Then, for each parameter in order,
+//! a header line holds its name, its rank and its axis lengths, and the next line holds
+//! its values in row-major order, separated by single spaces, each in the shortest form
+//! that reads back to the identical `f64` (so a save/load round trip is exact). Names
+//! contain no whitespace. Loading checks every line, and that the file holds exactly the
+//! store's names, in order, with the same shapes; any problem is an error and leaves the
+//! store as it was.
+
+use crate::backward::Gradients;
+use crate::error::{Error, Result};
+use crate::shape::Shape;
+use crate::tape::Tape;
+use crate::tensor::{Tensor, TensorRef};
+use crate::var::Var;
+use indexmap::IndexMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// The first line of a parameter file.
+const MAGIC: &str = "tapegrad-params 1";
+
+/// Named parameter tensors, in insertion order.
+///
+/// ```
+/// use tapegrad::nn::Params;
+/// use tapegrad::{Tape, Tensor};
+///
+/// let mut params = Params::new();
+/// params.insert("w", Tensor::vector([0.5, -1.0]))?;
+/// params.insert("b", Tensor::scalar(0.25))?;
+/// assert_eq!(params.names().collect::<Vec<_>>(), ["w", "b"]);
+/// assert!(params.get("nope").is_err());
+///
+/// // One step: bind, record, backward, read the gradients back by name.
+/// let tape = Tape::new();
+/// let bound = params.bind(&tape);
+/// let (w, b) = (bound.get("w")?, bound.get("b")?);
+/// let x = tape.constant_tensor(&Tensor::vector([2.0, 3.0]));
+/// let y = (w * x).sum() + b; // 0.5·2 − 1·3 + 0.25
+/// assert_eq!(y.item()?, -1.75);
+/// let grads = bound.gradients(&y.backward()?)?;
+/// assert_eq!(grads.get("w")?, &Tensor::vector([2.0, 3.0]));
+/// assert_eq!(grads.get("b")?.item()?, 1.0);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Params {
+    map: IndexMap<String, Tensor>,
+}
+
+fn invalid(op: &str, reason: impl Into<String>) -> Error {
+    Error::Invalid {
+        op: op.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.chars().any(char::is_whitespace) {
+        return Err(invalid(
+            "params",
+            format!("parameter names are non-empty and contain no whitespace, got {name:?}"),
+        ));
+    }
+    Ok(())
+}
+
+impl Params {
+    /// An empty store.
+    pub fn new() -> Params {
+        Params::default()
+    }
+
+    /// Adds a parameter at the end. An error, leaving the store unchanged, if the name
+    /// is taken, empty or contains whitespace.
+    pub fn insert(&mut self, name: impl Into<String>, value: Tensor) -> Result<()> {
+        let name = name.into();
+        check_name(&name)?;
+        if self.map.contains_key(&name) {
+            return Err(invalid(
+                "params",
+                format!("a parameter named {name:?} already exists"),
+            ));
+        }
+        self.map.insert(name, value);
+        Ok(())
+    }
+
+    /// The parameter called `name`; [`Error::UnknownParameter`] if there is none.
+    pub fn get(&self, name: &str) -> Result<&Tensor> {
+        self.map.get(name).ok_or_else(|| Error::UnknownParameter {
+            name: name.to_string(),
+        })
+    }
+
+    /// The parameter called `name`, mutably; [`Error::UnknownParameter`] if there is
+    /// none.
+    pub fn get_mut(&mut self, name: &str) -> Result<&mut Tensor> {
+        self.map
+            .get_mut(name)
+            .ok_or_else(|| Error::UnknownParameter {
+                name: name.to_string(),
+            })
+    }
+
+    /// Replaces the value of an existing parameter with one of the same shape. An
+    /// error, leaving the store unchanged, for an unknown name or another shape.
+    pub fn set(&mut self, name: &str, value: Tensor) -> Result<()> {
+        let slot = self.get_mut(name)?;
+        if slot.shape() != value.shape() {
+            return Err(invalid(
+                "params",
+                format!(
+                    "{name:?} has shape {}, the new value has shape {}",
+                    slot.shape(),
+                    value.shape()
+                ),
+            ));
+        }
+        *slot = value;
+        Ok(())
+    }
+
+    /// True if a parameter is called `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
+    /// The number of parameters (tensors, not numbers; see [`numel`](Params::numel)).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when the store holds no parameter.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The number of values in all parameters together.
+    pub fn numel(&self) -> usize {
+        self.map.values().map(Tensor::numel).sum()
+    }
+
+    /// The names, in insertion order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.map.keys().map(String::as_str)
+    }
+
+    /// Names and values, in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.map.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Names and mutable values, in insertion order.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Tensor)> {
+        self.map.iter_mut().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Records every parameter on `tape` as a leaf variable, in order, for one step.
+    ///
+    /// The variables are recorded one after another, so the binding costs no
+    /// allocation beyond the tape's own arena.
+    pub fn bind<'t, 'p>(&'p self, tape: &'t Tape) -> Bound<'t, 'p> {
+        let first = tape.len();
+        for value in self.map.values() {
+            tape.tensor(value);
+        }
+        Bound {
+            tape,
+            params: self,
+            first,
+        }
+    }
+
+    /// The store in the text format described in the [module docs](self).
+    pub fn to_text(&self) -> String {
+        let mut text = String::with_capacity(32 + 24 * self.numel());
+        text.push_str(MAGIC);
+        text.push('\n');
+        for (name, value) in &self.map {
+            let dims = value.shape().dims();
+            // Writing into a String cannot fail.
+            let _ = write!(text, "{name} {}", dims.len());
+            for d in dims {
+                let _ = write!(text, " {d}");
+            }
+            text.push('\n');
+            for (i, v) in value.data().iter().enumerate() {
+                if i > 0 {
+                    text.push(' ');
+                }
+                let _ = write!(text, "{v:e}");
+            }
+            text.push('\n');
+        }
+        text
+    }
+
+    /// A new store read from text in the format described in the [module docs](self);
+    /// an error naming the line for anything malformed.
+    ///
+    /// ```
+    /// use tapegrad::nn::Params;
+    /// use tapegrad::Tensor;
+    /// let mut params = Params::new();
+    /// params.insert("w", Tensor::matrix(&[[0.1, 1.0 / 3.0], [-2.5, 1e-300]])?)?;
+    /// let text = params.to_text();
+    /// assert_eq!(Params::from_text(&text)?, params); // exact round trip
+    /// assert!(Params::from_text(&text.replace("2 2 2", "2 2 3")).is_err());
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn from_text(text: &str) -> Result<Params> {
+        let op = "params load";
+        let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
+        match lines.next() {
+            Some((_, first)) if first.trim_end() == MAGIC => {}
+            _ => return Err(invalid(op, format!("line 1: expected {MAGIC:?}"))),
+        }
+        let mut params = Params::new();
+        while let Some((number, header)) = lines.next() {
+            if header.trim().is_empty() {
+                continue;
+            }
+            let at = |reason: String| invalid(op, format!("line {number}: {reason}"));
+            let mut fields = header.split_whitespace();
+            let name = fields.next().unwrap_or_default();
+            let rank: usize = fields
+                .next()
+                .and_then(|r| r.parse().ok())
+                .ok_or_else(|| at(format!("expected `name rank dims…`, got {header:?}")))?;
+            let dims = fields
+                .map(|d| d.parse::<usize>())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| at(format!("bad axis length: {e}")))?;
+            if dims.len() != rank {
+                return Err(at(format!("rank {rank} but {} axis lengths", dims.len())));
+            }
+            let shape = Shape::from(dims);
+            let (number, line) = lines
+                .next()
+                .ok_or_else(|| at(format!("no values follow {name:?}")))?;
+            let values = line
+                .split_whitespace()
+                .map(str::parse::<f64>)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| invalid(op, format!("line {number}: bad value: {e}")))?;
+            if values.len() != shape.numel() {
+                return Err(invalid(
+                    op,
+                    format!(
+                        "line {number}: {name:?} of shape {shape} needs {} values, found {}",
+                        shape.numel(),
+                        values.len()
+                    ),
+                ));
+            }
+            params
+                .insert(name, Tensor::new(values, shape)?)
+                .map_err(|e| at(e.to_string()))?;
+        }
+        Ok(params)
+    }
+
+    /// Replaces every value with the one in `text`, which must hold exactly this
+    /// store's names, in order, with the same shapes. Any problem is an error and
+    /// leaves the store unchanged.
+    pub fn load_text(&mut self, text: &str) -> Result<()> {
+        let loaded = Params::from_text(text)?;
+        let op = "params load";
+        if loaded.len() != self.len() {
+            return Err(invalid(
+                op,
+                format!(
+                    "the file holds {} parameters, the store {}",
+                    loaded.len(),
+                    self.len()
+                ),
+            ));
+        }
+        for ((name, value), (want, current)) in loaded.iter().zip(self.iter()) {
+            if name != want || value.shape() != current.shape() {
+                return Err(invalid(
+                    op,
+                    format!(
+                        "the file has {name:?} of shape {} where the store has {want:?} of shape {}",
+                        value.shape(),
+                        current.shape()
+                    ),
+                ));
+            }
+        }
+        *self = loaded;
+        Ok(())
+    }
+
+    /// Writes the store to `path` in the text format of the [module docs](self).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        std::fs::write(path, self.to_text())
+            .map_err(|e| invalid("params save", format!("{}: {e}", path.display())))
+    }
+
+    /// Replaces every value with the one saved in `path` (see
+    /// [`load_text`](Params::load_text)). An unreadable, corrupt or mismatched file is
+    /// an error and leaves the store unchanged.
+    ///
+    /// ```
+    /// use tapegrad::nn::Params;
+    /// use tapegrad::Tensor;
+    /// let path = std::env::temp_dir().join(format!("tapegrad-doc-{}.params", std::process::id()));
+    /// let mut params = Params::new();
+    /// params.insert("w", Tensor::vector([1.5, -2.0]))?;
+    /// params.save(&path)?;
+    /// params.set("w", Tensor::vector([0.0, 0.0]))?;
+    /// params.load(&path)?;
+    /// assert_eq!(params.get("w")?, &Tensor::vector([1.5, -2.0]));
+    /// std::fs::write(&path, "tapegrad-params 1\nw 1 2\n1.5 oops\n").unwrap();
+    /// assert!(params.load(&path).is_err());
+    /// assert_eq!(params.get("w")?, &Tensor::vector([1.5, -2.0])); // untouched
+    /// # std::fs::remove_file(&path).ok();
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| invalid("params load", format!("{}: {e}", path.display())))?;
+        self.load_text(&text)
+    }
+
+    /// The position of `name` in insertion order.
+    pub(crate) fn index_of(&self, name: &str) -> Result<usize> {
+        self.map
+            .get_index_of(name)
+            .ok_or_else(|| Error::UnknownParameter {
+                name: name.to_string(),
+            })
+    }
+}
+
+/// The parameters of a [`Params`] store recorded on a tape for one step: look their
+/// variables up by name, and read their gradients back after backward.
+///
+/// Made by [`Params::bind`]. It borrows both the tape and the store, so the tape cannot
+/// be cleared and the store cannot be updated while it lives: drop it (end its scope)
+/// before the optimizer step.
+#[derive(Clone, Copy)]
+pub struct Bound<'t, 'p> {
+    tape: &'t Tape,
+    params: &'p Params,
+    /// The node id of the first parameter; the others follow in order.
+    first: usize,
+}
+
+impl<'t, 'p> Bound<'t, 'p> {
+    /// The variable of the parameter called `name`; [`Error::UnknownParameter`] if there
+    /// is none.
+    pub fn get(&self, name: &str) -> Result<Var<'t>> {
+        let index = self.params.index_of(name)?;
+        Ok(self.var_at(index))
+    }
+
+    fn var_at(&self, index: usize) -> Var<'t> {
+        let id = u32::try_from(self.first + index).expect("a tape holds at most 2^32 nodes");
+        Var::new(self.tape, id)
+    }
+
+    /// The tape the parameters are recorded on (to put inputs and targets on it).
+    pub fn tape(&self) -> &'t Tape {
+        self.tape
+    }
+
+    /// The store that was bound.
+    pub fn params(&self) -> &'p Params {
+        self.params
+    }
+
+    /// Names and variables, in insertion order.
+    pub fn vars(&self) -> impl Iterator<Item = (&'p str, Var<'t>)> + '_ {
+        self.params
+            .names()
+            .enumerate()
+            .map(move |(i, name)| (name, self.var_at(i)))
+    }
+
+    /// The gradient of every parameter, by name, from the result of a backward pass.
+    pub fn gradients(&self, grads: &Gradients) -> Result<ParamGradients> {
+        let mut out = ParamGradients::default();
+        self.gradients_into(grads, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`gradients`](Bound::gradients) into an existing [`ParamGradients`], reusing its
+    /// memory: after the first step of a training loop this allocates nothing.
+    pub fn gradients_into(&self, grads: &Gradients, out: &mut ParamGradients) -> Result<()> {
+        if !out.matches(self.params) {
+            out.map = self
+                .params
+                .iter()
+                .map(|(name, value)| (name.to_string(), Tensor::zeros(value.shape().clone())))
+                .collect();
+        }
+        for (i, slot) in out.map.values_mut().enumerate() {
+            grads.wrt_into(self.var_at(i), slot.data_mut())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Bound<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bound")
+            .field("names", &self.params.names().collect::<Vec<_>>())
+            .field("first", &self.first)
+            .finish()
+    }
+}
+
+/// The gradient of every parameter of a [`Params`] store, by name, in the store's
+/// order: what an [`Optimizer`](crate::optim::Optimizer) consumes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ParamGradients {
+    map: IndexMap<String, Tensor>,
+}
+
+impl ParamGradients {
+    /// Gradients from explicit values, in order (for optimizers used outside a tape).
+    /// An error for a duplicate or malformed name.
+    ///
+    /// ```
+    /// use tapegrad::nn::ParamGradients;
+    /// use tapegrad::Tensor;
+    /// let g = ParamGradients::from_pairs([("w", Tensor::vector([3.0, 4.0]))])?;
+    /// assert_eq!(g.norm(), 5.0);
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn from_pairs<S: Into<String>>(
+        pairs: impl IntoIterator<Item = (S, Tensor)>,
+    ) -> Result<ParamGradients> {
+        let mut store = Params::new();
+        for (name, value) in pairs {
+            store.insert(name, value)?;
+        }
+        Ok(ParamGradients { map: store.map })
+    }
+
+    /// The gradient of the parameter called `name`; [`Error::UnknownParameter`] if
+    /// there is none.
+    pub fn get(&self, name: &str) -> Result<&Tensor> {
+        self.map.get(name).ok_or_else(|| Error::UnknownParameter {
+            name: name.to_string(),
+        })
+    }
+
+    /// Names and gradients, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.map.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The number of parameters.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when there is no gradient.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The Euclidean norm of all gradients together, √(Σ g²).
+    pub fn norm(&self) -> f64 {
+        self.map
+            .values()
+            .flat_map(|g| g.data())
+            .map(|g| g * g)
+            .sum::<f64>()
+            .sqrt()
+    }
+
+    /// True if these gradients have the names, order and shapes of `params`.
+    pub fn matches(&self, params: &Params) -> bool {
+        self.map.len() == params.map.len()
+            && self
+                .map
+                .iter()
+                .zip(&params.map)
+                .all(|((a, ga), (b, pb))| a == b && ga.shape() == pb.shape())
+    }
+
+    /// The gradients in order, as views.
+    pub(crate) fn views(&self) -> impl Iterator<Item = TensorRef<'_>> {
+        self.map.values().map(Tensor::view)
+    }
+}

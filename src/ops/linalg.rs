@@ -1,0 +1,628 @@
+//! Linear algebra: `matmul` (2-D, and batched over leading axes), `transpose` and
+//! `reshape`.
+//!
+//! Matrix products run through a real GEMM kernel (`matrixmultiply::dgemm`, blocked and
+//! vectorised); its `C ← A·B + β·C` form lets backward add `gy·bᵀ` and `aᵀ·gy` straight
+//! into the gradient arena, with the transposes expressed as strides rather than copies.
+//! Products too small for blocking to pay (fewer than [`SMALL_PRODUCT`] multiply-adds)
+//! use a plain loop instead.
+
+use super::Op;
+use crate::error::{Error, Result};
+use crate::function::{backward_by_accumulation, Function, InputGrads};
+use crate::shape::{BroadcastIndex, Shape};
+use crate::tensor::{Tensor, TensorRef};
+use crate::var::Var;
+use smallvec::SmallVec;
+
+/// Below this many multiply-adds (m·k·n) a product uses a plain loop: packing panels
+/// for the blocked kernel costs more than it saves on tiny matrices.
+pub const SMALL_PRODUCT: usize = 4096;
+
+/// `c ← op(a)·op(b) + beta·c` for row-major matrices, where `op(a)` is `[m, k]` and
+/// `op(b)` is `[k, n]`. When `a_transposed`, `a` holds `op(a)ᵀ`, stored `[k, m]`; when
+/// `b_transposed`, `b` holds `op(b)ᵀ`, stored `[n, k]`.
+///
+/// # Panics
+/// If a slice is shorter than its matrix.
+#[allow(unsafe_code)]
+fn gemm(
+    (m, k, n): (usize, usize, usize),
+    a: &[f64],
+    a_transposed: bool,
+    b: &[f64],
+    b_transposed: bool,
+    beta: f64,
+    c: &mut [f64],
+) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    let (row_a, col_a) = if a_transposed { (1, m) } else { (k, 1) };
+    let (row_b, col_b) = if b_transposed { (1, k) } else { (n, 1) };
+    if m * k * n < SMALL_PRODUCT {
+        for i in 0..m {
+            for j in 0..n {
+                let mut sum = 0.0;
+                for p in 0..k {
+                    sum += a[i * row_a + p * col_a] * b[p * row_b + j * col_b];
+                }
+                let slot = &mut c[i * n + j];
+                *slot = if beta == 0.0 { sum } else { sum + beta * *slot };
+            }
+        }
+        return;
+    }
+    // SAFETY: dgemm reads a[i·row_a + p·col_a] for i < m, p < k; the largest such index
+    // is (m−1)·row_a + (k−1)·col_a = m·k − 1 in either layout, inside `a` by the assert
+    // above; likewise b up to k·n − 1 and c (row stride n, column stride 1) up to
+    // m·n − 1. The three slices come from distinct borrows (`c` is `&mut`), so they do
+    // not overlap, and dgemm keeps no pointer after it returns. Every stride is at most
+    // max(m, n, k), a slice length, which fits in isize.
+    unsafe {
+        matrixmultiply::dgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            row_a as isize,
+            col_a as isize,
+            b.as_ptr(),
+            row_b as isize,
+            col_b as isize,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+fn two_inputs<'s>(name: &str, inputs: &[&'s Shape]) -> Result<(&'s Shape, &'s Shape)> {
+    match inputs {
+        [a, b] => Ok((a, b)),
+        _ => Err(Error::Arity {
+            op: name.to_string(),
+            expected: 2,
+            got: inputs.len(),
+        }),
+    }
+}
+
+fn one_input<'s>(name: &str, inputs: &[&'s Shape]) -> Result<&'s Shape> {
+    match inputs {
+        [x] => Ok(x),
+        _ => Err(Error::Arity {
+            op: name.to_string(),
+            expected: 1,
+            got: inputs.len(),
+        }),
+    }
+}
+
+/// Sums `v` over the axes along which `shape` was broadcast to make it, so that the
+/// result has `shape`: the graph form of accumulating into a broadcast operand.
+fn sum_to<'t>(mut v: Var<'t>, shape: &Shape) -> Result<Var<'t>> {
+    while v.shape().rank() > shape.rank() {
+        v = v.sum_axis(0, false)?;
+    }
+    for (axis, &d) in shape.dims().iter().enumerate() {
+        if d == 1 && v.shape().dims()[axis] != 1 {
+            v = v.sum_axis(axis, true)?;
+        }
+    }
+    Ok(v)
+}
+
+// ---------------------------------------------------------------------------------------
+/// How a batched product `[…, m, k]·[…, k, n]` is laid out.
+struct Layout {
+    m: usize,
+    k: usize,
+    n: usize,
+    a_batch: Shape,
+    b_batch: Shape,
+    batch: Shape,
+}
+
+impl Layout {
+    fn new(a: &Shape, b: &Shape) -> Result<Layout> {
+        let invalid = |reason: String| Error::Invalid {
+            op: "matmul".into(),
+            reason,
+        };
+        if a.rank() < 2 || b.rank() < 2 {
+            return Err(invalid(format!(
+                "both operands need at least two axes, got shapes {a} and {b}"
+            )));
+        }
+        let (ra, rb) = (a.rank(), b.rank());
+        let (m, k) = (a.dims()[ra - 2], a.dims()[ra - 1]);
+        let (k2, n) = (b.dims()[rb - 2], b.dims()[rb - 1]);
+        if k != k2 {
+            return Err(invalid(format!(
+                "shapes {a} and {b} cannot be multiplied: {k} columns against {k2} rows"
+            )));
+        }
+        let a_batch = Shape::new(&a.dims()[..ra - 2]);
+        let b_batch = Shape::new(&b.dims()[..rb - 2]);
+        let batch = a_batch.broadcast(&b_batch).ok_or_else(|| {
+            invalid(format!(
+                "the batch axes of shapes {a} and {b} cannot be broadcast together"
+            ))
+        })?;
+        Ok(Layout {
+            m,
+            k,
+            n,
+            a_batch,
+            b_batch,
+            batch,
+        })
+    }
+
+    fn output(&self) -> Shape {
+        // Inline storage: no heap allocation up to rank four.
+        let mut dims: SmallVec<[usize; 4]> = SmallVec::from_slice(self.batch.dims());
+        dims.extend([self.m, self.n]);
+        Shape::new(&dims)
+    }
+
+    /// Calls `f(o, ia, ib)` for every product: output matrix `o` is `a`'s matrix `ia`
+    /// times `b`'s matrix `ib`.
+    fn for_each(&self, f: impl FnMut(usize, usize, usize)) {
+        BroadcastIndex::new(&self.a_batch, &self.b_batch, &self.batch).for_each(f);
+    }
+}
+
+/// The matrix product `y = a·b` of `a: [m, k]` and `b: [k, n]`, giving `[m, n]`.
+///
+/// Leading axes are batch axes and broadcast like NumPy's `matmul`: `[B, m, k]·[k, n]`
+/// multiplies each of the B matrices by the same `b`. Both operands need at least two
+/// axes. ∂L/∂a = gy·bᵀ and ∂L/∂b = aᵀ·gy (summed over batches that were broadcast).
+///
+/// ```
+/// use tapegrad::{Tape, Tensor};
+/// let tape = Tape::new();
+/// let a = tape.tensor(&Tensor::matrix(&[[1.0, 2.0], [3.0, 4.0]])?);
+/// let b = tape.tensor(&Tensor::matrix(&[[5.0], [6.0]])?);
+/// let y = a.matmul(b)?;
+/// assert_eq!(y.value(), Tensor::matrix(&[[17.0], [39.0]])?);
+/// let g = y.sum().backward()?;
+/// assert_eq!(g.wrt(a)?, Tensor::matrix(&[[5.0, 6.0], [5.0, 6.0]])?); // gy·bᵀ
+/// assert_eq!(g.wrt(b)?, Tensor::matrix(&[[4.0], [6.0]])?); // aᵀ·gy
+/// assert!(b.matmul(b).is_err()); // [2, 1]·[2, 1]
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Matmul;
+
+impl Function for Matmul {
+    fn name(&self) -> &str {
+        "matmul"
+    }
+    fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+        let (a, b) = two_inputs("matmul", inputs)?;
+        Ok(Layout::new(a, b)?.output())
+    }
+    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+        let (a, b) = (inputs[0], inputs[1]);
+        let l = Layout::new(a.shape(), b.shape()).expect("checked when recorded");
+        let (m, k, n) = (l.m, l.k, l.n);
+        if l.b_batch.is_scalar() {
+            // One right-hand matrix: the batches of `a` stack into one tall product.
+            let rows = l.batch.numel() * m;
+            gemm((rows, k, n), a.data(), false, b.data(), false, 0.0, out);
+            return;
+        }
+        let (a, b) = (a.data(), b.data());
+        l.for_each(|o, ia, ib| {
+            gemm(
+                (m, k, n),
+                &a[ia * m * k..],
+                false,
+                &b[ib * k * n..],
+                false,
+                0.0,
+                &mut out[o * m * n..],
+            )
+        });
+    }
+    // d/da (a·b) = gy·bᵀ, d/db (a·b) = aᵀ·gy
+    fn backward_accumulate(
+        &self,
+        inputs: &[TensorRef<'_>],
+        _y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+        gx: &mut InputGrads<'_>,
+    ) -> Result<()> {
+        let (a, b) = (inputs[0], inputs[1]);
+        let l = Layout::new(a.shape(), b.shape())?;
+        let (m, k, n) = (l.m, l.k, l.n);
+        let (av, bv, gy) = (a.data(), b.data(), gy.data());
+        if l.b_batch.is_scalar() {
+            let rows = l.batch.numel() * m;
+            gemm((rows, n, k), gy, false, bv, true, 1.0, gx.get_mut(0));
+            gemm((k, rows, n), av, true, gy, false, 1.0, gx.get_mut(1));
+            return Ok(());
+        }
+        let ga = gx.get_mut(0);
+        l.for_each(|o, ia, ib| {
+            gemm(
+                (m, n, k),
+                &gy[o * m * n..],
+                false,
+                &bv[ib * k * n..],
+                true,
+                1.0,
+                &mut ga[ia * m * k..],
+            )
+        });
+        let gb = gx.get_mut(1);
+        l.for_each(|o, ia, ib| {
+            gemm(
+                (k, m, n),
+                &av[ia * m * k..],
+                true,
+                &gy[o * m * n..],
+                false,
+                1.0,
+                &mut gb[ib * k * n..],
+            )
+        });
+        Ok(())
+    }
+    fn backward(
+        &self,
+        inputs: &[TensorRef<'_>],
+        y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+    ) -> Result<Vec<Tensor>> {
+        backward_by_accumulation(self, inputs, y, gy)
+    }
+    fn backward_graph<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        _y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        let (a, b) = (inputs[0], inputs[1]);
+        let ga = gy.matmul(b.transpose()?)?;
+        let gb = a.transpose()?.matmul(gy)?;
+        Ok(vec![sum_to(ga, &a.shape())?, sum_to(gb, &b.shape())?])
+    }
+    fn check_at(&self) -> Vec<Vec<Tensor>> {
+        let t = |data: &[f64], shape: &[usize]| Tensor::new(data.to_vec(), shape).expect("fits");
+        let six = [0.5, -1.0, 2.0, 1.5, 0.25, -2.0];
+        let twelve = [
+            0.3, -0.7, 1.1, 2.0, -1.5, 0.4, 0.9, 0.1, -0.6, 1.3, -2.2, 0.8,
+        ];
+        vec![
+            vec![
+                t(&six, &[2, 3]),
+                t(&[1.0, -0.5, 2.0, 0.75, -1.25, 0.5], &[3, 2]),
+            ],
+            vec![t(&twelve, &[2, 2, 3]), t(&six, &[3, 2])],
+            vec![t(&twelve, &[2, 2, 3]), t(&twelve, &[2, 3, 2])],
+        ]
+    }
+    fn domain(&self) -> Vec<(f64, f64)> {
+        vec![(-3.0, 3.0), (-3.0, 3.0)]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// The matrix product `self · other`, batched over leading axes (see [`Matmul`]);
+    /// an error when the shapes cannot be multiplied.
+    pub fn matmul(self, other: Var<'t>) -> Result<Var<'t>> {
+        self.record(Op::Matmul(Matmul), &[self, other])
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// Swaps the last two axes: `y[…, j, i] = x[…, i, j]` (the matrix transpose, done for
+/// every matrix of a batch). The gradient is the upstream gradient transposed back.
+/// The input needs at least two axes.
+///
+/// ```
+/// use tapegrad::{Tape, Tensor};
+/// let tape = Tape::new();
+/// let x = tape.tensor(&Tensor::matrix(&[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])?);
+/// let y = x.transpose()?;
+/// assert_eq!(y.value(), Tensor::matrix(&[[1.0, 4.0], [2.0, 5.0], [3.0, 6.0]])?);
+/// assert!(tape.tensor(&Tensor::vector([1.0, 2.0])).transpose().is_err());
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Transpose;
+
+/// `(batch, rows, cols)` of a shape seen as a stack of matrices.
+fn matrices(shape: &Shape) -> (usize, usize, usize) {
+    let r = shape.rank();
+    let (rows, cols) = (shape.dims()[r - 2], shape.dims()[r - 1]);
+    (shape.dims()[..r - 2].iter().product(), rows, cols)
+}
+
+impl Function for Transpose {
+    fn name(&self) -> &str {
+        "transpose"
+    }
+    fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+        let x = one_input("transpose", inputs)?;
+        if x.rank() < 2 {
+            return Err(Error::Invalid {
+                op: "transpose".into(),
+                reason: format!("needs at least two axes, got shape {x}"),
+            });
+        }
+        let mut dims: SmallVec<[usize; 4]> = SmallVec::from_slice(x.dims());
+        let r = dims.len();
+        dims.swap(r - 2, r - 1);
+        Ok(Shape::new(&dims))
+    }
+    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+        let x = inputs[0].data();
+        let (batch, rows, cols) = matrices(inputs[0].shape());
+        for b in 0..batch {
+            let (x, y) = (&x[b * rows * cols..], &mut out[b * rows * cols..]);
+            for i in 0..rows {
+                for j in 0..cols {
+                    y[j * rows + i] = x[i * cols + j];
+                }
+            }
+        }
+    }
+    // d/dx_ij y_ji = 1: the gradient is gy transposed back
+    fn backward_accumulate(
+        &self,
+        inputs: &[TensorRef<'_>],
+        _y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+        gx: &mut InputGrads<'_>,
+    ) -> Result<()> {
+        let (batch, rows, cols) = matrices(inputs[0].shape());
+        let (gy, g) = (gy.data(), gx.get_mut(0));
+        for b in 0..batch {
+            let (gy, g) = (&gy[b * rows * cols..], &mut g[b * rows * cols..]);
+            for i in 0..rows {
+                for j in 0..cols {
+                    g[i * cols + j] += gy[j * rows + i];
+                }
+            }
+        }
+        Ok(())
+    }
+    fn backward(
+        &self,
+        inputs: &[TensorRef<'_>],
+        y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+    ) -> Result<Vec<Tensor>> {
+        backward_by_accumulation(self, inputs, y, gy)
+    }
+    fn backward_graph<'t>(
+        &self,
+        _inputs: &[Var<'t>],
+        _y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        Ok(vec![gy.transpose()?])
+    }
+    fn check_at(&self) -> Vec<Vec<Tensor>> {
+        vec![
+            vec![Tensor::new(vec![0.5, -1.0, 2.0, 3.5, 0.25, -2.0], [2, 3]).expect("fits")],
+            vec![
+                Tensor::new((0..12).map(|v| v as f64 * 0.3 - 1.0).collect(), [2, 3, 2])
+                    .expect("fits"),
+            ],
+        ]
+    }
+    fn domain(&self) -> Vec<(f64, f64)> {
+        vec![(-3.0, 3.0)]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// The last two axes swapped (see [`Transpose`]); an error below two axes.
+    pub fn transpose(self) -> Result<Var<'t>> {
+        self.record(Op::Transpose(Transpose), &[self])
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// The same values in row-major order under a new shape with as many elements. The
+/// gradient is the upstream gradient read back under the input's shape.
+///
+/// The new shape has at most four axes, each shorter than 2³² (it is stored inline, so
+/// that recording a reshape allocates nothing and the op stays as small as the others).
+///
+/// ```
+/// use tapegrad::{Tape, Tensor};
+/// let tape = Tape::new();
+/// let x = tape.tensor(&Tensor::vector([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
+/// let y = x.reshape([2, 3])?;
+/// assert_eq!(y.value(), Tensor::matrix(&[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])?);
+/// assert!(x.reshape([4, 2]).is_err());
+/// assert!(x.reshape([1, 1, 1, 1, 6]).is_err()); // more than four axes
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Reshape {
+    dims: [u32; 4],
+    rank: u8,
+}
+
+impl Reshape {
+    /// A reshape to `shape`; an error for more than four axes or an axis of 2³² or more.
+    pub fn new(shape: &Shape) -> Result<Reshape> {
+        let mut dims = [0u32; 4];
+        if shape.rank() > dims.len() {
+            return Err(Error::Invalid {
+                op: "reshape".into(),
+                reason: format!("the new shape {shape} has more than four axes"),
+            });
+        }
+        for (slot, &d) in dims.iter_mut().zip(shape.dims()) {
+            *slot = u32::try_from(d).map_err(|_| Error::Invalid {
+                op: "reshape".into(),
+                reason: format!("the new shape {shape} has an axis of 2³² or more"),
+            })?;
+        }
+        Ok(Reshape {
+            dims,
+            rank: shape.rank() as u8,
+        })
+    }
+
+    /// The new shape.
+    pub fn shape(&self) -> Shape {
+        let dims: SmallVec<[usize; 4]> = self.dims[..self.rank as usize]
+            .iter()
+            .map(|&d| d as usize)
+            .collect();
+        Shape::new(&dims)
+    }
+}
+
+impl Default for Reshape {
+    fn default() -> Self {
+        Reshape {
+            dims: [3, 2, 0, 0],
+            rank: 2,
+        }
+    }
+}
+
+impl Function for Reshape {
+    fn name(&self) -> &str {
+        "reshape"
+    }
+    fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+        let x = one_input("reshape", inputs)?;
+        let shape = self.shape();
+        if x.numel() != shape.numel() {
+            return Err(Error::Invalid {
+                op: "reshape".into(),
+                reason: format!(
+                    "shape {x} holds {} values, shape {shape} holds {}",
+                    x.numel(),
+                    shape.numel()
+                ),
+            });
+        }
+        Ok(shape)
+    }
+    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+        out.copy_from_slice(inputs[0].data());
+    }
+    // d/dx_k y_k = 1 (same row-major position)
+    fn backward_accumulate(
+        &self,
+        _inputs: &[TensorRef<'_>],
+        _y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+        gx: &mut InputGrads<'_>,
+    ) -> Result<()> {
+        for (g, &gy) in gx.get_mut(0).iter_mut().zip(gy.data()) {
+            *g += gy;
+        }
+        Ok(())
+    }
+    fn backward(
+        &self,
+        inputs: &[TensorRef<'_>],
+        y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+    ) -> Result<Vec<Tensor>> {
+        backward_by_accumulation(self, inputs, y, gy)
+    }
+    fn backward_graph<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        _y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        Ok(vec![gy.reshape(inputs[0].shape())?])
+    }
+    fn check_at(&self) -> Vec<Vec<Tensor>> {
+        let six = vec![0.5, -1.0, 2.0, 3.5, 0.25, -2.0];
+        vec![
+            vec![Tensor::new(six.clone(), [2, 3]).expect("fits")],
+            vec![Tensor::vector(six)],
+        ]
+    }
+    fn domain(&self) -> Vec<(f64, f64)> {
+        vec![(-3.0, 3.0)]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// The same values under `shape` (see [`Reshape`]); an error when the number of
+    /// elements differs or `shape` has more than four axes.
+    pub fn reshape(self, shape: impl Into<Shape>) -> Result<Var<'t>> {
+        let op = Reshape::new(&shape.into())?;
+        self.record(Op::Reshape(op), &[self])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gemm;
+
+    fn naive(m: usize, k: usize, n: usize, a: &[f64], b: &[f64]) -> Vec<f64> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+            }
+        }
+        c
+    }
+
+    fn transposed(rows: usize, cols: usize, x: &[f64]) -> Vec<f64> {
+        let mut t = vec![0.0; rows * cols];
+        for i in 0..rows {
+            for j in 0..cols {
+                t[j * rows + i] = x[i * cols + j];
+            }
+        }
+        t
+    }
+
+    /// Both the blocked kernel and the small loop, with every transpose flag and with
+    /// accumulation, agree with the textbook triple loop.
+    #[test]
+    fn gemm_matches_the_triple_loop() {
+        for &(m, k, n) in &[(3, 4, 5), (1, 1, 1), (17, 33, 20), (40, 9, 31)] {
+            let a: Vec<f64> = (0..m * k).map(|v| ((v * 7) % 11) as f64 - 5.0).collect();
+            let b: Vec<f64> = (0..k * n).map(|v| ((v * 5) % 13) as f64 * 0.5).collect();
+            let want = naive(m, k, n, &a, &b);
+            let (at, bt) = (transposed(m, k, &a), transposed(k, n, &b));
+            for (a_t, b_t) in [(false, false), (true, false), (false, true), (true, true)] {
+                let aa = if a_t { &at } else { &a };
+                let bb = if b_t { &bt } else { &b };
+                let mut c = vec![1.0; m * n];
+                gemm((m, k, n), aa, a_t, bb, b_t, 1.0, &mut c);
+                for (got, want) in c.iter().zip(&want) {
+                    assert!((got - (want + 1.0)).abs() < 1e-9, "{m}x{k}x{n} {a_t} {b_t}");
+                }
+            }
+        }
+    }
+
+    /// Every node carries its op: the parameters of the matrix ops (a reshape's target
+    /// shape included) must not make the op, and so every node, larger than
+    /// three words.
+    #[test]
+    fn matrix_ops_keep_the_op_small() {
+        assert!(std::mem::size_of::<crate::ops::Op>() <= 24);
+        let shape = crate::Shape::from([2, 1, 3]);
+        assert_eq!(super::Reshape::new(&shape).unwrap().shape(), shape);
+    }
+
+    #[test]
+    fn empty_inner_axis_scales_c_by_beta() {
+        let mut c = vec![2.0; 6];
+        gemm((2, 0, 3), &[], false, &[], false, 0.0, &mut c);
+        assert_eq!(c, vec![0.0; 6]);
+    }
+}

@@ -1,0 +1,566 @@
+//! Losses: `mse`, `half_sse`, `bce`, `bce_with_logits` and `softmax_cross_entropy`.
+//!
+//! Each loss is one op with a fused backward rule, so a training step records one node
+//! for its loss rather than a chain of elementwise ops. Outputs and targets must have
+//! the same shape (a target is not broadcast: `[4, 1]` against `[4]` would silently
+//! compare every output with every target). Targets are ordinary variables, usually
+//! constants; class labels are integers and travel with the op.
+//!
+//! The lecture uses two squared errors: the mean `(1/N)·Σ(o − y)²` ([`Mse`], what its
+//! XOR code prints) and the half sum `½·Σ(t − o)²` ([`HalfSse`], its E_tot, whose
+//! gradient `o − t` is what its backward formulas use).
+
+use super::activation::sigmoid;
+use super::Op;
+use crate::error::{Error, Result};
+use crate::function::{backward_by_accumulation, Function, InputGrads};
+use crate::shape::Shape;
+use crate::tensor::{Tensor, TensorRef};
+use crate::var::Var;
+use std::sync::Arc;
+
+/// The shape check of a loss between outputs and targets: equal shapes, scalar result.
+fn pair_shape(name: &str, inputs: &[&Shape]) -> Result<Shape> {
+    match inputs {
+        [o, t] if o == t => Ok(Shape::scalar()),
+        [o, t] => Err(Error::Invalid {
+            op: name.to_string(),
+            reason: format!("the outputs have shape {o} but the targets have shape {t}"),
+        }),
+        _ => Err(Error::Arity {
+            op: name.to_string(),
+            expected: 2,
+            got: inputs.len(),
+        }),
+    }
+}
+
+/// Check points for a loss: outputs and targets anywhere.
+fn real_pairs() -> Vec<Vec<Tensor>> {
+    let t = |v: &[f64]| Tensor::new(v.to_vec(), [2, 3]).expect("fits");
+    vec![
+        vec![
+            t(&[0.5, -1.0, 2.0, 3.5, 0.25, -2.0]),
+            t(&[1.0, 0.0, 1.5, -0.5, 0.75, 2.0]),
+        ],
+        vec![Tensor::vector([0.609, 0.633]), Tensor::vector([0.3, 0.9])],
+    ]
+}
+
+/// Check points for a loss of probabilities: outputs in (0, 1), targets in [0, 1].
+fn probability_pairs() -> Vec<Vec<Tensor>> {
+    let t = |v: &[f64]| Tensor::new(v.to_vec(), [2, 3]).expect("fits");
+    vec![
+        vec![
+            t(&[0.1, 0.5, 0.9, 0.3, 0.7, 0.25]),
+            t(&[0.0, 1.0, 1.0, 0.0, 0.5, 0.2]),
+        ],
+        vec![Tensor::vector([0.609, 0.633]), Tensor::vector([0.3, 0.9])],
+    ]
+}
+
+/// Check points for a loss of logits: logits anywhere, targets in [0, 1].
+fn logit_pairs() -> Vec<Vec<Tensor>> {
+    let t = |v: &[f64]| Tensor::new(v.to_vec(), [2, 3]).expect("fits");
+    vec![
+        vec![
+            t(&[0.5, -1.0, 2.0, 3.5, 0.25, -2.0]),
+            t(&[0.0, 1.0, 1.0, 0.0, 0.5, 0.2]),
+        ],
+        vec![Tensor::vector([-4.0, 4.0]), Tensor::vector([1.0, 0.0])],
+    ]
+}
+
+/// The shared `backward` of the losses, whose native rule accumulates in place.
+macro_rules! backward_via_accumulate {
+    () => {
+        fn backward(
+            &self,
+            inputs: &[TensorRef<'_>],
+            y: TensorRef<'_>,
+            gy: TensorRef<'_>,
+        ) -> Result<Vec<Tensor>> {
+            backward_by_accumulation(self, inputs, y, gy)
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------
+/// Mean squared error `y = (1/N)·Σᵢ (oᵢ − tᵢ)²` over all N elements.
+/// ∂y/∂oᵢ = 2(oᵢ − tᵢ)/N, ∂y/∂tᵢ = −2(oᵢ − tᵢ)/N.
+///
+/// ```
+/// use tapegrad::{Tape, Tensor};
+/// let tape = Tape::new();
+/// let o = tape.tensor(&Tensor::vector([0.609, 0.633]));
+/// let t = tape.constant_tensor(&Tensor::vector([0.3, 0.9]));
+/// let loss = o.mse(t)?;
+/// assert!((loss.item()? - 0.08338500000000001).abs() < 1e-15); // (0.095481 + 0.071289)/2
+/// let g = loss.backward()?.wrt(o)?;
+/// assert!((g.data()[0] - 0.309).abs() < 1e-12 && (g.data()[1] + 0.267).abs() < 1e-12);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Mse;
+
+impl Function for Mse {
+    fn name(&self) -> &str {
+        "mse"
+    }
+    fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+        pair_shape("mse", inputs)
+    }
+    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+        let (o, t) = (inputs[0].data(), inputs[1].data());
+        let sum: f64 = o.iter().zip(t).map(|(o, t)| (o - t) * (o - t)).sum();
+        out[0] = sum / o.len() as f64;
+    }
+    // d/doᵢ (1/N)Σ(o − t)² = 2(oᵢ − tᵢ)/N, d/dtᵢ = −2(oᵢ − tᵢ)/N
+    fn backward_accumulate(
+        &self,
+        inputs: &[TensorRef<'_>],
+        _y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+        gx: &mut InputGrads<'_>,
+    ) -> Result<()> {
+        let (o, t) = (inputs[0].data(), inputs[1].data());
+        let scale = 2.0 * gy.data()[0] / o.len() as f64;
+        for (g, (o, t)) in gx.get_mut(0).iter_mut().zip(o.iter().zip(t)) {
+            *g += scale * (o - t);
+        }
+        for (g, (o, t)) in gx.get_mut(1).iter_mut().zip(o.iter().zip(t)) {
+            *g -= scale * (o - t);
+        }
+        Ok(())
+    }
+    backward_via_accumulate!();
+    fn backward_graph<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        _y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        let (o, t) = (inputs[0], inputs[1]);
+        let n = o.shape().numel() as f64;
+        let g = o.try_sub(t)?.try_mul(gy)? * (2.0 / n);
+        Ok(vec![g, -g])
+    }
+    fn check_at(&self) -> Vec<Vec<Tensor>> {
+        real_pairs()
+    }
+    fn domain(&self) -> Vec<(f64, f64)> {
+        vec![(-3.0, 3.0), (-3.0, 3.0)]
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// Half the sum of squared errors, `y = ½·Σᵢ (tᵢ − oᵢ)²` — the lecture's E_tot.
+/// ∂y/∂oᵢ = oᵢ − tᵢ, ∂y/∂tᵢ = tᵢ − oᵢ.
+///
+/// Plain gradient descent on this loss is exactly the lecture's XOR update
+/// `W += Xᵀ·δ·lr` with `δ = (t − o)·o(1 − o)`: the deltas are summed over the batch,
+/// not averaged.
+///
+/// ```
+/// use tapegrad::{Tape, Tensor};
+/// let tape = Tape::new();
+/// let o = tape.tensor(&Tensor::vector([0.609, 0.633]));
+/// let t = tape.constant_tensor(&Tensor::vector([0.3, 0.9]));
+/// let e_tot = o.half_sse(t)?;
+/// assert!((e_tot.item()? - 0.083385).abs() < 1e-15);
+/// let g = e_tot.backward()?.wrt(o)?;
+/// assert!((g.data()[0] - 0.309).abs() < 1e-15 && (g.data()[1] + 0.267).abs() < 1e-15);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HalfSse;
+
+impl Function for HalfSse {
+    fn name(&self) -> &str {
+        "half_sse"
+    }
+    fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+        pair_shape("half_sse", inputs)
+    }
+    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+        let (o, t) = (inputs[0].data(), inputs[1].data());
+        out[0] = 0.5 * o.iter().zip(t).map(|(o, t)| (t - o) * (t - o)).sum::<f64>();
+    }
+    // d/doᵢ ½Σ(t − o)² = oᵢ − tᵢ, d/dtᵢ = tᵢ − oᵢ
+    fn backward_accumulate(
+        &self,
+        inputs: &[TensorRef<'_>],
+        _y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+        gx: &mut InputGrads<'_>,
+    ) -> Result<()> {
+        let (o, t) = (inputs[0].data(), inputs[1].data());
+        let gy = gy.data()[0];
+        for (g, (o, t)) in gx.get_mut(0).iter_mut().zip(o.iter().zip(t)) {
+            *g += gy * (o - t);
+        }
+        for (g, (o, t)) in gx.get_mut(1).iter_mut().zip(o.iter().zip(t)) {
+            *g += gy * (t - o);
+        }
+        Ok(())
+    }
+    backward_via_accumulate!();
+    fn backward_graph<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        _y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        let g = inputs[0].try_sub(inputs[1])?.try_mul(gy)?;
+        Ok(vec![g, -g])
+    }
+    fn check_at(&self) -> Vec<Vec<Tensor>> {
+        real_pairs()
+    }
+    fn domain(&self) -> Vec<(f64, f64)> {
+        vec![(-3.0, 3.0), (-3.0, 3.0)]
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// Binary cross-entropy of probabilities,
+/// `y = −(1/N)·Σᵢ [tᵢ·ln pᵢ + (1 − tᵢ)·ln(1 − pᵢ)]`.
+/// ∂y/∂pᵢ = (pᵢ − tᵢ) / (pᵢ(1 − pᵢ)·N), ∂y/∂tᵢ = (ln(1 − pᵢ) − ln pᵢ)/N.
+///
+/// At p = 0 or 1 each logarithm is clamped at −100 and the denominator p(1 − p) at
+/// 10⁻¹², so a saturated prediction gives a large finite loss and gradient instead of
+/// infinity (PyTorch's convention). Probabilities that come out of a sigmoid lose
+/// precision near 0 and 1: prefer [`BceWithLogits`] on the logits.
+///
+/// ```
+/// use tapegrad::{Tape, Tensor};
+/// let tape = Tape::new();
+/// let p = tape.tensor(&Tensor::vector([0.8, 0.4]));
+/// let t = tape.constant_tensor(&Tensor::vector([1.0, 0.0]));
+/// let loss = p.bce(t)?;
+/// assert!((loss.item()? - -(0.8f64.ln() + 0.6f64.ln()) / 2.0).abs() < 1e-15);
+/// let g = loss.backward()?.wrt(p)?;
+/// assert!((g.data()[0] - -1.0 / 1.6).abs() < 1e-15); // −1/(p·N)
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Bce;
+
+/// ln x, clamped below at −100.
+fn clamped_ln(x: f64) -> f64 {
+    x.ln().max(-100.0)
+}
+
+impl Function for Bce {
+    fn name(&self) -> &str {
+        "bce"
+    }
+    fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+        pair_shape("bce", inputs)
+    }
+    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+        let (p, t) = (inputs[0].data(), inputs[1].data());
+        let sum: f64 = p
+            .iter()
+            .zip(t)
+            .map(|(&p, &t)| t * clamped_ln(p) + (1.0 - t) * clamped_ln(1.0 - p))
+            .sum();
+        out[0] = -sum / p.len() as f64;
+    }
+    // d/dpᵢ = (pᵢ − tᵢ)/(pᵢ(1 − pᵢ)N), d/dtᵢ = (ln(1 − pᵢ) − ln pᵢ)/N
+    fn backward_accumulate(
+        &self,
+        inputs: &[TensorRef<'_>],
+        _y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+        gx: &mut InputGrads<'_>,
+    ) -> Result<()> {
+        let (p, t) = (inputs[0].data(), inputs[1].data());
+        let scale = gy.data()[0] / p.len() as f64;
+        for (g, (&p, &t)) in gx.get_mut(0).iter_mut().zip(p.iter().zip(t)) {
+            *g += scale * (p - t) / (p * (1.0 - p)).max(1e-12);
+        }
+        for (g, &p) in gx.get_mut(1).iter_mut().zip(p) {
+            *g += scale * (clamped_ln(1.0 - p) - clamped_ln(p));
+        }
+        Ok(())
+    }
+    backward_via_accumulate!();
+    /// The graph form follows the unclamped formulas.
+    fn backward_graph<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        _y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        let (p, t) = (inputs[0], inputs[1]);
+        let scale = gy / p.shape().numel() as f64;
+        let gp = p.try_sub(t)?.try_div(p * (1.0 - p))?.try_mul(scale)?;
+        let gt = ((1.0 - p).ln() - p.ln()).try_mul(scale)?;
+        Ok(vec![gp, gt])
+    }
+    fn check_at(&self) -> Vec<Vec<Tensor>> {
+        probability_pairs()
+    }
+    fn domain(&self) -> Vec<(f64, f64)> {
+        vec![(0.05, 0.95), (0.0, 1.0)]
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// Binary cross-entropy of logits: `bce(σ(z), t)` computed stably as
+/// `y = (1/N)·Σᵢ [max(zᵢ, 0) − zᵢ·tᵢ + ln(1 + e^(−|zᵢ|))]`.
+/// ∂y/∂zᵢ = (σ(zᵢ) − tᵢ)/N, ∂y/∂tᵢ = −zᵢ/N.
+///
+/// Finite for any finite logit: at z = ±1000 the loss is 0 or 1000 per element, never
+/// `ln 0`.
+///
+/// ```
+/// use tapegrad::{Tape, Tensor};
+/// let tape = Tape::new();
+/// let z = tape.tensor(&Tensor::vector([1000.0, -1000.0, 0.0]));
+/// let t = tape.constant_tensor(&Tensor::vector([1.0, 1.0, 0.0]));
+/// let loss = z.bce_with_logits(t)?;
+/// assert!((loss.item()? - (1000.0 + 2f64.ln()) / 3.0).abs() < 1e-12);
+/// let g = loss.backward()?.wrt(z)?;
+/// assert_eq!(g, Tensor::vector([0.0, -1.0 / 3.0, 0.5 / 3.0]));
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BceWithLogits;
+
+impl Function for BceWithLogits {
+    fn name(&self) -> &str {
+        "bce_with_logits"
+    }
+    fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+        pair_shape("bce_with_logits", inputs)
+    }
+    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+        let (z, t) = (inputs[0].data(), inputs[1].data());
+        let sum: f64 = z
+            .iter()
+            .zip(t)
+            .map(|(&z, &t)| z.max(0.0) - z * t + (-z.abs()).exp().ln_1p())
+            .sum();
+        out[0] = sum / z.len() as f64;
+    }
+    // d/dzᵢ = (σ(zᵢ) − tᵢ)/N, d/dtᵢ = −zᵢ/N
+    fn backward_accumulate(
+        &self,
+        inputs: &[TensorRef<'_>],
+        _y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+        gx: &mut InputGrads<'_>,
+    ) -> Result<()> {
+        let (z, t) = (inputs[0].data(), inputs[1].data());
+        let scale = gy.data()[0] / z.len() as f64;
+        for (g, (&z, &t)) in gx.get_mut(0).iter_mut().zip(z.iter().zip(t)) {
+            *g += scale * (sigmoid(z) - t);
+        }
+        for (g, &z) in gx.get_mut(1).iter_mut().zip(z) {
+            *g -= scale * z;
+        }
+        Ok(())
+    }
+    backward_via_accumulate!();
+    fn backward_graph<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        _y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        let (z, t) = (inputs[0], inputs[1]);
+        let scale = gy / z.shape().numel() as f64;
+        let gz = z.sigmoid().try_sub(t)?.try_mul(scale)?;
+        let gt = -z.try_mul(scale)?;
+        Ok(vec![gz, gt])
+    }
+    fn check_at(&self) -> Vec<Vec<Tensor>> {
+        logit_pairs()
+    }
+    fn domain(&self) -> Vec<(f64, f64)> {
+        vec![(-3.0, 3.0), (0.0, 1.0)]
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// Softmax cross-entropy of logits against integer class labels:
+/// `y = (1/N)·Σᵢ [ln Σⱼ exp(zᵢⱼ) − zᵢ,labelᵢ]` for logits `z: [N, C]` (or one row
+/// `[C]` with one label). ∂y/∂zᵢⱼ = (softmax(zᵢ)ⱼ − [j = labelᵢ])/N — the fused
+/// gradient, softmax minus one-hot.
+///
+/// Stable: the log-sum-exp subtracts each row's maximum, so logits of ±1000 give a
+/// finite loss and gradient. The labels are part of the op, not an input: they are
+/// integers and have no gradient. Recording fails when there is not one label per row
+/// or a label is not below C.
+///
+/// ```
+/// use tapegrad::{Tape, Tensor};
+/// let tape = Tape::new();
+/// let z = tape.tensor(&Tensor::matrix(&[[0.0, 0.0], [1000.0, -1000.0]])?);
+/// let loss = z.softmax_cross_entropy(&[1, 1])?;
+/// assert!((loss.item()? - (2f64.ln() + 2000.0) / 2.0).abs() < 1e-12);
+/// let g = loss.backward()?.wrt(z)?;
+/// assert_eq!(g, Tensor::matrix(&[[0.25, -0.25], [0.5, -0.5]])?);
+/// assert!(z.softmax_cross_entropy(&[0, 2]).is_err()); // only classes 0 and 1
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct SoftmaxCrossEntropy {
+    /// The class of each row.
+    pub labels: Arc<[usize]>,
+}
+
+impl Default for SoftmaxCrossEntropy {
+    fn default() -> Self {
+        SoftmaxCrossEntropy {
+            labels: Arc::from([2, 0]),
+        }
+    }
+}
+
+/// `(rows, classes)` of a logits shape.
+fn rows_and_classes(z: &Shape) -> (usize, usize) {
+    match z.dims() {
+        [c] => (1, *c),
+        [n, c] => (*n, *c),
+        _ => (0, 0),
+    }
+}
+
+impl Function for SoftmaxCrossEntropy {
+    fn name(&self) -> &str {
+        "softmax_cross_entropy"
+    }
+    fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+        let name = "softmax_cross_entropy";
+        let z = match inputs {
+            [z] => *z,
+            _ => {
+                return Err(Error::Arity {
+                    op: name.into(),
+                    expected: 1,
+                    got: inputs.len(),
+                })
+            }
+        };
+        let invalid = |reason: String| Error::Invalid {
+            op: name.into(),
+            reason,
+        };
+        if !(1..=2).contains(&z.rank()) || z.numel() == 0 {
+            return Err(invalid(format!(
+                "expects non-empty logits of shape [N, C] or [C], got {z}"
+            )));
+        }
+        let (rows, classes) = rows_and_classes(z);
+        if self.labels.len() != rows {
+            return Err(invalid(format!(
+                "{} labels for {rows} rows of logits",
+                self.labels.len()
+            )));
+        }
+        if let Some(&label) = self.labels.iter().find(|&&l| l >= classes) {
+            return Err(invalid(format!(
+                "label {label} is out of range for {classes} classes"
+            )));
+        }
+        Ok(Shape::scalar())
+    }
+    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+        let z = inputs[0].data();
+        let (rows, classes) = rows_and_classes(inputs[0].shape());
+        let mut sum = 0.0;
+        for (i, &label) in self.labels.iter().enumerate() {
+            let row = i * classes;
+            sum += super::softmax::log_sum_exp(z, row, classes, 1) - z[row + label];
+        }
+        out[0] = sum / rows as f64;
+    }
+    // d/dzᵢⱼ = (softmax(zᵢ)ⱼ − [j = labelᵢ])/N
+    fn backward_accumulate(
+        &self,
+        inputs: &[TensorRef<'_>],
+        _y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+        gx: &mut InputGrads<'_>,
+    ) -> Result<()> {
+        let z = inputs[0].data();
+        let (rows, classes) = rows_and_classes(inputs[0].shape());
+        let scale = gy.data()[0] / rows as f64;
+        let g = gx.get_mut(0);
+        for (i, &label) in self.labels.iter().enumerate() {
+            let row = i * classes;
+            let lse = super::softmax::log_sum_exp(z, row, classes, 1);
+            for j in 0..classes {
+                let onehot = if j == label { 1.0 } else { 0.0 };
+                g[row + j] += scale * ((z[row + j] - lse).exp() - onehot);
+            }
+        }
+        Ok(())
+    }
+    backward_via_accumulate!();
+    fn backward_graph<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        _y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        let z = inputs[0];
+        let shape = z.shape();
+        let (rows, classes) = rows_and_classes(&shape);
+        let mut onehot = Tensor::zeros(shape.clone());
+        for (i, &label) in self.labels.iter().enumerate() {
+            onehot.data_mut()[i * classes + label] = 1.0;
+        }
+        let onehot = z.tape().constant_tensor(&onehot);
+        let softmax = z.softmax(shape.rank() - 1)?;
+        Ok(vec![softmax.try_sub(onehot)?.try_mul(gy / rows as f64)?])
+    }
+    fn check_at(&self) -> Vec<Vec<Tensor>> {
+        vec![
+            vec![Tensor::new(vec![0.5, -1.0, 2.0, 3.5, 0.25, -2.0], [2, 3]).expect("fits")],
+            vec![Tensor::new(vec![1.0, 1.0, 1.0, -3.0, 0.0, 3.0], [2, 3]).expect("fits")],
+        ]
+    }
+    fn domain(&self) -> Vec<(f64, f64)> {
+        vec![(-3.0, 3.0)]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// The mean squared error against `targets` (see [`Mse`]); an error when the shapes
+    /// differ.
+    pub fn mse(self, targets: Var<'t>) -> Result<Var<'t>> {
+        self.record(Op::Mse(Mse), &[self, targets])
+    }
+
+    /// Half the sum of squared errors against `targets`, the lecture's E_tot (see
+    /// [`HalfSse`]); an error when the shapes differ.
+    pub fn half_sse(self, targets: Var<'t>) -> Result<Var<'t>> {
+        self.record(Op::HalfSse(HalfSse), &[self, targets])
+    }
+
+    /// Binary cross-entropy of these probabilities against `targets` (see [`Bce`]); an
+    /// error when the shapes differ.
+    pub fn bce(self, targets: Var<'t>) -> Result<Var<'t>> {
+        self.record(Op::Bce(Bce), &[self, targets])
+    }
+
+    /// Binary cross-entropy of these logits against `targets`, stable for any logit
+    /// (see [`BceWithLogits`]); an error when the shapes differ.
+    pub fn bce_with_logits(self, targets: Var<'t>) -> Result<Var<'t>> {
+        self.record(Op::BceWithLogits(BceWithLogits), &[self, targets])
+    }
+
+    /// Softmax cross-entropy of these logits (`[N, C]` or `[C]`) against one class
+    /// label per row (see [`SoftmaxCrossEntropy`]); an error when the labels do not fit.
+    pub fn softmax_cross_entropy(self, labels: &[usize]) -> Result<Var<'t>> {
+        let labels = Arc::from(labels);
+        self.record(
+            Op::SoftmaxCrossEntropy(SoftmaxCrossEntropy { labels }),
+            &[self],
+        )
+    }
+}

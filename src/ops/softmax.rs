@@ -1,0 +1,249 @@
+//! `softmax` and `log_softmax` along one axis.
+//!
+//! Both subtract the largest element along the axis before exponentiating, so that no
+//! exponential overflows: logits of ±1000 give exact probabilities, not NaN.
+
+use super::Op;
+use crate::error::{Error, Result};
+use crate::function::{backward_by_accumulation, Function, InputGrads};
+use crate::shape::Shape;
+use crate::tensor::{Tensor, TensorRef};
+use crate::var::Var;
+
+fn axis_shape(name: &str, inputs: &[&Shape], axis: usize) -> Result<Shape> {
+    let x = match inputs {
+        [x] => *x,
+        _ => {
+            return Err(Error::Arity {
+                op: name.to_string(),
+                expected: 1,
+                got: inputs.len(),
+            })
+        }
+    };
+    if axis >= x.rank() {
+        return Err(Error::InvalidAxis {
+            op: name.to_string(),
+            axis,
+            rank: x.rank(),
+        });
+    }
+    Ok(x.clone())
+}
+
+/// Calls `f(start, len, stride)` for every lane along an axis: the lane's elements sit
+/// at `start + j·stride` for `j < len`.
+fn for_each_lane(shape: &Shape, axis: usize, mut f: impl FnMut(usize, usize, usize)) {
+    let (outer, len, inner) = shape.split_at_axis(axis);
+    for o in 0..outer {
+        for i in 0..inner {
+            f(o * len * inner + i, len, inner);
+        }
+    }
+}
+
+/// `ln Σⱼ exp(xⱼ)` over one lane, computed as `m + ln Σⱼ exp(xⱼ − m)` with m the
+/// lane's maximum, so that no exponential overflows.
+pub(crate) fn log_sum_exp(x: &[f64], start: usize, len: usize, stride: usize) -> f64 {
+    let max = (0..len)
+        .map(|j| x[start + j * stride])
+        .fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = (0..len).map(|j| (x[start + j * stride] - max).exp()).sum();
+    max + sum.ln()
+}
+
+fn check_points() -> Vec<Vec<Tensor>> {
+    vec![
+        vec![Tensor::new(vec![0.5, -1.0, 2.0, 3.5, 0.25, -2.0], [2, 3]).expect("fits")],
+        vec![Tensor::new(vec![1.0, 1.0, 1.0, -3.0, 0.0, 3.0], [2, 3]).expect("fits")],
+    ]
+}
+
+// ---------------------------------------------------------------------------------------
+/// `yⱼ = exp(xⱼ) / Σₖ exp(xₖ)` along `axis`: each lane becomes a probability
+/// distribution. ∂L/∂xⱼ = yⱼ·(gyⱼ − Σₖ gyₖ·yₖ).
+///
+/// ```
+/// use tapegrad::{Tape, Tensor};
+/// let tape = Tape::new();
+/// let x = tape.tensor(&Tensor::matrix(&[[0.0, 2f64.ln()], [1000.0, -1000.0]])?);
+/// let y = x.softmax(1)?;
+/// let v = y.value();
+/// assert!((v.get(&[0, 0]).unwrap() - 1.0 / 3.0).abs() < 1e-15);
+/// assert_eq!(v.get(&[1, 0]), Some(1.0)); // no overflow at ±1000
+/// // Each row sums to 1 whatever x is, so the gradient of the sum is zero.
+/// let g = y.sum().backward()?.wrt(x)?;
+/// assert!(g.data().iter().all(|g| g.abs() < 1e-15));
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Softmax {
+    /// The axis along which the values sum to 1.
+    pub axis: usize,
+}
+
+impl Default for Softmax {
+    fn default() -> Self {
+        Softmax { axis: 1 }
+    }
+}
+
+impl Function for Softmax {
+    fn name(&self) -> &str {
+        "softmax"
+    }
+    fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+        axis_shape("softmax", inputs, self.axis)
+    }
+    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+        let x = inputs[0].data();
+        for_each_lane(inputs[0].shape(), self.axis, |start, len, stride| {
+            let lse = log_sum_exp(x, start, len, stride);
+            for j in 0..len {
+                let at = start + j * stride;
+                out[at] = (x[at] - lse).exp();
+            }
+        });
+    }
+    // d/dxⱼ yᵢ = yᵢ(δᵢⱼ − yⱼ), so gxⱼ = yⱼ(gyⱼ − Σᵢ gyᵢ yᵢ)
+    fn backward_accumulate(
+        &self,
+        inputs: &[TensorRef<'_>],
+        y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+        gx: &mut InputGrads<'_>,
+    ) -> Result<()> {
+        let (y, gy, g) = (y.data(), gy.data(), gx.get_mut(0));
+        for_each_lane(inputs[0].shape(), self.axis, |start, len, stride| {
+            let dot: f64 = (0..len)
+                .map(|j| gy[start + j * stride] * y[start + j * stride])
+                .sum();
+            for j in 0..len {
+                let at = start + j * stride;
+                g[at] += y[at] * (gy[at] - dot);
+            }
+        });
+        Ok(())
+    }
+    fn backward(
+        &self,
+        inputs: &[TensorRef<'_>],
+        y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+    ) -> Result<Vec<Tensor>> {
+        backward_by_accumulation(self, inputs, y, gy)
+    }
+    fn backward_graph<'t>(
+        &self,
+        _inputs: &[Var<'t>],
+        y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        let dot = gy.try_mul(y)?.sum_axis(self.axis, true)?;
+        Ok(vec![y.try_mul(gy.try_sub(dot)?)?])
+    }
+    fn check_at(&self) -> Vec<Vec<Tensor>> {
+        check_points()
+    }
+    fn domain(&self) -> Vec<(f64, f64)> {
+        vec![(-3.0, 3.0)]
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// `yⱼ = xⱼ − ln Σₖ exp(xₖ)` along `axis`: the logarithm of [`Softmax`], computed
+/// directly so that it stays finite where softmax underflows to 0.
+/// ∂L/∂xⱼ = gyⱼ − softmax(x)ⱼ·Σₖ gyₖ, with softmax(x) = exp(y).
+///
+/// ```
+/// use tapegrad::{Tape, Tensor};
+/// let tape = Tape::new();
+/// let x = tape.tensor(&Tensor::vector([1000.0, -1000.0]));
+/// let y = x.log_softmax(0)?;
+/// assert_eq!(y.value(), Tensor::vector([0.0, -2000.0]));
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct LogSoftmax {
+    /// The axis along which the exponentials sum to 1.
+    pub axis: usize,
+}
+
+impl Default for LogSoftmax {
+    fn default() -> Self {
+        LogSoftmax { axis: 1 }
+    }
+}
+
+impl Function for LogSoftmax {
+    fn name(&self) -> &str {
+        "log_softmax"
+    }
+    fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+        axis_shape("log_softmax", inputs, self.axis)
+    }
+    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+        let x = inputs[0].data();
+        for_each_lane(inputs[0].shape(), self.axis, |start, len, stride| {
+            let lse = log_sum_exp(x, start, len, stride);
+            for j in 0..len {
+                let at = start + j * stride;
+                out[at] = x[at] - lse;
+            }
+        });
+    }
+    // d/dxⱼ yᵢ = δᵢⱼ − softmaxⱼ, so gxⱼ = gyⱼ − exp(yⱼ)·Σᵢ gyᵢ
+    fn backward_accumulate(
+        &self,
+        inputs: &[TensorRef<'_>],
+        y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+        gx: &mut InputGrads<'_>,
+    ) -> Result<()> {
+        let (y, gy, g) = (y.data(), gy.data(), gx.get_mut(0));
+        for_each_lane(inputs[0].shape(), self.axis, |start, len, stride| {
+            let total: f64 = (0..len).map(|j| gy[start + j * stride]).sum();
+            for j in 0..len {
+                let at = start + j * stride;
+                g[at] += gy[at] - y[at].exp() * total;
+            }
+        });
+        Ok(())
+    }
+    fn backward(
+        &self,
+        inputs: &[TensorRef<'_>],
+        y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+    ) -> Result<Vec<Tensor>> {
+        backward_by_accumulation(self, inputs, y, gy)
+    }
+    fn backward_graph<'t>(
+        &self,
+        _inputs: &[Var<'t>],
+        y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        let total = gy.sum_axis(self.axis, true)?;
+        Ok(vec![gy.try_sub(y.exp().try_mul(total)?)?])
+    }
+    fn check_at(&self) -> Vec<Vec<Tensor>> {
+        check_points()
+    }
+    fn domain(&self) -> Vec<(f64, f64)> {
+        vec![(-3.0, 3.0)]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// Softmax along `axis` (see [`Softmax`]); an error if `axis` is not below the rank.
+    pub fn softmax(self, axis: usize) -> Result<Var<'t>> {
+        self.record(Op::Softmax(Softmax { axis }), &[self])
+    }
+
+    /// Log-softmax along `axis` (see [`LogSoftmax`]); an error if `axis` is not below
+    /// the rank.
+    pub fn log_softmax(self, axis: usize) -> Result<Var<'t>> {
+        self.record(Op::LogSoftmax(LogSoftmax { axis }), &[self])
+    }
+}

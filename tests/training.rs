@@ -1,0 +1,887 @@
+//! Networks and training: matrix ops, softmax and losses, parameters, layers,
+//! optimizers, batching, and the lecture's XOR network trained to its numbers.
+
+use rand::{Rng, RngExt};
+use std::cell::RefCell;
+use std::collections::HashSet;
+use tapegrad::data::{two_moons, Batches, Batching, Dataset};
+use tapegrad::nn::{accuracy, init, Activation, Init, Mlp, ParamGradients, Params, Trainer};
+use tapegrad::optim::{AdaGrad, Adam, Momentum, Nesterov, Optimizer, RmsProp, Sgd};
+use tapegrad::{Error, Function, Tape, Tensor};
+
+fn xor_data() -> (Tensor, Tensor) {
+    let x = Tensor::matrix(&[[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]).unwrap();
+    let y = Tensor::matrix(&[[0.0], [1.0], [1.0], [0.0]]).unwrap();
+    (x, y)
+}
+
+/// The lecture's 2-4-1 network with weights from N(0, 1) and zero biases.
+fn xor_network(activation: Activation, seed: u64) -> (Mlp, Params) {
+    let mut params = Params::new();
+    let net = Mlp::builder(2)
+        .layer(4, activation.clone())
+        .layer(1, activation)
+        .init(Init::Normal {
+            mean: 0.0,
+            std: 1.0,
+        })
+        .build(&mut params, &mut init::rng(seed))
+        .unwrap();
+    (net, params)
+}
+
+/// Trains the lecture's way: full batch, plain gradient descent with lr 0.1 on
+/// ½Σ(t − o)². Returns the mean squared error the lecture prints, after training.
+fn train_xor(net: &Mlp, params: &mut Params, epochs: usize) -> f64 {
+    let (x, y) = xor_data();
+    let (mut trainer, mut sgd) = (Trainer::new(), Sgd::new(0.1));
+    for _ in 0..epochs {
+        trainer
+            .step(params, &mut sgd, |p| {
+                let o = net.forward(p, p.tape().constant_tensor(&x))?;
+                o.half_sse(p.tape().constant_tensor(&y))
+            })
+            .unwrap();
+    }
+    let o = net.predict(params, &x).unwrap();
+    mean_squared_error(o.data(), y.data())
+}
+
+fn mean_squared_error(o: &[f64], y: &[f64]) -> f64 {
+    o.iter().zip(y).map(|(o, y)| (y - o) * (y - o)).sum::<f64>() / o.len() as f64
+}
+
+#[test]
+fn xor_is_learned_with_sigmoids_and_not_by_linear_layers() {
+    let (x, y) = xor_data();
+    let (net, mut params) = xor_network(Activation::Sigmoid, 42);
+    let mse = train_xor(&net, &mut params, 10_000);
+    assert!(mse < 0.01, "mse {mse}");
+    let o = net.predict(&params, &x).unwrap();
+    for (o, t) in o.data().iter().zip(y.data()) {
+        assert_eq!(*o > 0.5, *t > 0.5, "prediction {o} for target {t}");
+    }
+
+    // Without activations the network is one affine map, whose best fit of XOR
+    // predicts 0.5 everywhere: MSE 0.25.
+    let (net, mut params) = xor_network(Activation::Identity, 42);
+    let mse = train_xor(&net, &mut params, 10_000);
+    assert!(mse.is_finite() && mse >= 0.2, "mse {mse}");
+}
+
+/// The lecture's NumPy backward pass, transcribed into plain Rust loops.
+struct LectureXor {
+    w1: Vec<f64>, // [2, 4]
+    b1: Vec<f64>, // [1, 4]
+    w2: Vec<f64>, // [4, 1]
+    b2: f64,
+}
+
+impl LectureXor {
+    fn sigmoid(x: f64) -> f64 {
+        1.0 / (1.0 + (-x).exp())
+    }
+
+    // Index loops on purpose: each line reads as the matrix formula it transcribes.
+    #[allow(clippy::needless_range_loop)]
+    fn train_epoch(&mut self, x: &[[f64; 2]; 4], y: &[f64; 4], lr: f64) {
+        // feedforward
+        let mut hidden = [[0.0; 4]; 4];
+        let mut output = [0.0; 4];
+        for r in 0..4 {
+            for j in 0..4 {
+                let a = x[r][0] * self.w1[j] + x[r][1] * self.w1[4 + j] + self.b1[j];
+                hidden[r][j] = Self::sigmoid(a);
+            }
+            let a: f64 = (0..4).map(|j| hidden[r][j] * self.w2[j]).sum::<f64>() + self.b2;
+            output[r] = Self::sigmoid(a);
+        }
+        // backward
+        let mut output_delta = [0.0; 4];
+        let mut hidden_delta = [[0.0; 4]; 4];
+        for r in 0..4 {
+            let output_error = y[r] - output[r];
+            output_delta[r] = output_error * output[r] * (1.0 - output[r]);
+            for j in 0..4 {
+                let hidden_error = output_delta[r] * self.w2[j];
+                hidden_delta[r][j] = hidden_error * hidden[r][j] * (1.0 - hidden[r][j]);
+            }
+        }
+        for j in 0..4 {
+            self.w2[j] += (0..4).map(|r| hidden[r][j] * output_delta[r]).sum::<f64>() * lr;
+        }
+        self.b2 += output_delta.iter().sum::<f64>() * lr;
+        for i in 0..2 {
+            for j in 0..4 {
+                self.w1[i * 4 + j] +=
+                    (0..4).map(|r| x[r][i] * hidden_delta[r][j]).sum::<f64>() * lr;
+            }
+        }
+        for j in 0..4 {
+            self.b1[j] += (0..4).map(|r| hidden_delta[r][j]).sum::<f64>() * lr;
+        }
+    }
+}
+
+#[test]
+fn xor_weights_follow_the_lectures_backward_formulas() {
+    let (x, y) = xor_data();
+    let (net, mut params) = xor_network(Activation::Sigmoid, 7);
+    let get = |p: &Params, name: &str| p.get(name).unwrap().data().to_vec();
+    let mut lecture = LectureXor {
+        w1: get(&params, "layer1.weight"),
+        b1: get(&params, "layer1.bias"),
+        w2: get(&params, "layer2.weight"),
+        b2: get(&params, "layer2.bias")[0],
+    };
+    let rows = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
+    let targets = [0.0, 1.0, 1.0, 0.0];
+    let (mut trainer, mut sgd) = (Trainer::new(), Sgd::new(0.1));
+    for epoch in 0..10 {
+        trainer
+            .step(&mut params, &mut sgd, |p| {
+                let o = net.forward(p, p.tape().constant_tensor(&x))?;
+                o.half_sse(p.tape().constant_tensor(&y))
+            })
+            .unwrap();
+        lecture.train_epoch(&rows, &targets, 0.1);
+        let pairs = [
+            ("layer1.weight", lecture.w1.clone()),
+            ("layer1.bias", lecture.b1.clone()),
+            ("layer2.weight", lecture.w2.clone()),
+            ("layer2.bias", vec![lecture.b2]),
+        ];
+        for (name, want) in pairs {
+            let got = get(&params, name);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-12, "epoch {epoch} {name}: {g} vs {w}");
+            }
+        }
+    }
+    // The weights did move: the comparison is not between two untouched copies.
+    assert!(lecture.w2.iter().all(|w| w.is_finite()));
+    let start = xor_network(Activation::Sigmoid, 7).1;
+    assert!((get(&params, "layer2.weight")[0] - get(&start, "layer2.weight")[0]).abs() > 1e-4);
+}
+
+/// Three steps of `optimizer` on f(w) = ½‖w − c‖², whose gradient is w − c; the
+/// gradient comes from the tape.
+fn three_steps(optimizer: &mut dyn Optimizer, w0: &[f64], c: &[f64]) -> Vec<Vec<f64>> {
+    let mut params = Params::new();
+    params.insert("w", Tensor::vector(w0.to_vec())).unwrap();
+    let c = Tensor::vector(c.to_vec());
+    let mut trainer = Trainer::new();
+    let mut path = Vec::new();
+    for _ in 0..3 {
+        trainer
+            .step(&mut params, optimizer, |p| {
+                p.get("w")?.half_sse(p.tape().constant_tensor(&c))
+            })
+            .unwrap();
+        path.push(params.get("w").unwrap().data().to_vec());
+    }
+    path
+}
+
+fn assert_path(name: &str, got: &[Vec<f64>], want: &[Vec<f64>]) {
+    for (step, (g, w)) in got.iter().zip(want).enumerate() {
+        for (g, w) in g.iter().zip(w) {
+            assert!(
+                (g - w).abs() < 1e-12,
+                "{name} step {}: {g} vs {w}",
+                step + 1
+            );
+        }
+    }
+}
+
+/// The hand computation: each formula on each coordinate, with g = w − c.
+fn reference(
+    w0: &[f64],
+    c: &[f64],
+    mut update: impl FnMut(usize, f64, f64, &mut [f64; 2]) -> f64,
+) -> Vec<Vec<f64>> {
+    let mut w = w0.to_vec();
+    let mut state = vec![[0.0; 2]; w.len()];
+    let mut path = Vec::new();
+    for t in 1..=3 {
+        for k in 0..w.len() {
+            let g = w[k] - c[k];
+            w[k] = update(t, w[k], g, &mut state[k]);
+        }
+        path.push(w.clone());
+    }
+    path
+}
+
+#[test]
+fn each_optimizer_follows_its_formula_for_three_steps() {
+    let w0 = [1.0, -2.0, 0.5];
+    let c = [3.0, 0.5, -1.0];
+    let lr = 0.1;
+
+    // SGD in closed form: w_k = c + (1 − η)^k (w0 − c).
+    let want: Vec<Vec<f64>> = (1..=3)
+        .map(|k| {
+            w0.iter()
+                .zip(&c)
+                .map(|(w, c)| c + 0.9f64.powi(k) * (w - c))
+                .collect()
+        })
+        .collect();
+    assert_path("sgd", &three_steps(&mut Sgd::new(lr), &w0, &c), &want);
+    // First coordinate by hand: 1 − 0.1·(1 − 3) = 1.2, then 1.38, then 1.542.
+    let sgd = three_steps(&mut Sgd::new(lr), &w0, &c);
+    assert!((sgd[0][0] - 1.2).abs() < 1e-15 && (sgd[2][0] - 1.542).abs() < 1e-12);
+
+    let mu = 0.9;
+    let want = reference(&w0, &c, |_, w, g, s| {
+        s[0] = mu * s[0] - lr * g;
+        w + s[0]
+    });
+    assert_path(
+        "momentum",
+        &three_steps(&mut Momentum::new(lr), &w0, &c),
+        &want,
+    );
+    // By hand, first coordinate (g = −2): v = 0.2, w = 1.2; g = −1.8: v = 0.36, w = 1.56.
+    let momentum = three_steps(&mut Momentum::new(lr), &w0, &c);
+    assert!((momentum[1][0] - 1.56).abs() < 1e-12);
+
+    let want = reference(&w0, &c, |_, w, g, s| {
+        s[0] = mu * s[0] - lr * g;
+        w + mu * s[0] - lr * g
+    });
+    assert_path(
+        "nesterov",
+        &three_steps(&mut Nesterov::new(lr), &w0, &c),
+        &want,
+    );
+    // By hand: v = 0.2, w = 1 + 0.18 + 0.2 = 1.38.
+    let nesterov = three_steps(&mut Nesterov::new(lr), &w0, &c);
+    assert!((nesterov[0][0] - 1.38).abs() < 1e-12);
+
+    let eps = 1e-8;
+    let want = reference(&w0, &c, |_, w, g, s| {
+        s[0] += g * g;
+        w - lr * g / (s[0].sqrt() + eps)
+    });
+    assert_path(
+        "adagrad",
+        &three_steps(&mut AdaGrad::new(lr), &w0, &c),
+        &want,
+    );
+
+    let rho = 0.99;
+    let want = reference(&w0, &c, |_, w, g, s| {
+        s[0] = rho * s[0] + (1.0 - rho) * g * g;
+        w - lr * g / (s[0].sqrt() + eps)
+    });
+    assert_path(
+        "rmsprop",
+        &three_steps(&mut RmsProp::new(lr), &w0, &c),
+        &want,
+    );
+
+    let (b1, b2) = (0.9, 0.999);
+    let want = reference(&w0, &c, |t, w, g, s| {
+        s[0] = b1 * s[0] + (1.0 - b1) * g;
+        s[1] = b2 * s[1] + (1.0 - b2) * g * g;
+        let m_hat = s[0] / (1.0 - b1.powi(t as i32));
+        let v_hat = s[1] / (1.0 - b2.powi(t as i32));
+        w - lr * m_hat / (v_hat.sqrt() + eps)
+    });
+    assert_path("adam", &three_steps(&mut Adam::new(lr), &w0, &c), &want);
+    // Adam's first step moves each coordinate by η against the gradient's sign.
+    let adam = three_steps(&mut Adam::new(lr), &w0, &c);
+    assert!((adam[0][0] - 1.1).abs() < 1e-8 && (adam[0][2] - 0.4).abs() < 1e-8);
+}
+
+#[test]
+fn a_refused_optimizer_step_changes_nothing() {
+    let mut params = Params::new();
+    params.insert("w", Tensor::vector([1.0, 2.0])).unwrap();
+    let good = ParamGradients::from_pairs([("w", Tensor::vector([1.0, 1.0]))]).unwrap();
+    let wrong = ParamGradients::from_pairs([("v", Tensor::vector([1.0, 1.0]))]).unwrap();
+    let before = params.clone();
+    let mut adam = Adam::new(0.1);
+    assert!(matches!(
+        adam.step(&mut params, &wrong),
+        Err(Error::Invalid { .. })
+    ));
+    assert!(Adam::new(0.1)
+        .betas(1.0, 0.999)
+        .step(&mut params, &good)
+        .is_err());
+    assert!(Momentum::new(f64::NAN).step(&mut params, &good).is_err());
+    assert!(RmsProp::new(0.1)
+        .decay(-0.5)
+        .step(&mut params, &good)
+        .is_err());
+    assert!(AdaGrad::new(0.1)
+        .epsilon(0.0)
+        .step(&mut params, &good)
+        .is_err());
+    assert_eq!(params, before);
+    assert_eq!(adam.steps(), 0);
+    adam.step(&mut params, &good).unwrap();
+    assert_eq!(adam.steps(), 1);
+}
+
+#[test]
+fn half_sse_gives_the_lectures_second_example() {
+    let tape = Tape::new();
+    let o = tape.tensor(&Tensor::vector([0.609, 0.633]));
+    let t = tape.constant_tensor(&Tensor::vector([0.3, 0.9]));
+    let e_tot = o.half_sse(t).unwrap();
+    // ((0.3 − 0.609)² + (0.9 − 0.633)²)/2 = (0.095481 + 0.071289)/2
+    assert!((e_tot.item().unwrap() - 0.083385).abs() < 1e-15);
+    let g = e_tot.backward().unwrap().wrt(o).unwrap();
+    // ∂E/∂a20 = (0.3 − 0.609)·(−1) = 0.309, and likewise −0.267 for a21.
+    assert!((g.data()[0] - 0.309).abs() < 1e-15);
+    assert!((g.data()[1] - -0.267).abs() < 1e-15);
+    assert!(o
+        .half_sse(tape.constant_tensor(&Tensor::vector([0.3])))
+        .is_err());
+}
+
+#[test]
+fn cross_entropies_stay_finite_at_logits_of_a_thousand() {
+    let tape = Tape::new();
+    let z =
+        tape.tensor(&Tensor::matrix(&[[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 1000.0]]).unwrap());
+    for labels in [[0, 1], [1, 0], [2, 2]] {
+        let loss = z.softmax_cross_entropy(&labels).unwrap();
+        let value = loss.item().unwrap();
+        let g = loss.backward().unwrap().wrt(z).unwrap();
+        assert!(value.is_finite() && g.data().iter().all(|g| g.is_finite()));
+    }
+    // Row 0 labelled 1: ln Σ exp = 1000, loss 2000; row 1 labelled 0: ln(2e1000) + 1000.
+    let loss = z.softmax_cross_entropy(&[1, 0]).unwrap().item().unwrap();
+    assert!((loss - (2000.0 + 2000.0 + 2f64.ln()) / 2.0).abs() < 1e-9);
+
+    let z = tape.tensor(&Tensor::vector([1000.0, -1000.0, 1000.0, -1000.0]));
+    let t = tape.constant_tensor(&Tensor::vector([1.0, 0.0, 0.0, 1.0]));
+    let loss = z.bce_with_logits(t).unwrap();
+    assert!((loss.item().unwrap() - 500.0).abs() < 1e-9); // two right, two off by 1000
+    let g = loss.backward().unwrap().wrt(z).unwrap();
+    assert_eq!(g, Tensor::vector([0.0, 0.0, 0.25, -0.25]));
+}
+
+#[test]
+fn two_moons_are_separated_by_a_relu_network() {
+    let data = two_moons(500, 0.1, 2024).unwrap();
+    let labels = data.labels().unwrap().to_vec();
+    let mut params = Params::new();
+    let net = Mlp::builder(2)
+        .layer(16, Activation::Relu)
+        .layer(16, Activation::Relu)
+        .layer(2, Activation::Identity)
+        .build(&mut params, &mut init::rng(5))
+        .unwrap();
+    let mut batches = Batches::new(data.len(), Batching::MiniBatch(32), 11).unwrap();
+    let history = Trainer::new()
+        .fit(
+            &mut params,
+            &mut Adam::new(0.01),
+            &data,
+            &mut batches,
+            150,
+            |p, b| net.forward(p, b.inputs)?.softmax_cross_entropy(b.labels),
+        )
+        .unwrap();
+    let scores = net.predict(&params, data.inputs()).unwrap();
+    let acc = accuracy(&scores, &labels).unwrap();
+    assert!(acc >= 0.97, "training accuracy {acc}");
+    assert!(history.epochs.last().unwrap() < &history.epochs[0]);
+}
+
+#[test]
+fn every_sample_is_visited_once_per_epoch_in_every_mode() {
+    let n = 23;
+    for batching in [Batching::Full, Batching::Stochastic, Batching::MiniBatch(5)] {
+        let mut batches = Batches::new(n, batching, 3).unwrap();
+        let mut orders = Vec::new();
+        for _ in 0..4 {
+            let mut seen: Vec<usize> = batches.epoch().flatten().copied().collect();
+            orders.push(seen.clone());
+            seen.sort_unstable();
+            assert_eq!(seen, (0..n).collect::<Vec<_>>(), "{batching:?}");
+        }
+        let distinct: HashSet<_> = orders.iter().collect();
+        match batching {
+            Batching::Full => assert_eq!(distinct.len(), 1),
+            _ => assert!(distinct.len() > 1, "{batching:?} must reshuffle"),
+        }
+    }
+
+    // The same through the training loop, which sees the rows it is given.
+    let x = Tensor::new((0..n).map(|i| i as f64).collect(), [n, 1]).unwrap();
+    let data = Dataset::new(x.clone(), x).unwrap();
+    for (batching, sizes) in [
+        (Batching::Full, vec![23]),
+        (Batching::Stochastic, vec![1; 23]),
+        (Batching::MiniBatch(5), vec![5, 5, 5, 5, 3]),
+    ] {
+        let mut params = Params::new();
+        params.insert("w", Tensor::scalar(0.0)).unwrap();
+        let mut batches = Batches::new(n, batching, 9).unwrap();
+        let seen = RefCell::new(Vec::new());
+        let batch_sizes = RefCell::new(Vec::new());
+        Trainer::new()
+            .fit(
+                &mut params,
+                &mut Sgd::new(0.0),
+                &data,
+                &mut batches,
+                2,
+                |p, b| {
+                    // The inputs on the tape are the rows of the indices (x = i).
+                    let rows: Vec<f64> = b.indices.iter().map(|&i| i as f64).collect();
+                    assert_eq!(b.inputs.value().data(), &rows[..]);
+                    seen.borrow_mut().extend_from_slice(b.indices);
+                    batch_sizes.borrow_mut().push(b.indices.len());
+                    b.inputs.try_mul(p.get("w")?)?.mse(b.targets)
+                },
+            )
+            .unwrap();
+        let mut seen = seen.into_inner();
+        seen.sort_unstable();
+        let twice: Vec<usize> = (0..n).flat_map(|i| [i, i]).collect();
+        assert_eq!(seen, twice, "{batching:?}");
+        let want: Vec<usize> = sizes.iter().chain(&sizes).copied().collect();
+        assert_eq!(batch_sizes.into_inner(), want, "{batching:?}");
+    }
+}
+
+#[test]
+fn batching_errors_are_reported() {
+    assert!(matches!(
+        Batches::new(0, Batching::Stochastic, 1),
+        Err(Error::Invalid { .. })
+    ));
+    assert!(Batches::new(5, Batching::MiniBatch(0), 1).is_err());
+    assert!(Dataset::new(Tensor::zeros([0, 2]), Tensor::zeros([0, 1])).is_err());
+    let data = Dataset::new(Tensor::zeros([4, 2]), Tensor::zeros([4, 1])).unwrap();
+    let mut wrong = Batches::new(5, Batching::Full, 1).unwrap();
+    let mut params = Params::new();
+    params.insert("w", Tensor::zeros([2, 1])).unwrap();
+    let result = Trainer::new().fit(
+        &mut params,
+        &mut Sgd::new(0.1),
+        &data,
+        &mut wrong,
+        1,
+        |p, b| b.inputs.matmul(p.get("w")?)?.mse(b.targets),
+    );
+    assert!(result.is_err());
+}
+
+#[test]
+fn a_diverging_loss_stops_training_before_the_update() {
+    let mut params = Params::new();
+    params.insert("w", Tensor::scalar(1e200)).unwrap();
+    let mut trainer = Trainer::new();
+    let err = trainer
+        .step(&mut params, &mut Sgd::new(0.1), |p| Ok(p.get("w")?.powi(2)))
+        .unwrap_err();
+    assert!(err.to_string().contains("diverged"), "{err}");
+    assert_eq!(params.get("w").unwrap().item().unwrap(), 1e200);
+}
+
+#[test]
+fn parameters_bind_by_name_and_report_unknown_names() {
+    let mut params = Params::new();
+    params.insert("a", Tensor::vector([1.0, 2.0])).unwrap();
+    params.insert("b", Tensor::scalar(3.0)).unwrap();
+    assert!(params.insert("a", Tensor::scalar(0.0)).is_err());
+    assert!(params.insert("with space", Tensor::scalar(0.0)).is_err());
+    assert_eq!(
+        params.get("c").unwrap_err(),
+        Error::UnknownParameter { name: "c".into() }
+    );
+    let tape = Tape::new();
+    let _unrelated = tape.var(5.0); // binding need not start the tape
+    let bound = params.bind(&tape);
+    assert!(matches!(
+        bound.get("zz"),
+        Err(Error::UnknownParameter { .. })
+    ));
+    let (a, b) = (bound.get("a").unwrap(), bound.get("b").unwrap());
+    let y = (a * b).sum(); // 3·(1 + 2)
+    assert_eq!(y.item().unwrap(), 9.0);
+    let grads = bound.gradients(&y.backward().unwrap()).unwrap();
+    assert_eq!(grads.get("a").unwrap(), &Tensor::vector([3.0, 3.0]));
+    assert_eq!(grads.get("b").unwrap().item().unwrap(), 3.0);
+    assert!(matches!(
+        grads.get("c"),
+        Err(Error::UnknownParameter { .. })
+    ));
+}
+
+#[test]
+fn parameters_survive_a_save_and_load_and_refuse_bad_files() {
+    let dir = std::env::temp_dir().join(format!("tapegrad-training-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("xor.params");
+    let (_, params) = xor_network(Activation::Sigmoid, 1);
+    params.save(&path).unwrap();
+
+    let (_, mut other) = xor_network(Activation::Sigmoid, 2);
+    assert_ne!(other, params);
+    other.load(&path).unwrap();
+    assert_eq!(other, params); // bit for bit
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let before = other.clone();
+    let corrupt = [
+        text.replacen("tapegrad-params 1", "tapegrad-params 9", 1),
+        text.replacen("layer1.bias 2 1 4", "layer1.bias 2 1 5", 1),
+        text.replacen("layer2.bias 2 1 1", "layer2.bias 2 1", 1),
+        text.replacen("layer2.weight", "layer9.weight", 1),
+        text.lines().take(5).collect::<Vec<_>>().join("\n"),
+        text.replacen('e', "x", 3),
+    ];
+    for bad in &corrupt {
+        std::fs::write(&path, bad).unwrap();
+        assert!(other.load(&path).is_err(), "accepted:\n{bad}");
+        assert_eq!(other, before);
+    }
+    // A different network does not load into this one.
+    let mut small = Params::new();
+    small
+        .insert("layer1.weight", Tensor::zeros([2, 4]))
+        .unwrap();
+    assert!(small.load_text(&text).is_err());
+    assert!(other.load(dir.join("missing.params")).is_err());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_same_seed_builds_the_same_network() {
+    let build = |seed| xor_network(Activation::Sigmoid, seed).1;
+    assert_eq!(build(9), build(9));
+    assert_ne!(build(9), build(10));
+
+    // The normal draws are the Box–Muller transform of the generator's raw bits.
+    let mut a = init::rng(123);
+    let mut b = init::rng(123);
+    let scale = 1.0 / (1u64 << 53) as f64;
+    for _ in 0..100 {
+        let u1 = 1.0 - (b.next_u64() >> 11) as f64 * scale;
+        let u2 = (b.next_u64() >> 11) as f64 * scale;
+        let want = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+        let got = init::standard_normal(&mut a);
+        assert!((got - want).abs() <= 1e-14 * want.abs().max(1.0));
+    }
+
+    // Xavier and He draw at their documented scales.
+    let mut rng = init::rng(4);
+    let var = |t: &Tensor| t.data().iter().map(|v| v * v).sum::<f64>() / t.numel() as f64;
+    let xavier = Init::XavierNormal.tensor([300, 100], &mut rng).unwrap();
+    assert!((var(&xavier) / (2.0 / 400.0) - 1.0).abs() < 0.05);
+    let uniform = Init::XavierUniform.tensor([300, 100], &mut rng).unwrap();
+    let bound = (6.0f64 / 400.0).sqrt();
+    assert!(uniform.data().iter().all(|v| v.abs() < bound));
+    assert!((var(&uniform) / (bound * bound / 3.0) - 1.0).abs() < 0.05);
+    let he = Init::HeUniform.tensor([300, 100], &mut rng).unwrap();
+    assert!((var(&he) / (2.0 / 300.0) - 1.0).abs() < 0.05);
+}
+
+#[test]
+fn layers_refuse_bad_shapes_and_leave_parameters_alone() {
+    let mut params = Params::new();
+    let net = Mlp::builder(3)
+        .layer(2, Activation::Tanh)
+        .build(&mut params, &mut init::rng(0))
+        .unwrap();
+    let before = params.clone();
+    // Same names again: refused, nothing added.
+    let again = Mlp::builder(3)
+        .layer(2, Activation::Tanh)
+        .build(&mut params, &mut init::rng(0));
+    assert!(again.is_err());
+    assert!(Mlp::builder(3)
+        .build(&mut params, &mut init::rng(0))
+        .is_err());
+    assert!(Mlp::builder(3)
+        .name("other")
+        .layer(4, Activation::Relu)
+        .layer(0, Activation::Relu)
+        .build(&mut params, &mut init::rng(0))
+        .is_err());
+    assert_eq!(params, before);
+    // Two input columns for a three-input layer.
+    assert!(net.predict(&params, &Tensor::zeros([5, 2])).is_err());
+    assert_eq!(
+        net.predict(&params, &Tensor::zeros([5, 3]))
+            .unwrap()
+            .shape()
+            .dims(),
+        &[5, 2]
+    );
+}
+
+/// Central differences of a registered op, one input element at a time, against its
+/// analytic backward, at every registered check point.
+fn check_registered_op(f: &dyn Function) {
+    let h = 1e-6;
+    let value = |inputs: &[Tensor]| -> Vec<f64> {
+        let shapes: Vec<&tapegrad::Shape> = inputs.iter().map(|t| t.shape()).collect();
+        let shape = f.output_shape(&shapes).unwrap();
+        let mut out = vec![0.0; shape.numel()];
+        let views: Vec<_> = inputs.iter().map(|t| t.view()).collect();
+        f.forward(&views, &mut out);
+        out
+    };
+    let points = f.check_at();
+    assert!(!points.is_empty(), "{} has no check points", f.name());
+    assert_eq!(f.domain().len(), points[0].len(), "{}", f.name());
+    for point in points {
+        let shapes: Vec<&tapegrad::Shape> = point.iter().map(|t| t.shape()).collect();
+        let y_shape = f.output_shape(&shapes).unwrap();
+        let y = Tensor::new(value(&point), y_shape.clone()).unwrap();
+        // A fixed, uneven upstream gradient so that every output element counts.
+        let gy = Tensor::new(
+            (0..y.numel()).map(|k| 0.5 + 0.25 * k as f64).collect(),
+            y_shape,
+        )
+        .unwrap();
+        let views: Vec<_> = point.iter().map(|t| t.view()).collect();
+        let grads = f.backward(&views, y.view(), gy.view()).unwrap();
+        for (i, x) in point.iter().enumerate() {
+            for k in 0..x.numel() {
+                let mut plus = point.clone();
+                plus[i].data_mut()[k] += h;
+                let mut minus = point.clone();
+                minus[i].data_mut()[k] -= h;
+                let dot = |v: Vec<f64>| v.iter().zip(gy.data()).map(|(a, b)| a * b).sum::<f64>();
+                let numeric = (dot(value(&plus)) - dot(value(&minus))) / (2.0 * h);
+                let analytic = grads[i].data()[k];
+                assert!(
+                    (numeric - analytic).abs() < 1e-6 * (1.0 + analytic.abs()),
+                    "{} input {i} element {k}: analytic {analytic}, numeric {numeric}",
+                    f.name()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn matrix_softmax_and_loss_ops_match_central_differences() {
+    let mine = [
+        "matmul",
+        "transpose",
+        "reshape",
+        "softmax",
+        "log_softmax",
+        "mse",
+        "half_sse",
+        "bce",
+        "bce_with_logits",
+        "softmax_cross_entropy",
+    ];
+    let registry = tapegrad::ops::registry();
+    for name in mine {
+        let op = registry
+            .iter()
+            .find(|f| f.name() == name)
+            .unwrap_or_else(|| panic!("{name} is not registered"));
+        check_registered_op(op.as_ref());
+    }
+}
+
+#[test]
+fn graph_backward_rules_agree_with_the_first_order_ones() {
+    // The graph-building rules give the same numbers as the fused kernels.
+    let registry = tapegrad::ops::registry();
+    for f in registry.iter().filter(|f| {
+        [
+            "matmul",
+            "transpose",
+            "reshape",
+            "softmax",
+            "log_softmax",
+            "mse",
+            "half_sse",
+            "bce",
+            "bce_with_logits",
+            "softmax_cross_entropy",
+        ]
+        .contains(&f.name())
+    }) {
+        for point in f.check_at() {
+            let tape = Tape::new();
+            let inputs: Vec<_> = point.iter().map(|t| tape.tensor(t)).collect();
+            let y = tape.apply(f, &inputs).unwrap();
+            let gy = tape.constant_tensor(&y.value().map(|_| 0.75));
+            let graph = f.backward_graph(&inputs, y, gy).unwrap();
+            let views: Vec<_> = point.iter().map(|t| t.view()).collect();
+            let fused = f
+                .backward(&views, y.value().view(), gy.value().view())
+                .unwrap();
+            for (g, want) in graph.iter().zip(&fused) {
+                for (a, b) in g.value().data().iter().zip(want.data()) {
+                    assert!((a - b).abs() < 1e-12, "{}: {a} vs {b}", f.name());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn batched_matmul_matches_a_loop_of_matrix_products() {
+    let mut rng = init::rng(8);
+    let a = Init::Normal {
+        mean: 0.0,
+        std: 1.0,
+    }
+    .tensor([3, 4, 5], &mut rng)
+    .unwrap();
+    let b = Init::Normal {
+        mean: 0.0,
+        std: 1.0,
+    }
+    .tensor([3, 5, 2], &mut rng)
+    .unwrap();
+    let shared = Init::Normal {
+        mean: 0.0,
+        std: 1.0,
+    }
+    .tensor([5, 2], &mut rng)
+    .unwrap();
+    let tape = Tape::new();
+    let (va, vb, vs) = (tape.tensor(&a), tape.tensor(&b), tape.tensor(&shared));
+    let y = va.matmul(vb).unwrap().value();
+    let ys = va.matmul(vs).unwrap().value();
+    assert_eq!(y.shape().dims(), &[3, 4, 2]);
+    for batch in 0..3 {
+        for i in 0..4 {
+            for j in 0..2 {
+                let dot = |b: &Tensor, batched: bool| -> f64 {
+                    (0..5)
+                        .map(|p| {
+                            let bv = if batched {
+                                b.get(&[batch, p, j]).unwrap()
+                            } else {
+                                b.get(&[p, j]).unwrap()
+                            };
+                            a.get(&[batch, i, p]).unwrap() * bv
+                        })
+                        .sum()
+                };
+                assert!((y.get(&[batch, i, j]).unwrap() - dot(&b, true)).abs() < 1e-12);
+                assert!((ys.get(&[batch, i, j]).unwrap() - dot(&shared, false)).abs() < 1e-12);
+            }
+        }
+    }
+    assert!(va.matmul(va).is_err());
+    assert!(tape.tensor(&Tensor::vector([1.0])).matmul(vs).is_err());
+}
+
+/// Ad-hoc timing of the GEMM kernel against a naive triple loop at 128×784×256 (a
+/// digits-sized layer). Run by hand:
+/// `cargo test --release --test training -- --ignored --nocapture gemm_speed`.
+#[test]
+#[ignore = "timing, run by hand"]
+fn gemm_speed_against_a_naive_triple_loop() {
+    let (m, k, n) = (128, 784, 256);
+    let mut rng = init::rng(0);
+    let a: Vec<f64> = (0..m * k).map(|_| rng.random::<f64>()).collect();
+    let b: Vec<f64> = (0..k * n).map(|_| rng.random::<f64>()).collect();
+    let (ta, tb) = (
+        Tensor::new(a.clone(), [m, k]).unwrap(),
+        Tensor::new(b.clone(), [k, n]).unwrap(),
+    );
+    let repeats = 10;
+    let mut tape = Tape::new();
+    let start = std::time::Instant::now();
+    let mut check = 0.0;
+    for _ in 0..repeats {
+        tape.clear();
+        let y = tape
+            .constant_tensor(&ta)
+            .matmul(tape.constant_tensor(&tb))
+            .unwrap();
+        check += y.value().data()[0];
+    }
+    let gemm = start.elapsed().as_secs_f64() / repeats as f64;
+    let start = std::time::Instant::now();
+    let mut c = vec![0.0; m * n];
+    for _ in 0..repeats {
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0;
+                for p in 0..k {
+                    s += a[i * k + p] * b[p * n + j];
+                }
+                c[i * n + j] = s;
+            }
+        }
+        check -= c[0];
+    }
+    let naive = start.elapsed().as_secs_f64() / repeats as f64;
+    // The cache-friendly order (i, p, j), which the compiler can vectorise.
+    let start = std::time::Instant::now();
+    for _ in 0..repeats {
+        c.fill(0.0);
+        for i in 0..m {
+            for p in 0..k {
+                let x = a[i * k + p];
+                for (c, b) in c[i * n..(i + 1) * n].iter_mut().zip(&b[p * n..(p + 1) * n]) {
+                    *c += x * b;
+                }
+            }
+        }
+        check -= c[0] - check_row(&a, &b, k, n);
+    }
+    let ordered = start.elapsed().as_secs_f64() / repeats as f64;
+    assert!(check.abs() < 1e-6);
+    println!(
+        "128x784x256: matmul op {:.3} ms; naive i-j-p loop {:.3} ms ({:.1}x); \
+         i-p-j loop {:.3} ms ({:.1}x)",
+        gemm * 1e3,
+        naive * 1e3,
+        naive / gemm,
+        ordered * 1e3,
+        ordered / gemm
+    );
+}
+
+/// Element (0, 0) of the product, for the timing's sanity check.
+fn check_row(a: &[f64], b: &[f64], k: usize, n: usize) -> f64 {
+    (0..k).map(|p| a[p] * b[p * n]).sum()
+}
+
+/// The sigmoid written by a user, the lecture's way, as a `ScalarFunction`.
+struct UserSigmoid;
+
+impl tapegrad::ScalarFunction for UserSigmoid {
+    fn name(&self) -> &str {
+        "user_sigmoid"
+    }
+    fn value(&self, x: f64) -> f64 {
+        1.0 / (1.0 + (-x).exp())
+    }
+    fn derivative(&self, x: f64) -> f64 {
+        let s = self.value(x);
+        s * (1.0 - s)
+    }
+}
+
+#[test]
+fn a_user_activation_trains_like_the_built_in_one() {
+    let (builtin, mut builtin_params) = xor_network(Activation::Sigmoid, 5);
+    let (user, mut user_params) = xor_network(Activation::custom(UserSigmoid), 5);
+    assert_eq!(user.layers()[0].1.name(), "user_sigmoid");
+    assert_eq!(builtin_params, user_params);
+    train_xor(&builtin, &mut builtin_params, 50);
+    train_xor(&user, &mut user_params, 50);
+    for ((name, a), (_, b)) in builtin_params.iter().zip(user_params.iter()) {
+        for (a, b) in a.data().iter().zip(b.data()) {
+            assert!((a - b).abs() < 1e-12, "{name}: {a} vs {b}");
+        }
+    }
+    assert_ne!(builtin_params, xor_network(Activation::Sigmoid, 5).1);
+}
