@@ -7,6 +7,7 @@
 //!
 //! Run with `cargo run --release --example worked_example`.
 
+use tapegrad::trace::trace;
 use tapegrad::{Result, Tape};
 
 const X: f64 = 0.5;
@@ -88,5 +89,18 @@ fn main() -> Result<()> {
         cost.item()?,
         cost2.item()?
     );
+
+    // The same derivation as one table: every node of the first forward pass in
+    // recording order, with its local derivatives and the gradients backward passed on.
+    let table = trace(cost, &d_cost)?
+        .label(w1, "W1")?
+        .label(w2, "W2")?
+        .label(z1, "Z1")?
+        .label(h1, "h1")?
+        .label(z2, "Z2")?
+        .label(o, "O")?
+        .label(cost, "C")?;
+    println!("\nThe derivation step by step (X is the constant, O - Y is recorded as O + (-1)):\n");
+    println!("{table}");
     Ok(())
 }

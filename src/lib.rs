@@ -38,6 +38,11 @@
 //! - [`function`]: the [`Function`] and [`ScalarFunction`] traits for user functions.
 //! - [`backward`]: the reverse sweep and [`Gradients`].
 //! - [`ops`]: the built-in ops, one family per file, and their registry.
+//! - [`check`]: numerical gradients and the gradient checker; [`trace`]: the
+//!   step-by-step table of a backward pass.
+//! - [`nn`]: parameters, initialisation, layers, networks and the training loop;
+//!   [`optim`]: gradient descent on plain functions and the network optimizers;
+//!   [`data`]: full-batch, stochastic and mini-batch iteration.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 

@@ -51,6 +51,9 @@ pub mod sgd;
 
 pub use adagrad::AdaGrad;
 pub use adam::Adam;
+pub use descent::{
+    gradient_descent, Descent, Divergence, GradientDescent, GradientMethod, Outcome,
+};
 pub use momentum::Momentum;
 pub use nesterov::Nesterov;
 pub use rmsprop::RmsProp;

@@ -1,0 +1,530 @@
+//! Property tests on random expression graphs: for random compositions of every op, of
+//! depth up to 8, over scalars and broadcasting tensors,
+//!
+//! 1. the tape's gradient matches the central-difference gradient (`gradcheck`);
+//! 2. recording on a cleared, reused tape gives bit-identical values and gradients to a
+//!    fresh tape;
+//! 3. nothing panics.
+//!
+//! The elementwise ops and reductions are reached through their `Var` methods (the path
+//! a user takes, with the tape's fast path for scalars); every other registered op
+//! (matmul, softmax, the losses, and whatever is registered later) through
+//! `Tape::apply`. Each op's inputs are kept inside its `domain()`: an input whose value
+//! at the drawn point leaves the interval is squashed into it by `low + (high − low)·σ(x)`
+//! (recorded with tape ops, so it is differentiated like the rest). An op whose inputs
+//! do not fit its shapes is skipped, leaving its first input. These choices are made
+//! once per case, at the drawn point, and replayed for every evaluation of the case, so
+//! the function being differentiated is one fixed composition.
+//!
+//! Kinks (relu at 0, ties of max, …) can land within h of an intermediate value. When
+//! the tape and the central difference disagree, the case is checked again with h/4;
+//! if the two central differences disagree with each other too, the function is not
+//! smooth at that point and the case is discarded (counted and printed); if they agree
+//! with each other but not with the tape, the test fails.
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::Instant;
+use tapegrad::check::{gradcheck, numerical_gradients, GradcheckReport, Tolerance};
+use tapegrad::ops::registry;
+use tapegrad::{Function, Gradients, Result, Shape, Tape, Tensor, Var};
+
+const CASES: u32 = 4000;
+const MAX_DEPTH: u32 = 8;
+
+/// One-input ops reached through their `Var` methods, by registry name.
+const METHODS: &[&str] = &[
+    "neg",
+    "powf",
+    "powi",
+    "add_scalar",
+    "mul_scalar",
+    "div_scalar",
+    "scalar_sub",
+    "scalar_div",
+    "exp",
+    "ln",
+    "sqrt",
+    "abs",
+    "sin",
+    "cos",
+    "tan",
+    "step",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "elu",
+    "softsign",
+    "atan",
+    "gaussian",
+    "swish",
+    "softplus",
+    "gelu",
+    "sum",
+    "mean",
+    "max",
+    "sum_axis",
+    "mean_axis",
+    "max_axis",
+];
+
+/// Two-input ops reached through their `Var` methods, by registry name.
+const BINARY: &[&str] = &["add", "sub", "mul", "div"];
+
+fn method<'t>(name: &str, x: Var<'t>) -> Result<Var<'t>> {
+    let last_axis = x.shape().rank().saturating_sub(1);
+    Ok(match name {
+        "neg" => -x,
+        "powf" => x.powf(2.5)?,
+        "powi" => x.powi(3),
+        "add_scalar" => x + 1.5,
+        "mul_scalar" => x * -2.5,
+        "div_scalar" => x / 4.0,
+        "scalar_sub" => 1.0 - x,
+        "scalar_div" => 3.0 / x,
+        "exp" => x.exp(),
+        "ln" => x.ln(),
+        "sqrt" => x.sqrt(),
+        "abs" => x.abs(),
+        "sin" => x.sin(),
+        "cos" => x.cos(),
+        "tan" => x.tan(),
+        "step" => x.step(),
+        "sigmoid" => x.sigmoid(),
+        "tanh" => x.tanh(),
+        "relu" => x.relu(),
+        "leaky_relu" => x.leaky_relu(0.1)?,
+        "elu" => x.elu(0.7)?,
+        "softsign" => x.softsign(),
+        "atan" => x.atan(),
+        "gaussian" => x.gaussian(),
+        "swish" => x.swish(1.5)?,
+        "softplus" => x.softplus(),
+        "gelu" => x.gelu(),
+        "sum" => x.sum(),
+        "mean" => x.mean(),
+        "max" => x.max(),
+        "sum_axis" => x.sum_axis(0, false)?,
+        "mean_axis" => x.mean_axis(last_axis, true)?,
+        "max_axis" => x.max_axis(0, true)?,
+        other => panic!("no method for {other}"),
+    })
+}
+
+fn binary<'t>(name: &str, a: Var<'t>, b: Var<'t>) -> Result<Var<'t>> {
+    match name {
+        "add" => a.try_add(b),
+        "sub" => a.try_sub(b),
+        "mul" => a.try_mul(b),
+        "div" => a.try_div(b),
+        other => panic!("no binary method for {other}"),
+    }
+}
+
+/// An interval `(low, high)` per input.
+type Domain = Vec<(f64, f64)>;
+
+/// The ops a graph is built from, with each input's domain.
+struct Catalogue {
+    methods: Vec<(&'static str, (f64, f64))>,
+    binary: Vec<(&'static str, [(f64, f64); 2])>,
+    /// Registered ops without a method here, applied as functions.
+    registered: Vec<(Arc<dyn Function>, Domain)>,
+}
+
+impl Catalogue {
+    fn new() -> Catalogue {
+        let ops = registry();
+        let domain = |name: &str| -> Domain {
+            let op = ops
+                .iter()
+                .find(|op| op.name() == name)
+                .unwrap_or_else(|| panic!("{name} is not registered"));
+            op.domain()
+        };
+        let methods = METHODS.iter().map(|&n| (n, domain(n)[0])).collect();
+        let binary = BINARY
+            .iter()
+            .map(|&n| {
+                let d = domain(n);
+                (n, [d[0], d[1]])
+            })
+            .collect();
+        let registered = ops
+            .iter()
+            .filter(|op| !METHODS.contains(&op.name()) && !BINARY.contains(&op.name()))
+            .map(|op| {
+                let mut d = op.domain();
+                if d.is_empty() {
+                    // No domain given: as many inputs as its check points have.
+                    let arity = op.check_at().first().map_or(1, Vec::len);
+                    d = vec![(-3.0, 3.0); arity];
+                }
+                (op.clone(), d)
+            })
+            .collect();
+        Catalogue {
+            methods,
+            binary,
+            registered,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Expr {
+    Input(usize),
+    Method(usize, Box<Expr>),
+    Binary(usize, Box<Expr>, Box<Expr>),
+    /// A registered op; the second child is used only by two-input ops.
+    Registered(usize, Box<Expr>, Box<Expr>),
+}
+
+impl Expr {
+    fn depth(&self) -> u32 {
+        match self {
+            Expr::Input(_) => 0,
+            Expr::Method(_, a) => 1 + a.depth(),
+            Expr::Binary(_, a, b) | Expr::Registered(_, a, b) => 1 + a.depth().max(b.depth()),
+        }
+    }
+}
+
+/// Graphs of every depth from 1 to 8 equally often: a spine of exactly that depth,
+/// with shallower side branches (depth at most 2) at the two-input ops.
+fn expr_strategy(catalogue: &Catalogue) -> impl Strategy<Value = Expr> {
+    let sizes = (
+        catalogue.methods.len(),
+        catalogue.binary.len(),
+        catalogue.registered.len(),
+    );
+    (1..=MAX_DEPTH).prop_flat_map(move |depth| expr_of_depth(depth, sizes))
+}
+
+fn expr_of_depth(depth: u32, sizes: (usize, usize, usize)) -> BoxedStrategy<Expr> {
+    let (m, b, r) = sizes;
+    if depth == 0 {
+        return (0..3usize).prop_map(Expr::Input).boxed();
+    }
+    let spine = expr_of_depth(depth - 1, sizes);
+    let side = (0..depth.min(3))
+        .prop_flat_map(move |d| expr_of_depth(d, sizes))
+        .boxed();
+    prop_oneof![
+        4 => (0..m, spine.clone()).prop_map(|(k, a)| Expr::Method(k, Box::new(a))),
+        3 => (0..b, spine.clone(), side.clone(), any::<bool>()).prop_map(|(k, a, c, swap)| {
+            let (a, c) = if swap { (c, a) } else { (a, c) };
+            Expr::Binary(k, Box::new(a), Box::new(c))
+        }),
+        2 => (0..r, spine, side)
+            .prop_map(|(k, a, c)| Expr::Registered(k, Box::new(a), Box::new(c))),
+    ]
+    .boxed()
+}
+
+/// Shapes that all broadcast with each other, to each other.
+const SHAPES: [&[usize]; 4] = [&[], &[3], &[2, 1], &[2, 3]];
+
+#[derive(Clone, Debug)]
+struct Case {
+    inputs: Vec<Tensor>,
+    expr: Expr,
+}
+
+fn case_strategy(catalogue: &Catalogue) -> impl Strategy<Value = Case> {
+    // Values stay 0.01 away from 0, where relu, abs, step and leaky_relu have their
+    // kink: exactly at a kink the central difference is the mean of the two slopes, and
+    // a shrunk failing case would land there.
+    let value = (-2.5f64..2.5).prop_map(|v| {
+        if v.abs() < 0.01 {
+            0.01f64.copysign(v)
+        } else {
+            v
+        }
+    });
+    let input = (0..SHAPES.len(), prop::collection::vec(value, 6)).prop_map(|(s, v)| {
+        let shape = Shape::new(SHAPES[s]);
+        Tensor::new(v[..shape.numel()].to_vec(), shape).expect("at most 6 values")
+    });
+    (
+        prop::collection::vec(input, 1..=3),
+        expr_strategy(catalogue),
+    )
+        .prop_map(|(inputs, expr)| Case { inputs, expr })
+}
+
+/// The choices made at the drawn point — squash an input into its op's domain or not —
+/// recorded once and replayed for every evaluation of the case.
+#[derive(Default)]
+struct Plan {
+    squash: Vec<bool>,
+    next: usize,
+    replaying: bool,
+    /// Ops recorded and ops skipped for shapes that do not fit, at the drawn point.
+    applied: u32,
+    skipped: u32,
+}
+
+impl Plan {
+    fn replay(&mut self) {
+        self.replaying = true;
+        self.next = 0;
+    }
+
+    fn squash<'t>(&mut self, x: Var<'t>, (low, high): (f64, f64)) -> Var<'t> {
+        let squash = if self.replaying {
+            let s = self.squash[self.next];
+            self.next += 1;
+            s
+        } else {
+            let inside = x.value().data().iter().all(|v| (low..=high).contains(v));
+            self.squash.push(!inside);
+            !inside
+        };
+        if squash {
+            x.sigmoid() * (high - low) + low
+        } else {
+            x
+        }
+    }
+
+    /// The op's result, or `fallback` when the op does not fit its inputs' shapes.
+    fn outcome<'t>(&mut self, result: Result<Var<'t>>, fallback: Var<'t>) -> Var<'t> {
+        if !self.replaying {
+            match result {
+                Ok(_) => self.applied += 1,
+                Err(_) => self.skipped += 1,
+            }
+        }
+        result.unwrap_or(fallback)
+    }
+}
+
+fn eval<'t>(e: &Expr, xs: &[Var<'t>], plan: &mut Plan, catalogue: &Catalogue) -> Result<Var<'t>> {
+    Ok(match e {
+        Expr::Input(i) => xs[i % xs.len()],
+        Expr::Method(k, a) => {
+            let (name, domain) = catalogue.methods[*k];
+            let a = eval(a, xs, plan, catalogue)?;
+            let a = plan.squash(a, domain);
+            plan.outcome(method(name, a), a)
+        }
+        Expr::Binary(k, a, b) => {
+            let (name, [da, db]) = catalogue.binary[*k];
+            let a = eval(a, xs, plan, catalogue)?;
+            let b = eval(b, xs, plan, catalogue)?;
+            let (a, b) = (plan.squash(a, da), plan.squash(b, db));
+            plan.outcome(binary(name, a, b), a)
+        }
+        Expr::Registered(k, a, b) => {
+            let (op, domain) = &catalogue.registered[*k];
+            let a = eval(a, xs, plan, catalogue)?;
+            let a = plan.squash(a, domain[0]);
+            let result = if domain.len() == 2 {
+                let b = eval(b, xs, plan, catalogue)?;
+                let b = plan.squash(b, domain[1]);
+                a.tape().apply(op, &[a, b])
+            } else {
+                a.tape().apply(op, &[a])
+            };
+            plan.outcome(result, a)
+        }
+    })
+}
+
+/// Value and gradient bits of the case on `tape`, with the plan replayed.
+fn record_bits(
+    tape: &Tape,
+    case: &Case,
+    plan: &mut Plan,
+    catalogue: &Catalogue,
+) -> Result<(Vec<u64>, Vec<u64>)> {
+    plan.replay();
+    let xs: Vec<Var<'_>> = case.inputs.iter().map(|x| tape.tensor(x)).collect();
+    let y = eval(&case.expr, &xs, plan, catalogue)?;
+    let mut grads = Gradients::new();
+    y.sum().backward_into(&mut grads)?;
+    let mut bits: Vec<u64> = y.value().data().iter().map(|v| v.to_bits()).collect();
+    bits.push(y.sum().item()?.to_bits());
+    let mut grad_bits = Vec::new();
+    for &x in &xs {
+        grad_bits.extend(grads.wrt(x)?.data().iter().map(|v| v.to_bits()));
+    }
+    Ok((bits, grad_bits))
+}
+
+/// Counters printed at the end.
+#[derive(Default)]
+struct Stats {
+    cases: Cell<u32>,
+    discarded: Cell<u32>,
+    rechecked: Cell<u32>,
+    deepest: Cell<u32>,
+    applied: Cell<u32>,
+    skipped: Cell<u32>,
+    worst_abs: Cell<f64>,
+    depths: [Cell<u32>; MAX_DEPTH as usize + 1],
+}
+
+fn check_case(case: &Case, catalogue: &Catalogue, stats: &Stats) -> Result<(), TestCaseError> {
+    let fail = |e: tapegrad::Error| TestCaseError::fail(format!("error: {e}"));
+    // The drawn point fixes the plan.
+    let mut plan = Plan::default();
+    {
+        let tape = Tape::new();
+        let xs: Vec<Var<'_>> = case
+            .inputs
+            .iter()
+            .map(|x| tape.constant_tensor(x))
+            .collect();
+        let y = eval(&case.expr, &xs, &mut plan, catalogue).map_err(fail)?;
+        stats.applied.set(stats.applied.get() + plan.applied);
+        stats.skipped.set(stats.skipped.get() + plan.skipped);
+        if !y.value().data().iter().all(|v| v.is_finite()) {
+            stats.discarded.set(stats.discarded.get() + 1);
+            return Err(TestCaseError::reject("a value that is not finite"));
+        }
+    }
+
+    // A fresh tape and a reused one give the same bits.
+    let fresh = record_bits(&Tape::new(), case, &mut plan, catalogue).map_err(fail)?;
+    let mut reused = Tape::new();
+    {
+        // Dirty the tape with another recording of other shapes and values.
+        let scaled: Vec<Tensor> = case
+            .inputs
+            .iter()
+            .map(|x| x.map(|v| 0.5 * v - 0.25))
+            .collect();
+        let other = Case {
+            inputs: scaled,
+            expr: case.expr.clone(),
+        };
+        let mut other_plan = Plan::default();
+        let xs: Vec<Var<'_>> = other.inputs.iter().map(|x| reused.tensor(x)).collect();
+        let m = reused.tensor(&Tensor::zeros([4, 5]));
+        let y = eval(&other.expr, &xs, &mut other_plan, catalogue).map_err(fail)?;
+        let _ = (y.sum() + m.sum()).backward().map_err(fail)?;
+    }
+    reused.clear();
+    let again = record_bits(&reused, case, &mut plan, catalogue).map_err(fail)?;
+    prop_assert_eq!(&fresh, &again, "a cleared tape recorded different bits");
+
+    // The tape's gradient against central differences.
+    let check = |plan: &mut Plan, tolerance: &Tolerance| -> Result<GradcheckReport> {
+        gradcheck(
+            |xs| {
+                plan.replay();
+                eval(&case.expr, xs, plan, catalogue)
+            },
+            &case.inputs,
+            tolerance,
+        )
+    };
+    let tolerance = Tolerance::default();
+    let report = check(&mut plan, &tolerance).map_err(fail)?;
+    stats
+        .worst_abs
+        .set(stats.worst_abs.get().max(report.max_abs_error));
+    if !report.passed {
+        stats.rechecked.set(stats.rechecked.get() + 1);
+        let finer = Tolerance {
+            h: tolerance.h / 4.0,
+            ..tolerance
+        };
+        let finer_report = check(&mut plan, &finer).map_err(fail)?;
+        if !finer_report.passed {
+            // Do the two central differences agree with each other?
+            let mut numerical = |h: f64| {
+                let mut xs = case.inputs.clone();
+                numerical_gradients(
+                    |xs| {
+                        let tape = Tape::new();
+                        let vars: Vec<Var<'_>> =
+                            xs.iter().map(|x| tape.constant_tensor(x)).collect();
+                        plan.replay();
+                        let y = eval(&case.expr, &vars, &mut plan, catalogue)?;
+                        Ok(y.value().data().iter().sum())
+                    },
+                    &mut xs,
+                    h,
+                )
+            };
+            let coarse = numerical(tolerance.h).map_err(fail)?;
+            let fine = numerical(finer.h).map_err(fail)?;
+            let smooth = coarse.iter().zip(&fine).all(|(c, f)| {
+                c.data()
+                    .iter()
+                    .zip(f.data())
+                    .all(|(&c, &f)| tolerance.accepts(c, f))
+            });
+            if smooth {
+                return Err(TestCaseError::fail(format!(
+                    "the tape's gradient disagrees with central differences:\n{report}\n{finer_report}"
+                )));
+            }
+            stats.discarded.set(stats.discarded.get() + 1);
+            return Err(TestCaseError::reject("not smooth within h of the point"));
+        }
+    }
+    stats.cases.set(stats.cases.get() + 1);
+    let depth = &stats.depths[case.expr.depth() as usize];
+    depth.set(depth.get() + 1);
+    stats
+        .deepest
+        .set(stats.deepest.get().max(case.expr.depth()));
+    Ok(())
+}
+
+#[test]
+fn random_graphs_match_central_differences_and_record_identically_on_a_reused_tape() {
+    let catalogue = Catalogue::new();
+    let config = Config {
+        cases: CASES,
+        max_global_rejects: CASES,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let stats = Stats::default();
+    let started = Instant::now();
+    let mut runner = TestRunner::new(config);
+    let result = runner.run(&case_strategy(&catalogue), |case| {
+        prop_assert!(case.expr.depth() <= MAX_DEPTH);
+        check_case(&case, &catalogue, &stats)
+    });
+    println!(
+        "{} cases passed in {:.2?} ({} ops: {} methods, {} binary, {} registered); \
+         {} rechecked with h/4, {} discarded as not smooth or not finite; \
+         deepest graph {}, worst abs error {:.3e}",
+        stats.cases.get(),
+        started.elapsed(),
+        catalogue.methods.len() + catalogue.binary.len() + catalogue.registered.len(),
+        catalogue.methods.len(),
+        catalogue.binary.len(),
+        catalogue.registered.len(),
+        stats.rechecked.get(),
+        stats.discarded.get(),
+        stats.deepest.get(),
+        stats.worst_abs.get(),
+    );
+    let depths: Vec<u32> = stats.depths.iter().map(Cell::get).collect();
+    println!("cases by depth 0..={MAX_DEPTH}: {depths:?}");
+    println!(
+        "ops recorded {}, skipped for shapes that do not fit {}",
+        stats.applied.get(),
+        stats.skipped.get()
+    );
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    assert!(stats.cases.get() >= CASES);
+    // Discards are rare; many would mean the generator drifted onto kinks.
+    assert!(
+        stats.discarded.get() * 20 < CASES,
+        "{} discarded",
+        stats.discarded.get()
+    );
+}
