@@ -253,3 +253,131 @@ fn input_views<'a>(inner: &'a Inner, inputs: &[NodeId]) -> (InputViews<'a>, Grad
     }
     (views, slots)
 }
+
+impl<'t> Var<'t> {
+    /// The gradient of this scalar output with respect to each of `wrt`, as variables
+    /// on the same tape: the backward pass is itself recorded, so its results can be
+    /// combined and differentiated again, any number of times.
+    ///
+    /// Every built-in op has a backward rule written with tape ops; a user
+    /// [`Function`](crate::Function) needs
+    /// [`backward_graph`](crate::Function::backward_graph), or this returns
+    /// [`Error::NotTwiceDifferentiable`] when the function lies between `wrt` and the
+    /// output. Only nodes that depend on `wrt` are differentiated.
+    ///
+    /// ```
+    /// use tapegrad::Tape;
+    /// let tape = Tape::new();
+    /// let x = tape.var(0.5);
+    /// let y = x.sin();
+    /// let dy = y.grad_graph(&[x])?[0]; // cos x, as a variable
+    /// let d2y = dy.grad_graph(&[x])?[0]; // −sin x
+    /// let d3y = d2y.grad_graph(&[x])?[0]; // −cos x
+    /// assert_eq!(dy.item()?, 0.5f64.cos());
+    /// assert_eq!(d2y.item()?, -0.5f64.sin());
+    /// assert_eq!(d3y.item()?, -0.5f64.cos());
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn grad_graph(self, wrt: &[Var<'t>]) -> Result<Vec<Var<'t>>> {
+        let n = self.shape().numel();
+        if n != 1 {
+            return Err(Error::NonScalarBackward {
+                shape: self.shape(),
+            });
+        }
+        let seed = self.tape().constant_tensor(&Tensor::ones(self.shape()));
+        self.grad_graph_with(seed, wrt)
+    }
+
+    /// [`grad_graph`](Var::grad_graph) from an output of any shape, starting from the
+    /// upstream gradient `seed` (a variable shaped like `self`, which may itself depend
+    /// on other variables).
+    pub fn grad_graph_with(self, seed: Var<'t>, wrt: &[Var<'t>]) -> Result<Vec<Var<'t>>> {
+        let tape = self.tape();
+        for v in wrt.iter().chain([&seed]) {
+            if v.tape().id() != tape.id() {
+                return Err(Error::ForeignVariable {
+                    op: "grad_graph".into(),
+                });
+            }
+        }
+        if seed.shape() != self.shape() {
+            return Err(Error::SeedShape {
+                output: self.shape(),
+                seed: seed.shape(),
+            });
+        }
+        let root = self.id() as usize;
+
+        // needed[i]: node i lies on a path from one of `wrt` (so its gradient matters).
+        let mut needed = vec![false; root + 1];
+        {
+            let inner = tape.inner.borrow();
+            for x in wrt {
+                if (x.id() as usize) <= root {
+                    needed[x.id() as usize] = true;
+                }
+            }
+            for id in 0..=root {
+                if !needed[id] {
+                    needed[id] = inner.nodes[id].inputs.iter().any(|&i| needed[i as usize]);
+                }
+            }
+        }
+
+        let mut grads: Vec<Option<Var<'t>>> = vec![None; root + 1];
+        grads[root] = Some(seed);
+        for id in (0..=root).rev() {
+            let Some(gy) = grads[id] else { continue };
+            if !needed[id] {
+                continue;
+            }
+            let (op, input_ids) = {
+                let inner = tape.inner.borrow();
+                let node = &inner.nodes[id];
+                if node.inputs.is_empty() {
+                    continue;
+                }
+                (node.op.clone(), node.inputs.clone())
+            };
+            let inputs: SmallVec<[Var<'t>; 4]> =
+                input_ids.iter().map(|&i| Var::new(tape, i)).collect();
+            let gx = op.backward_graph(&inputs, Var::new(tape, id as NodeId), gy)?;
+            if gx.len() != inputs.len() {
+                return Err(Error::GradientCount {
+                    function: op.name().to_string(),
+                    expected: inputs.len(),
+                    got: gx.len(),
+                });
+            }
+            for (k, (x, g)) in inputs.iter().zip(gx).enumerate() {
+                let i = x.id() as usize;
+                if !needed[i] {
+                    continue;
+                }
+                if g.shape() != x.shape() {
+                    return Err(Error::GradientShape {
+                        function: op.name().to_string(),
+                        input: k,
+                        expected: x.shape(),
+                        got: g.shape(),
+                    });
+                }
+                grads[i] = Some(match grads[i] {
+                    None => g,
+                    Some(acc) => acc.try_add(g)?,
+                });
+            }
+        }
+        Ok(wrt
+            .iter()
+            .map(|x| {
+                grads
+                    .get(x.id() as usize)
+                    .copied()
+                    .flatten()
+                    .unwrap_or_else(|| tape.constant_tensor(&Tensor::zeros(x.shape())))
+            })
+            .collect())
+    }
+}

@@ -87,6 +87,11 @@ static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(1);
 ///
 /// A tape is `Send` but not `Sync`: use one per thread.
 ///
+/// ```compile_fail
+/// fn shared<T: Sync>() {}
+/// shared::<tapegrad::Tape>(); // a tape cannot be shared between threads
+/// ```
+///
 /// ```
 /// use tapegrad::Tape;
 /// let mut tape = Tape::new();

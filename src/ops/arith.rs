@@ -28,6 +28,15 @@ impl Binary for Add {
     fn derivative(&self, _a: f64, _b: f64, _y: f64) -> (f64, f64) {
         (1.0, 1.0)
     }
+    fn derivative_graph<'t>(
+        &self,
+        a: Var<'t>,
+        _b: Var<'t>,
+        _y: Var<'t>,
+    ) -> Result<(Var<'t>, Var<'t>)> {
+        let one = a.tape().constant(1.0);
+        Ok((one, one))
+    }
     fn check_at(&self) -> &'static [(f64, f64)] {
         &[(1.0, 2.0), (-3.0, 0.5), (0.0, -4.0), (2.5, 1.5)]
     }
@@ -62,6 +71,14 @@ impl Binary for Sub {
     // d/da (a − b) = 1, d/db (a − b) = −1
     fn derivative(&self, _a: f64, _b: f64, _y: f64) -> (f64, f64) {
         (1.0, -1.0)
+    }
+    fn derivative_graph<'t>(
+        &self,
+        a: Var<'t>,
+        _b: Var<'t>,
+        _y: Var<'t>,
+    ) -> Result<(Var<'t>, Var<'t>)> {
+        Ok((a.tape().constant(1.0), a.tape().constant(-1.0)))
     }
     fn check_at(&self) -> &'static [(f64, f64)] {
         &[(1.0, 2.0), (-3.0, 0.5), (0.0, -4.0), (2.5, 1.5)]
@@ -98,6 +115,14 @@ impl Binary for Mul {
     fn derivative(&self, a: f64, b: f64, _y: f64) -> (f64, f64) {
         (b, a)
     }
+    fn derivative_graph<'t>(
+        &self,
+        a: Var<'t>,
+        b: Var<'t>,
+        _y: Var<'t>,
+    ) -> Result<(Var<'t>, Var<'t>)> {
+        Ok((b, a))
+    }
     fn check_at(&self) -> &'static [(f64, f64)] {
         &[(1.0, 2.0), (-3.0, 0.5), (0.0, -4.0), (2.5, 1.5)]
     }
@@ -132,6 +157,14 @@ impl Binary for Div {
     // d/da a/b = 1/b, d/db a/b = −a/b² = −y/b
     fn derivative(&self, _a: f64, b: f64, y: f64) -> (f64, f64) {
         (1.0 / b, -y / b)
+    }
+    fn derivative_graph<'t>(
+        &self,
+        _a: Var<'t>,
+        b: Var<'t>,
+        y: Var<'t>,
+    ) -> Result<(Var<'t>, Var<'t>)> {
+        Ok((1.0 / b, -(y / b)))
     }
     fn check_at(&self) -> &'static [(f64, f64)] {
         &[(1.0, 2.0), (-3.0, 0.5), (0.0, -4.0), (2.5, 1.5)]
@@ -169,6 +202,9 @@ impl Unary for Neg {
     // d/dx (−x) = −1
     fn derivative(&self, _x: f64, _y: f64) -> f64 {
         -1.0
+    }
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        Ok(x.tape().constant(-1.0))
     }
     fn check_at(&self) -> &'static [f64] {
         &[-2.0, 0.0, 1.5, 3.0]
@@ -223,6 +259,12 @@ impl Unary for Powf {
             self.p * x.powf(self.p - 1.0)
         }
     }
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        if self.p == 0.0 {
+            return Ok(x.tape().constant(0.0));
+        }
+        Ok(x.powf(self.p - 1.0)? * self.p)
+    }
     fn check_at(&self) -> &'static [f64] {
         &[0.1, 0.5, 1.0, 2.0, 4.0]
     }
@@ -276,6 +318,12 @@ impl Unary for Powi {
             f64::from(self.n) * x.powi(self.n - 1)
         }
     }
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        if self.n == 0 {
+            return Ok(x.tape().constant(0.0));
+        }
+        Ok(x.powi(self.n - 1) * f64::from(self.n))
+    }
     fn check_at(&self) -> &'static [f64] {
         &[-2.0, -0.5, 0.0, 1.0, 3.0]
     }
@@ -317,6 +365,9 @@ impl Unary for AddScalar {
     fn derivative(&self, _x: f64, _y: f64) -> f64 {
         1.0
     }
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        Ok(x.tape().constant(1.0))
+    }
     fn check_at(&self) -> &'static [f64] {
         &[-2.0, 0.0, 1.5, 3.0]
     }
@@ -344,6 +395,9 @@ impl Unary for MulScalar {
     // d/dx cx = c
     fn derivative(&self, _x: f64, _y: f64) -> f64 {
         self.c
+    }
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        Ok(x.tape().constant(self.c))
     }
     fn check_at(&self) -> &'static [f64] {
         &[-2.0, 0.0, 1.5, 3.0]
@@ -373,6 +427,9 @@ impl Unary for DivScalar {
     fn derivative(&self, _x: f64, _y: f64) -> f64 {
         1.0 / self.c
     }
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        Ok(x.tape().constant(1.0 / self.c))
+    }
     fn check_at(&self) -> &'static [f64] {
         &[-2.0, 0.0, 1.5, 3.0]
     }
@@ -401,6 +458,9 @@ impl Unary for ScalarSub {
     fn derivative(&self, _x: f64, _y: f64) -> f64 {
         -1.0
     }
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        Ok(x.tape().constant(-1.0))
+    }
     fn check_at(&self) -> &'static [f64] {
         &[-2.0, 0.0, 1.5, 3.0]
     }
@@ -428,6 +488,9 @@ impl Unary for ScalarDiv {
     // d/dx c/x = −c/x² = −y/x
     fn derivative(&self, x: f64, y: f64) -> f64 {
         -y / x
+    }
+    fn derivative_graph<'t>(&self, x: Var<'t>, y: Var<'t>) -> Result<Var<'t>> {
+        Ok(-(y / x))
     }
     fn check_at(&self) -> &'static [f64] {
         &[-2.0, -0.5, 0.5, 3.0]

@@ -4,6 +4,7 @@
 //! the right); outside their domains `ln` and `sqrt` give NaN, as `f64` does.
 
 use super::{Op, Unary};
+use crate::error::Result;
 use crate::var::Var;
 
 // ---------------------------------------------------------------------------------------
@@ -177,6 +178,9 @@ impl Unary for Sin {
     fn derivative(&self, x: f64, _y: f64) -> f64 {
         x.cos()
     }
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        Ok(x.cos())
+    }
     fn check_at(&self) -> &'static [f64] {
         &[-3.0, -1.0, 0.0, 0.5, 2.0]
     }
@@ -210,6 +214,9 @@ impl Unary for Cos {
     // d/dx cos x = −sin x
     fn derivative(&self, x: f64, _y: f64) -> f64 {
         -x.sin()
+    }
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        Ok(-x.sin())
     }
     fn check_at(&self) -> &'static [f64] {
         &[-3.0, -1.0, 0.0, 0.5, 2.0]

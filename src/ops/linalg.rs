@@ -7,7 +7,7 @@
 //! Products too small for blocking to pay (fewer than [`SMALL_PRODUCT`] multiply-adds)
 //! use a plain loop instead.
 
-use super::Op;
+use super::{sum_to, Op};
 use crate::error::{Error, Result};
 use crate::function::{backward_by_accumulation, Function, InputGrads};
 use crate::shape::{BroadcastIndex, Shape};
@@ -97,20 +97,6 @@ fn one_input<'s>(name: &str, inputs: &[&'s Shape]) -> Result<&'s Shape> {
             got: inputs.len(),
         }),
     }
-}
-
-/// Sums `v` over the axes along which `shape` was broadcast to make it, so that the
-/// result has `shape`: the graph form of accumulating into a broadcast operand.
-fn sum_to<'t>(mut v: Var<'t>, shape: &Shape) -> Result<Var<'t>> {
-    while v.shape().rank() > shape.rank() {
-        v = v.sum_axis(0, false)?;
-    }
-    for (axis, &d) in shape.dims().iter().enumerate() {
-        if d == 1 && v.shape().dims()[axis] != 1 {
-            v = v.sum_axis(axis, true)?;
-        }
-    }
-    Ok(v)
 }
 
 // ---------------------------------------------------------------------------------------

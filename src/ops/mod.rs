@@ -22,7 +22,6 @@ use crate::error::{Error, Result};
 use crate::function::{backward_by_accumulation, Function, InputGrads, UserFunction};
 use crate::shape::{BroadcastIndex, Shape};
 use crate::tensor::{Tensor, TensorRef};
-#[allow(unused_imports)] // used by the intra-doc links above
 use crate::var::Var;
 use std::sync::Arc;
 
@@ -40,6 +39,14 @@ pub(crate) trait Unary {
     fn domain(&self) -> (f64, f64) {
         (-3.0, 3.0)
     }
+    /// dy/dx written with tape ops, given x and y = f(x) as variables, so that it can
+    /// be differentiated again. The default reports that the op has no such rule.
+    fn derivative_graph<'t>(&self, x: Var<'t>, y: Var<'t>) -> Result<Var<'t>> {
+        let _ = (x, y);
+        Err(Error::NotTwiceDifferentiable {
+            function: Self::NAME.to_string(),
+        })
+    }
 }
 
 /// An elementwise function of two inputs that broadcast against each other.
@@ -56,6 +63,34 @@ pub(crate) trait Binary {
     fn domain(&self) -> [(f64, f64); 2] {
         [(-3.0, 3.0), (-3.0, 3.0)]
     }
+    /// (∂y/∂a, ∂y/∂b) written with tape ops, given a, b and y = f(a, b) as variables
+    /// (elementwise, at the broadcast shape), so that they can be differentiated again.
+    /// The default reports that the op has no such rule.
+    fn derivative_graph<'t>(
+        &self,
+        a: Var<'t>,
+        b: Var<'t>,
+        y: Var<'t>,
+    ) -> Result<(Var<'t>, Var<'t>)> {
+        let _ = (a, b, y);
+        Err(Error::NotTwiceDifferentiable {
+            function: Self::NAME.to_string(),
+        })
+    }
+}
+
+/// Sums `v` over the axes along which `shape` was broadcast to make it, so that the
+/// result has `shape`: the graph form of accumulating into a broadcast operand.
+pub(crate) fn sum_to<'t>(mut v: Var<'t>, shape: &Shape) -> Result<Var<'t>> {
+    while v.shape().rank() > shape.rank() {
+        v = v.sum_axis(0, false)?;
+    }
+    for (axis, &d) in shape.dims().iter().enumerate() {
+        if d == 1 && v.shape().dims()[axis] != 1 {
+            v = v.sum_axis(axis, true)?;
+        }
+    }
+    Ok(v)
 }
 
 fn unary_shape(name: &str, inputs: &[&Shape]) -> Result<Shape> {
@@ -207,6 +242,15 @@ macro_rules! impl_function {
             fn domain(&self) -> Vec<(f64, f64)> {
                 vec![<$ty as Unary>::domain(self)]
             }
+            fn backward_graph<'t>(
+                &self,
+                inputs: &[Var<'t>],
+                y: Var<'t>,
+                gy: Var<'t>,
+            ) -> Result<Vec<Var<'t>>> {
+                let d = <$ty as Unary>::derivative_graph(self, inputs[0], y)?;
+                Ok(vec![gy.try_mul(d)?])
+            }
         }
     };
     (binary $ty:ty) => {
@@ -246,6 +290,19 @@ macro_rules! impl_function {
             }
             fn domain(&self) -> Vec<(f64, f64)> {
                 <$ty as Binary>::domain(self).to_vec()
+            }
+            fn backward_graph<'t>(
+                &self,
+                inputs: &[Var<'t>],
+                y: Var<'t>,
+                gy: Var<'t>,
+            ) -> Result<Vec<Var<'t>>> {
+                let (a, b) = (inputs[0], inputs[1]);
+                let (da, db) = <$ty as Binary>::derivative_graph(self, a, b, y)?;
+                Ok(vec![
+                    sum_to(gy.try_mul(da)?, &a.shape())?,
+                    sum_to(gy.try_mul(db)?, &b.shape())?,
+                ])
             }
         }
     };
@@ -353,6 +410,21 @@ macro_rules! ops {
                     Op::Leaf => {}
                     Op::Custom(f) => f.forward(inputs, out),
                     $( Op::$variant(f) => Function::forward(f, inputs, out), )*
+                }
+            }
+
+            /// The op's backward rule written with tape ops (see
+            /// [`Function::backward_graph`]); a leaf has no inputs and no rule.
+            pub(crate) fn backward_graph<'t>(
+                &self,
+                inputs: &[Var<'t>],
+                y: Var<'t>,
+                gy: Var<'t>,
+            ) -> Result<Vec<Var<'t>>> {
+                match self {
+                    Op::Leaf => Ok(Vec::new()),
+                    Op::Custom(f) => f.backward_graph(inputs, y, gy),
+                    $( Op::$variant(f) => Function::backward_graph(f, inputs, y, gy), )*
                 }
             }
 
