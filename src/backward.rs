@@ -46,24 +46,25 @@ impl Gradients {
 
     /// Checks that `x` belongs to the recording these gradients came from, and returns
     /// where its gradient sits (or `None` when it was recorded after the pass).
+    #[inline]
     fn slot(&self, x: Var<'_>, op: &str) -> Result<Option<(usize, usize)>> {
         let tape = x.tape();
         if tape.id() != self.tape {
             return Err(Error::ForeignVariable { op: op.to_string() });
         }
-        if tape.generation() != self.generation {
+        let inner = tape.inner.borrow();
+        if inner.generation != self.generation {
             return Err(Error::StaleGradients);
         }
-        if x.id() as usize >= self.nodes {
+        let Some(node) = inner.nodes[..self.nodes.min(inner.nodes.len())].get(x.id() as usize)
+        else {
             return Ok(None);
-        }
-        let inner = tape.inner.borrow();
-        let node = &inner.nodes[x.id() as usize];
+        };
         // Kernels add into every input's slot; a constant's slot is not its gradient.
         if !node.requires_grad {
             return Ok(None);
         }
-        Ok(Some((node.offset, inner.numel(node))))
+        Ok(Some((node.offset(), inner.numel(node))))
     }
 
     /// Bytes of heap memory held (the gradient arena).
@@ -85,6 +86,7 @@ impl Gradients {
     }
 
     /// The gradient with respect to a scalar `x`; an error if `x` is not a scalar.
+    #[inline]
     pub fn wrt_scalar(&self, x: Var<'_>) -> Result<f64> {
         match self.slot(x, "gradients")? {
             Some((offset, 1)) => Ok(self.data[offset]),
@@ -189,39 +191,41 @@ fn sweep(
     grads.nodes = inner.nodes.len();
     grads.data.clear();
     grads.data.resize(inner.values.len(), 0.0);
-    let at = root_node.offset;
+    let at = root_node.offset();
     match seed {
         None => grads.data[at] = 1.0,
         Some(s) => grads.data[at..at + n].copy_from_slice(s.data()),
     }
 
+    let (nodes, values) = (&inner.nodes[..], &inner.values[..]);
     for id in (0..=root as usize).rev() {
-        let node = &inner.nodes[id];
-        if !node.requires_grad || node.inputs.is_empty() {
+        let node = &nodes[id];
+        if !node.requires_grad || node.is_leaf() {
             continue;
         }
+        let inputs = inner.inputs(node);
         // Fast path: a scalar elementwise built-in op needs no views.
-        if node.shape == SCALAR && node.inputs.len() <= 2 {
-            let a_node = &inner.nodes[node.inputs[0] as usize];
-            let b_node = node.inputs.get(1).map(|&i| &inner.nodes[i as usize]);
-            let a = inner.values[a_node.offset];
-            let b = b_node.map_or(0.0, |n| inner.values[n.offset]);
-            let y = inner.values[node.offset];
-            if let Some((da, db)) = node.op.scalar_derivative(a, b, y) {
-                let gy = grads.data[node.offset];
-                grads.data[a_node.offset] += gy * da;
-                if let Some(b_node) = b_node {
-                    grads.data[b_node.offset] += gy * db;
+        if node.shape == SCALAR && inputs.len() <= 2 {
+            let a_at = nodes[inputs[0] as usize].offset();
+            let b_at = inputs.get(1).map(|&i| nodes[i as usize].offset());
+            let y_at = node.offset();
+            let b = b_at.map_or(0.0, |at| values[at]);
+            if let Some((da, db)) = node.op.scalar_derivative(values[a_at], b, values[y_at]) {
+                let g = &mut grads.data;
+                let gy = g[y_at];
+                g[a_at] += gy * da;
+                if let Some(b_at) = b_at {
+                    g[b_at] += gy * db;
                 }
                 continue;
             }
         }
-        let (before, from_node) = grads.data.split_at_mut(node.offset);
+        let (before, from_node) = grads.data.split_at_mut(node.offset());
         let n = inner.numel(node);
         let shape = inner.shape(node.shape);
         let gy = TensorRef::from_parts(&from_node[..n], shape);
-        let y = TensorRef::from_parts(&inner.values[node.offset..node.offset + n], shape);
-        let (views, slots) = input_views(&inner, &node.inputs);
+        let y = TensorRef::from_parts(&values[node.offset()..node.offset() + n], shape);
+        let (views, slots) = input_views(&inner, inputs);
         node.op
             .backward_accumulate(&views, y, gy, &mut InputGrads::new(before, slots))?;
     }
@@ -246,10 +250,10 @@ fn input_views<'a>(inner: &'a Inner, inputs: &[NodeId]) -> (InputViews<'a>, Grad
             inner.shape(node.shape).numel()
         };
         views.push(TensorRef::from_parts(
-            &inner.values[node.offset..node.offset + len],
+            &inner.values[node.offset()..node.offset() + len],
             inner.shape(node.shape),
         ));
-        slots.push((node.offset, len));
+        slots.push((node.offset(), len));
     }
     (views, slots)
 }
@@ -320,7 +324,10 @@ impl<'t> Var<'t> {
             }
             for id in 0..=root {
                 if !needed[id] {
-                    needed[id] = inner.nodes[id].inputs.iter().any(|&i| needed[i as usize]);
+                    needed[id] = inner
+                        .inputs(&inner.nodes[id])
+                        .iter()
+                        .any(|&i| needed[i as usize]);
                 }
             }
         }
@@ -335,10 +342,11 @@ impl<'t> Var<'t> {
             let (op, input_ids) = {
                 let inner = tape.inner.borrow();
                 let node = &inner.nodes[id];
-                if node.inputs.is_empty() {
+                if node.is_leaf() {
                     continue;
                 }
-                (node.op.clone(), node.inputs.clone())
+                let ids: SmallVec<[NodeId; 4]> = SmallVec::from_slice(inner.inputs(node));
+                (node.op.clone(), ids)
             };
             let inputs: SmallVec<[Var<'t>; 4]> =
                 input_ids.iter().map(|&i| Var::new(tape, i)).collect();

@@ -25,15 +25,45 @@ pub(crate) type ShapeId = u32;
 
 pub(crate) const SCALAR: ShapeId = 0;
 
-/// One recorded operation.
+/// One recorded operation: 48 bytes, so that a scalar node with its value and
+/// gradient takes 64.
 #[derive(Clone)]
 pub(crate) struct Node {
     pub(crate) op: Op,
-    pub(crate) inputs: SmallVec<[NodeId; 2]>,
+    /// The inputs when there are at most two; otherwise `args[0]` is where they start
+    /// in `Inner::extra_inputs`.
+    args: [NodeId; 2],
     /// Where the node's value (and gradient) starts in the arenas.
-    pub(crate) offset: usize,
+    offset: u32,
     pub(crate) shape: ShapeId,
+    arity: u16,
     pub(crate) requires_grad: bool,
+}
+
+impl Node {
+    /// Where the node's value (and gradient) starts in the arenas.
+    #[inline]
+    pub(crate) fn offset(&self) -> usize {
+        self.offset as usize
+    }
+
+    /// True for inputs and constants.
+    #[inline]
+    pub(crate) fn is_leaf(&self) -> bool {
+        self.arity == 0
+    }
+
+    /// The node's inputs; `extra` is the tape's store for nodes with more than two.
+    #[inline]
+    pub(crate) fn inputs<'a>(&'a self, extra: &'a [NodeId]) -> &'a [NodeId] {
+        let n = usize::from(self.arity);
+        if n <= 2 {
+            &self.args[..n]
+        } else {
+            let start = self.args[0] as usize;
+            &extra[start..start + n]
+        }
+    }
 }
 
 /// The tape's storage.
@@ -41,11 +71,19 @@ pub(crate) struct Inner {
     pub(crate) nodes: Vec<Node>,
     pub(crate) values: Vec<f64>,
     pub(crate) shapes: IndexSet<Shape>,
+    /// Inputs of nodes that have more than two.
+    pub(crate) extra_inputs: Vec<NodeId>,
     /// How many times the tape has been cleared; gradients remember it.
     pub(crate) generation: u64,
 }
 
 impl Inner {
+    /// The inputs of `node`.
+    #[inline]
+    pub(crate) fn inputs<'a>(&'a self, node: &'a Node) -> &'a [NodeId] {
+        node.inputs(&self.extra_inputs)
+    }
+
     pub(crate) fn shape(&self, id: ShapeId) -> &Shape {
         &self.shapes[id as usize]
     }
@@ -63,7 +101,7 @@ impl Inner {
         let node = &self.nodes[id as usize];
         let n = self.numel(node);
         TensorRef::from_parts(
-            &self.values[node.offset..node.offset + n],
+            &self.values[node.offset()..node.offset() + n],
             self.shape(node.shape),
         )
     }
@@ -131,6 +169,7 @@ impl Tape {
                 nodes: Vec::with_capacity(nodes),
                 values: Vec::with_capacity(values),
                 shapes,
+                extra_inputs: Vec::new(),
                 generation: 0,
             }),
             no_grad: Cell::new(0),
@@ -158,6 +197,7 @@ impl Tape {
         inner.nodes.capacity() * std::mem::size_of::<Node>()
             + inner.values.capacity() * std::mem::size_of::<f64>()
             + inner.shapes.capacity() * std::mem::size_of::<Shape>()
+            + inner.extra_inputs.capacity() * std::mem::size_of::<NodeId>()
     }
 
     /// Forgets every node, keeping the memory for the next recording.
@@ -169,15 +209,12 @@ impl Tape {
         let inner = self.inner.get_mut();
         inner.nodes.clear();
         inner.values.clear();
+        inner.extra_inputs.clear();
         inner.generation += 1;
     }
 
-    /// How many times the tape has been cleared.
-    pub(crate) fn generation(&self) -> u64 {
-        self.inner.borrow().generation
-    }
-
     /// A scalar leaf variable: gradients are computed for it.
+    #[inline]
     pub fn var(&self, value: f64) -> Var<'_> {
         self.leaf_scalar(value, true)
     }
@@ -189,6 +226,7 @@ impl Tape {
     }
 
     /// A scalar constant: no gradient flows into it.
+    #[inline]
     pub fn constant(&self, value: f64) -> Var<'_> {
         self.leaf_scalar(value, false)
     }
@@ -198,18 +236,12 @@ impl Tape {
         self.leaf(value.view(), false)
     }
 
+    #[inline]
     fn leaf_scalar(&self, value: f64, requires_grad: bool) -> Var<'_> {
         let mut inner = self.inner.borrow_mut();
         let offset = inner.values.len();
         inner.values.push(value);
-        self.push_node(
-            &mut inner,
-            Op::Leaf,
-            SmallVec::new(),
-            offset,
-            SCALAR,
-            requires_grad,
-        )
+        self.push_node(&mut inner, Op::Leaf, &[], offset, SCALAR, requires_grad)
     }
 
     pub(crate) fn leaf(&self, value: TensorRef<'_>, requires_grad: bool) -> Var<'_> {
@@ -217,31 +249,39 @@ impl Tape {
         let shape = inner.intern(value.shape().clone());
         let offset = inner.values.len();
         inner.values.extend_from_slice(value.data());
-        self.push_node(
-            &mut inner,
-            Op::Leaf,
-            SmallVec::new(),
-            offset,
-            shape,
-            requires_grad,
-        )
+        self.push_node(&mut inner, Op::Leaf, &[], offset, shape, requires_grad)
     }
 
+    #[inline(always)]
     fn push_node(
         &self,
         inner: &mut Inner,
         op: Op,
-        inputs: SmallVec<[NodeId; 2]>,
+        inputs: &[NodeId],
         offset: usize,
         shape: ShapeId,
         requires_grad: bool,
     ) -> Var<'_> {
         let id = NodeId::try_from(inner.nodes.len()).expect("a tape holds at most 2^32 nodes");
+        let offset = u32::try_from(offset).expect("a tape holds at most 2^32 values");
+        let arity = u16::try_from(inputs.len()).expect("a function takes at most 65535 inputs");
+        let args = match *inputs {
+            [] => [0, 0],
+            [a] => [a, 0],
+            [a, b] => [a, b],
+            _ => {
+                let start = NodeId::try_from(inner.extra_inputs.len())
+                    .expect("a tape holds at most 2^32 inputs of wide nodes");
+                inner.extra_inputs.extend_from_slice(inputs);
+                [start, 0]
+            }
+        };
         inner.nodes.push(Node {
             op,
-            inputs,
+            args,
             offset,
             shape,
+            arity,
             requires_grad: requires_grad && self.no_grad.get() == 0,
         });
         Var::new(self, id)
@@ -272,7 +312,62 @@ impl Tape {
 
     /// Records `op` applied to `inputs`: checks the tape and shapes, computes the value
     /// into the arena, appends the node. On error nothing is recorded.
+    #[inline(always)]
     pub(crate) fn record<'t>(&'t self, op: Op, inputs: &[Var<'t>]) -> Result<Var<'t>> {
+        // Inlined into each op's method, the scalar path sees which op it records and
+        // compiles to that op's arithmetic, with no dispatch.
+        let op = match *inputs {
+            [a] => match self.record_scalar(op, a, None) {
+                Ok(y) => return Ok(y),
+                Err(op) => op,
+            },
+            [a, b] => match self.record_scalar(op, a, Some(b)) {
+                Ok(y) => return Ok(y),
+                Err(op) => op,
+            },
+            _ => op,
+        };
+        self.record_general(op, inputs)
+    }
+
+    /// The fast path of [`record`](Tape::record): an elementwise built-in op on scalars
+    /// of this tape needs no views or shapes. Gives the op back when it does not apply.
+    #[inline(always)]
+    fn record_scalar<'t>(
+        &'t self,
+        op: Op,
+        a: Var<'t>,
+        b: Option<Var<'t>>,
+    ) -> std::result::Result<Var<'t>, Op> {
+        if a.tape().id() != self.id || b.is_some_and(|b| b.tape().id() != self.id) {
+            return Err(op);
+        }
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        let a_node = &inner.nodes[a.id() as usize];
+        let b_node = b.map(|b| &inner.nodes[b.id() as usize]);
+        if a_node.shape != SCALAR || b_node.is_some_and(|b| b.shape != SCALAR) {
+            return Err(op);
+        }
+        let va = inner.values[a_node.offset()];
+        let vb = b_node.map_or(0.0, |b| inner.values[b.offset()]);
+        let Some(y) = op.scalar_forward(va, vb) else {
+            return Err(op);
+        };
+        let requires_grad = a_node.requires_grad || b_node.is_some_and(|b| b.requires_grad);
+        let offset = inner.values.len();
+        inner.values.push(y);
+        let ids: &[NodeId] = match b {
+            Some(b) => &[a.id(), b.id()],
+            None => &[a.id()],
+        };
+        Ok(self.push_node(inner, op, ids, offset, SCALAR, requires_grad))
+    }
+
+    /// Everything [`record`](Tape::record)'s fast path does not cover: tensors, user
+    /// functions, errors.
+    #[inline(never)]
+    fn record_general<'t>(&'t self, op: Op, inputs: &[Var<'t>]) -> Result<Var<'t>> {
         for x in inputs {
             if x.tape().id() != self.id {
                 return Err(Error::ForeignVariable {
@@ -282,26 +377,6 @@ impl Tape {
         }
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
-
-        // Fast path: an elementwise built-in op on scalars needs no views or shapes.
-        if let [a] | [a, _] = inputs {
-            let a = &inner.nodes[a.id() as usize];
-            let b = inputs.get(1).map(|b| &inner.nodes[b.id() as usize]);
-            if a.shape == SCALAR && b.is_none_or(|b| b.shape == SCALAR) {
-                let va = inner.values[a.offset];
-                let vb = b.map_or(0.0, |b| inner.values[b.offset]);
-                if let Some(y) = op.scalar_forward(va, vb) {
-                    let requires_grad = a.requires_grad || b.is_some_and(|b| b.requires_grad);
-                    let ids = match inputs {
-                        [a, b] => SmallVec::from_buf([a.id(), b.id()]),
-                        _ => SmallVec::from_buf_and_len([inputs[0].id(), 0], 1),
-                    };
-                    let offset = inner.values.len();
-                    inner.values.push(y);
-                    return Ok(self.push_node(inner, op, ids, offset, SCALAR, requires_grad));
-                }
-            }
-        }
 
         let mut requires_grad = false;
         let mut all_scalar = true;
@@ -330,12 +405,12 @@ impl Tape {
             inner.shape(shape_id).numel()
         };
         inner.values.resize(offset + n, 0.0);
-        let ids: SmallVec<[NodeId; 2]> = inputs.iter().map(|x| x.id()).collect();
+        let ids: SmallVec<[NodeId; 4]> = inputs.iter().map(|x| x.id()).collect();
         {
             let (before, out) = inner.values.split_at_mut(offset);
             op.forward(&views(&inner.nodes, &inner.shapes, before, &ids), out);
         }
-        Ok(self.push_node(inner, op, ids, offset, shape_id, requires_grad))
+        Ok(self.push_node(inner, op, &ids, offset, shape_id, requires_grad))
     }
 
     /// Recomputes every recorded node from its inputs, in recording order, after leaf
@@ -368,21 +443,22 @@ impl Tape {
             nodes,
             values,
             shapes,
+            extra_inputs,
             ..
         } = &mut *guard;
         for node in nodes.iter() {
-            let inputs = &node.inputs[..];
+            let inputs = node.inputs(extra_inputs);
             if inputs.is_empty() {
                 continue;
             }
             // Scalar output of an elementwise op: its inputs are scalars too.
             if node.shape == SCALAR && inputs.len() <= 2 {
-                let a = values[nodes[inputs[0] as usize].offset];
+                let a = values[nodes[inputs[0] as usize].offset()];
                 let b = inputs
                     .get(1)
-                    .map_or(0.0, |&b| values[nodes[b as usize].offset]);
+                    .map_or(0.0, |&b| values[nodes[b as usize].offset()]);
                 if let Some(y) = node.op.scalar_forward(a, b) {
-                    values[node.offset] = y;
+                    values[node.offset()] = y;
                     continue;
                 }
             }
@@ -391,7 +467,7 @@ impl Tape {
             } else {
                 shapes[node.shape as usize].numel()
             };
-            let (before, out) = values.split_at_mut(node.offset);
+            let (before, out) = values.split_at_mut(node.offset());
             node.op
                 .forward(&views(nodes, shapes, before, inputs), &mut out[..n]);
         }
@@ -462,7 +538,21 @@ fn views<'a>(
             } else {
                 shape.numel()
             };
-            TensorRef::from_parts(&values[node.offset..node.offset + len], shape)
+            TensorRef::from_parts(&values[node.offset()..node.offset() + len], shape)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scalar_node_with_its_value_and_gradient_takes_64_bytes() {
+        assert!(
+            std::mem::size_of::<Node>() <= 48,
+            "{}",
+            std::mem::size_of::<Node>()
+        );
+    }
 }

@@ -100,7 +100,7 @@ pub fn trace(output: Var<'_>, grads: &Gradients) -> Result<Trace> {
         let node = &inner.nodes[id as usize];
         let value = inner.value(id);
         let inputs: SmallVec<[TensorRef<'_>; 4]> =
-            node.inputs.iter().map(|&i| inner.value(i)).collect();
+            inner.inputs(node).iter().map(|&i| inner.value(i)).collect();
         let (local, gradient) = if inputs.is_empty() {
             (Vec::new(), Vec::new())
         } else {
@@ -110,7 +110,7 @@ pub fn trace(output: Var<'_>, grads: &Gradients) -> Result<Trace> {
                 let passed = input_gradients(&node.op, &inputs, value, upstream.view())?;
                 passed
                     .into_iter()
-                    .zip(&node.inputs)
+                    .zip(inner.inputs(node))
                     .map(|(g, &i)| inner.nodes[i as usize].requires_grad.then_some(g))
                     .collect()
             } else {
@@ -122,7 +122,7 @@ pub fn trace(output: Var<'_>, grads: &Gradients) -> Result<Trace> {
             id,
             label: None,
             op: node.op.name().to_string(),
-            inputs: node.inputs.to_vec(),
+            inputs: inner.inputs(node).to_vec(),
             requires_grad: node.requires_grad,
             value: value.to_tensor(),
             local,

@@ -108,7 +108,7 @@ impl<'t> Var<'t> {
     pub fn set_value(&self, value: &Tensor) -> Result<()> {
         let mut inner = self.tape.inner.borrow_mut();
         let node = &inner.nodes[self.id as usize];
-        if !node.inputs.is_empty() {
+        if !node.is_leaf() {
             return Err(Error::NotALeaf {
                 op: node.op.name().to_string(),
             });
@@ -121,7 +121,7 @@ impl<'t> Var<'t> {
                 right: value.shape().clone(),
             });
         }
-        let offset = node.offset;
+        let offset = node.offset();
         inner.values[offset..offset + value.numel()].copy_from_slice(value.data());
         Ok(())
     }
@@ -132,8 +132,8 @@ impl<'t> Var<'t> {
         {
             let mut inner = self.tape.inner.borrow_mut();
             let node = &inner.nodes[self.id as usize];
-            if node.inputs.is_empty() && node.shape == crate::tape::SCALAR {
-                let offset = node.offset;
+            if node.is_leaf() && node.shape == crate::tape::SCALAR {
+                let offset = node.offset();
                 inner.values[offset] = value;
                 return Ok(());
             }
@@ -148,11 +148,13 @@ impl<'t> Var<'t> {
     }
 
     /// Records a built-in op on this variable's tape.
+    #[inline(always)]
     pub(crate) fn record(self, op: Op, inputs: &[Var<'t>]) -> Result<Var<'t>> {
         self.tape.record(op, inputs)
     }
 
     /// Records a unary built-in op that cannot fail on a variable of this tape.
+    #[inline(always)]
     pub(crate) fn unary(self, op: Op) -> Var<'t> {
         self.tape
             .record(op, &[self])
@@ -173,6 +175,7 @@ macro_rules! binary_operator {
             type Output = Var<'t>;
             /// # Panics
             /// On shapes that cannot be broadcast together, or variables of different tapes.
+            #[inline]
             fn $method(self, rhs: Var<'t>) -> Var<'t> {
                 self.$try_method(rhs).unwrap_or_else(|e| panic!("{e}"))
             }
@@ -180,6 +183,7 @@ macro_rules! binary_operator {
 
         impl<'t> $trait<f64> for Var<'t> {
             type Output = Var<'t>;
+            #[inline]
             fn $method(self, rhs: f64) -> Var<'t> {
                 let make: fn(f64) -> Op = $with_scalar;
                 self.unary(make(rhs))
@@ -188,6 +192,7 @@ macro_rules! binary_operator {
 
         impl<'t> $trait<Var<'t>> for f64 {
             type Output = Var<'t>;
+            #[inline]
             fn $method(self, rhs: Var<'t>) -> Var<'t> {
                 let make: fn(f64) -> Op = $scalar_with;
                 rhs.unary(make(self))

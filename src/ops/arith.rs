@@ -44,6 +44,7 @@ impl Binary for Add {
 
 impl<'t> Var<'t> {
     /// `self + other`, broadcasting; an error on incompatible shapes.
+    #[inline]
     pub fn try_add(self, other: Var<'t>) -> Result<Var<'t>> {
         self.record(Op::Add(Add), &[self, other])
     }
@@ -87,6 +88,7 @@ impl Binary for Sub {
 
 impl<'t> Var<'t> {
     /// `self − other`, broadcasting; an error on incompatible shapes.
+    #[inline]
     pub fn try_sub(self, other: Var<'t>) -> Result<Var<'t>> {
         self.record(Op::Sub(Sub), &[self, other])
     }
@@ -130,6 +132,7 @@ impl Binary for Mul {
 
 impl<'t> Var<'t> {
     /// `self · other` elementwise, broadcasting; an error on incompatible shapes.
+    #[inline]
     pub fn try_mul(self, other: Var<'t>) -> Result<Var<'t>> {
         self.record(Op::Mul(Mul), &[self, other])
     }
@@ -176,6 +179,7 @@ impl Binary for Div {
 
 impl<'t> Var<'t> {
     /// `self / other` elementwise, broadcasting; an error on incompatible shapes.
+    #[inline]
     pub fn try_div(self, other: Var<'t>) -> Result<Var<'t>> {
         self.record(Op::Div(Div), &[self, other])
     }

@@ -378,7 +378,7 @@ macro_rules! ops {
 
             /// y = f(a) or f(a, b) for an elementwise built-in op on scalars (b is
             /// ignored by unary ops); `None` for every other op.
-            #[inline]
+            #[inline(always)]
             pub(crate) fn scalar_forward(&self, a: f64, b: f64) -> Option<f64> {
                 match self {
                     $( Op::$variant(f) => scalar_rule!(forward $kind f, a, b), )*
@@ -388,7 +388,7 @@ macro_rules! ops {
 
             /// (∂y/∂a, ∂y/∂b) for an elementwise built-in op on scalars; `None` for
             /// every other op.
-            #[inline]
+            #[inline(always)]
             pub(crate) fn scalar_derivative(&self, a: f64, b: f64, y: f64) -> Option<(f64, f64)> {
                 match self {
                     $( Op::$variant(f) => scalar_rule!(derivative $kind f, a, b, y), )*
