@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use tapegrad::{Gradients, Tape, Var};
+use tapegrad::{Gradients, Tape, Tensor, Var};
 
 /// Mean time per iteration of every benchmark, by "group/name", as measured in this run.
 static MEANS: Mutex<BTreeMap<String, (Duration, u64)>> = Mutex::new(BTreeMap::new());
@@ -237,7 +237,180 @@ fn w4_chain(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, w1_scalar, cheap_ops, w4_chain);
+// ---------------------------------------------------------------------------------------
+// W2: the lecture's XOR network, 2-4-1 sigmoid, full batch, lr 0.1, 10,000 epochs.
+
+const XOR_EPOCHS: usize = 10_000;
+const XOR_X: [[f64; 2]; 4] = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
+const XOR_Y: [f64; 4] = [0.0, 1.0, 1.0, 0.0];
+
+/// Deterministic starting weights shared by both implementations.
+fn xor_start() -> ([[f64; 4]; 2], [f64; 4], [f64; 4], f64) {
+    let w1 = [[0.5, -0.3, 0.8, -0.6], [-0.4, 0.7, 0.2, 0.9]];
+    let w2 = [0.6, -0.8, 0.3, 0.5];
+    (w1, [0.0; 4], w2, 0.0)
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// The lecture's NumPy training loop, written out in plain Rust.
+fn xor_by_hand() -> f64 {
+    let (mut w1, mut b1, mut w2, mut b2) = xor_start();
+    let lr = 0.1;
+    for _ in 0..XOR_EPOCHS {
+        let mut h = [[0.0; 4]; 4];
+        let mut o = [0.0; 4];
+        for r in 0..4 {
+            for j in 0..4 {
+                h[r][j] = sigmoid(XOR_X[r][0] * w1[0][j] + XOR_X[r][1] * w1[1][j] + b1[j]);
+            }
+            o[r] = sigmoid((0..4).map(|j| h[r][j] * w2[j]).sum::<f64>() + b2);
+        }
+        let mut dw1 = [[0.0; 4]; 2];
+        let (mut db1, mut dw2, mut db2) = ([0.0; 4], [0.0; 4], 0.0);
+        for r in 0..4 {
+            let od = (XOR_Y[r] - o[r]) * o[r] * (1.0 - o[r]);
+            db2 += od;
+            for j in 0..4 {
+                dw2[j] += h[r][j] * od;
+                let hd = od * w2[j] * h[r][j] * (1.0 - h[r][j]);
+                db1[j] += hd;
+                dw1[0][j] += XOR_X[r][0] * hd;
+                dw1[1][j] += XOR_X[r][1] * hd;
+            }
+        }
+        for j in 0..4 {
+            w2[j] += lr * dw2[j];
+            b1[j] += lr * db1[j];
+            w1[0][j] += lr * dw1[0][j];
+            w1[1][j] += lr * dw1[1][j];
+        }
+        b2 += lr * db2;
+    }
+    w2[0] + b2
+}
+
+fn xor_by_tapegrad() -> f64 {
+    use tapegrad::nn::{Params, Trainer};
+    use tapegrad::optim::Sgd;
+    let (w1, b1, w2, b2) = xor_start();
+    let mut params = Params::new();
+    let flat: Vec<f64> = w1.iter().flatten().copied().collect();
+    params
+        .insert("w1", Tensor::new(flat, [2, 4]).unwrap())
+        .unwrap();
+    params
+        .insert("b1", Tensor::new(b1.to_vec(), [1, 4]).unwrap())
+        .unwrap();
+    params
+        .insert("w2", Tensor::new(w2.to_vec(), [4, 1]).unwrap())
+        .unwrap();
+    params
+        .insert("b2", Tensor::new(vec![b2], [1, 1]).unwrap())
+        .unwrap();
+    let x = Tensor::new(XOR_X.iter().flatten().copied().collect(), [4, 2]).unwrap();
+    let y = Tensor::new(XOR_Y.to_vec(), [4, 1]).unwrap();
+    let (mut trainer, mut sgd) = (Trainer::new(), Sgd::new(0.1));
+    for _ in 0..XOR_EPOCHS {
+        trainer
+            .step(&mut params, &mut sgd, |p| {
+                let tape = p.tape();
+                let h = tape
+                    .constant_tensor(&x)
+                    .matmul(p.get("w1")?)?
+                    .try_add(p.get("b1")?)?
+                    .sigmoid();
+                let o = h.matmul(p.get("w2")?)?.try_add(p.get("b2")?)?.sigmoid();
+                o.half_sse(tape.constant_tensor(&y))
+            })
+            .unwrap();
+    }
+    params.get("w2").unwrap().data()[0] + params.get("b2").unwrap().data()[0]
+}
+
+fn w2_xor(c: &mut Criterion) {
+    let name = "w2_xor";
+    assert!(
+        (xor_by_hand() - xor_by_tapegrad()).abs() < 1e-9,
+        "both trainings agree"
+    );
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    bench(&mut group, name, "hand_written_rust", || {
+        black_box(xor_by_hand());
+    });
+    bench(&mut group, name, "tapegrad_trainer", || {
+        black_box(xor_by_tapegrad());
+    });
+    group.finish();
+    report(
+        name,
+        "hand_written_rust",
+        Some(("epoch", XOR_EPOCHS as f64)),
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// W3: one SGD step of a 784-256-10 ReLU MLP with softmax cross-entropy, batch 128.
+
+fn w3_mlp_step(c: &mut Criterion) {
+    use tapegrad::nn::{init, Activation, Mlp, Params, Trainer};
+    use tapegrad::optim::Sgd;
+    let name = "w3_mlp_step";
+    let mut params = Params::new();
+    let net = Mlp::builder(784)
+        .layer(256, Activation::Relu)
+        .layer(10, Activation::Identity)
+        .build(&mut params, &mut init::rng(7))
+        .unwrap();
+    let x = Tensor::new(
+        (0..128 * 784)
+            .map(|k| ((k * 31 % 97) as f64) / 97.0)
+            .collect(),
+        [128, 784],
+    )
+    .unwrap();
+    let labels: Vec<usize> = (0..128).map(|k| k % 10).collect();
+    let (mut trainer, mut sgd) = (Trainer::new(), Sgd::new(0.01));
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(5));
+    let mut forward_tape = Tape::new();
+    bench(&mut group, name, "tapegrad_forward_only", || {
+        // A fresh recording each time, as a training step makes, without backward.
+        forward_tape.clear();
+        let bound = params.bind(&forward_tape);
+        let logits = net
+            .forward(&bound, forward_tape.constant_tensor(&x))
+            .unwrap();
+        black_box(
+            logits
+                .softmax_cross_entropy(&labels)
+                .unwrap()
+                .item()
+                .unwrap(),
+        );
+    });
+    bench(&mut group, name, "tapegrad_step", || {
+        black_box(
+            trainer
+                .step(&mut params, &mut sgd, |p| {
+                    let logits = net.forward(p, p.tape().constant_tensor(&x))?;
+                    logits.softmax_cross_entropy(&labels)
+                })
+                .unwrap(),
+        );
+    });
+    group.finish();
+    report(name, "tapegrad_forward_only", None);
+}
+
+criterion_group!(benches, w1_scalar, cheap_ops, w2_xor, w3_mlp_step, w4_chain);
 
 fn main() {
     benches();

@@ -226,8 +226,15 @@ fn sweep(
         let gy = TensorRef::from_parts(&from_node[..n], shape);
         let y = TensorRef::from_parts(&values[node.offset()..node.offset() + n], shape);
         let (views, slots) = input_views(&inner, inputs);
-        node.op
-            .backward_accumulate(&views, y, gy, &mut InputGrads::new(before, slots))?;
+        let needed = inputs
+            .iter()
+            .enumerate()
+            .filter(|&(_, &i)| nodes[i as usize].requires_grad)
+            .fold(0u64, |mask, (k, _)| {
+                mask | 1u64.checked_shl(k as u32).unwrap_or(0)
+            });
+        let mut gx = InputGrads::new(before, slots).with_needed(needed);
+        node.op.backward_accumulate(&views, y, gy, &mut gx)?;
     }
     Ok(())
 }

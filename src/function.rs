@@ -215,6 +215,40 @@ pub trait ScalarFunction: Send + Sync {
     fn check_at(&self) -> Vec<f64> {
         Vec::new()
     }
+    /// f′(x) written with tape ops, so that the function can be differentiated more than
+    /// once (see [`Var::grad_graph`]).
+    ///
+    /// The default reports [`Error::NotTwiceDifferentiable`]: first derivatives still
+    /// work, and a second one is an error, never a wrong number.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tapegrad::{Result, ScalarFunction, Tape, Var};
+    ///
+    /// struct Cube;
+    /// impl ScalarFunction for Cube {
+    ///     fn name(&self) -> &str { "cube" }
+    ///     fn value(&self, x: f64) -> f64 { x * x * x }
+    ///     fn derivative(&self, x: f64) -> f64 { 3.0 * x * x }
+    ///     fn derivative_graph<'t>(&self, x: Var<'t>) -> Result<Var<'t>> {
+    ///         Ok(x * x * 3.0)
+    ///     }
+    /// }
+    ///
+    /// let tape = Tape::new();
+    /// let x = tape.var(2.0);
+    /// let y = x.apply(&Arc::new(Cube))?;
+    /// let dy = y.grad_graph(&[x])?[0];
+    /// let d2y = dy.grad_graph(&[x])?[0];
+    /// assert_eq!((dy.item()?, d2y.item()?), (12.0, 12.0)); // 3x², 6x
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    fn derivative_graph<'t>(&self, x: Var<'t>) -> Result<Var<'t>> {
+        let _ = x;
+        Err(Error::NotTwiceDifferentiable {
+            function: self.name().to_string(),
+        })
+    }
 }
 
 impl<S: ScalarFunction> Function for S {
@@ -268,6 +302,16 @@ impl<S: ScalarFunction> Function for S {
             .map(|x| vec![Tensor::scalar(x)])
             .collect()
     }
+
+    fn backward_graph<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        _y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        let d = ScalarFunction::derivative_graph(self, inputs[0])?;
+        Ok(vec![gy.try_mul(d)?])
+    }
 }
 
 /// The gradient slots of a node's inputs during backward: add each input's gradient
@@ -278,12 +322,32 @@ impl<S: ScalarFunction> Function for S {
 pub struct InputGrads<'a> {
     arena: &'a mut [f64],
     slots: SmallVec<[(usize, usize); 4]>,
+    /// Bit i set: input i needs its gradient.
+    needed: u64,
 }
 
 impl<'a> InputGrads<'a> {
-    /// Slots `(offset, len)` into `arena`, one per input.
+    /// Slots `(offset, len)` into `arena`, one per input, all of them needed.
     pub(crate) fn new(arena: &'a mut [f64], slots: SmallVec<[(usize, usize); 4]>) -> Self {
-        InputGrads { arena, slots }
+        InputGrads {
+            arena,
+            slots,
+            needed: u64::MAX,
+        }
+    }
+
+    /// Marks which inputs need their gradient (bit i for input i).
+    pub(crate) fn with_needed(mut self, needed: u64) -> Self {
+        self.needed = needed;
+        self
+    }
+
+    /// True when input `i` needs its gradient; false for a constant (or a value
+    /// computed from constants only), whose gradient is thrown away. A function may
+    /// skip computing gradients nobody needs — a matrix product does, for its data
+    /// operand.
+    pub fn needs(&self, i: usize) -> bool {
+        i >= 64 || self.needed & (1 << i) != 0
     }
 
     /// The number of inputs.

@@ -13,6 +13,11 @@ use crate::shape::Shape;
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::Var;
 use indexmap::IndexSet;
+use rustc_hash::FxBuildHasher;
+
+/// The interned shapes of a tape. Shapes are short lists of small numbers, so a fast
+/// non-cryptographic hash suffices.
+pub(crate) type ShapeSet = IndexSet<Shape, FxBuildHasher>;
 use smallvec::SmallVec;
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,7 +75,7 @@ impl Node {
 pub(crate) struct Inner {
     pub(crate) nodes: Vec<Node>,
     pub(crate) values: Vec<f64>,
-    pub(crate) shapes: IndexSet<Shape>,
+    pub(crate) shapes: ShapeSet,
     /// Inputs of nodes that have more than two.
     pub(crate) extra_inputs: Vec<NodeId>,
     /// How many times the tape has been cleared; gradients remember it.
@@ -161,7 +166,7 @@ impl Tape {
 
     /// An empty tape with room for `nodes` nodes holding `values` numbers in all.
     pub fn with_capacity(nodes: usize, values: usize) -> Tape {
-        let mut shapes = IndexSet::new();
+        let mut shapes = ShapeSet::default();
         shapes.insert(Shape::scalar());
         Tape {
             id: NEXT_TAPE_ID.fetch_add(1, Ordering::Relaxed),
@@ -380,22 +385,30 @@ impl Tape {
 
         let mut requires_grad = false;
         let mut all_scalar = true;
+        let mut ids: SmallVec<[NodeId; 4]> = SmallVec::new();
+        let mut input_shapes: SmallVec<[ShapeId; 4]> = SmallVec::new();
         for x in inputs {
             let node = &inner.nodes[x.id() as usize];
             requires_grad |= node.requires_grad;
             all_scalar &= node.shape == SCALAR;
+            ids.push(x.id());
+            input_shapes.push(node.shape);
         }
 
         let shape_id = if all_scalar && op.is_elementwise() && !inputs.is_empty() {
             SCALAR
         } else {
-            let shapes: SmallVec<[&Shape; 4]> = inputs
-                .iter()
-                .map(|x| inner.shape(inner.nodes[x.id() as usize].shape))
-                .collect();
+            let mut shapes: SmallVec<[&Shape; 4]> = SmallVec::new();
+            for &id in &input_shapes {
+                shapes.push(inner.shape(id));
+            }
             let shape = op.output_shape(&shapes)?;
             drop(shapes);
-            inner.intern(shape)
+            // Most outputs have the shape of an input: no need to hash it again.
+            match input_shapes.iter().find(|&&id| *inner.shape(id) == shape) {
+                Some(&id) => id,
+                None => inner.intern(shape),
+            }
         };
 
         let offset = inner.values.len();
@@ -405,7 +418,6 @@ impl Tape {
             inner.shape(shape_id).numel()
         };
         inner.values.resize(offset + n, 0.0);
-        let ids: SmallVec<[NodeId; 4]> = inputs.iter().map(|x| x.id()).collect();
         {
             let (before, out) = inner.values.split_at_mut(offset);
             op.forward(&views(&inner.nodes, &inner.shapes, before, &ids), out);
@@ -525,22 +537,25 @@ impl Drop for NoGrad<'_> {
 /// reads them).
 fn views<'a>(
     nodes: &[Node],
-    shapes: &'a IndexSet<Shape>,
+    shapes: &'a ShapeSet,
     values: &'a [f64],
     ids: &[NodeId],
 ) -> SmallVec<[TensorRef<'a>; 4]> {
-    ids.iter()
-        .map(|&id| {
-            let node = &nodes[id as usize];
-            let shape = &shapes[node.shape as usize];
-            let len = if node.shape == SCALAR {
-                1
-            } else {
-                shape.numel()
-            };
-            TensorRef::from_parts(&values[node.offset()..node.offset() + len], shape)
-        })
-        .collect()
+    let mut views = SmallVec::new();
+    for &id in ids {
+        let node = &nodes[id as usize];
+        let shape = &shapes[node.shape as usize];
+        let len = if node.shape == SCALAR {
+            1
+        } else {
+            shape.numel()
+        };
+        views.push(TensorRef::from_parts(
+            &values[node.offset()..node.offset() + len],
+            shape,
+        ));
+    }
+    views
 }
 
 #[cfg(test)]

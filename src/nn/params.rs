@@ -33,6 +33,10 @@ use crate::tape::Tape;
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::Var;
 use indexmap::IndexMap;
+use rustc_hash::FxBuildHasher;
+
+/// Names to tensors, in insertion order; names are short, so a fast hash suffices.
+type NameMap = IndexMap<String, Tensor, FxBuildHasher>;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -65,7 +69,7 @@ const MAGIC: &str = "tapegrad-params 1";
 /// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Params {
-    map: IndexMap<String, Tensor>,
+    map: NameMap,
 }
 
 fn invalid(op: &str, reason: impl Into<String>) -> Error {
@@ -439,7 +443,7 @@ impl std::fmt::Debug for Bound<'_, '_> {
 /// order: what an [`Optimizer`](crate::optim::Optimizer) consumes.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ParamGradients {
-    map: IndexMap<String, Tensor>,
+    map: NameMap,
 }
 
 impl ParamGradients {

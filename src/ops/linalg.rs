@@ -225,36 +225,46 @@ impl Function for Matmul {
         let l = Layout::new(a.shape(), b.shape())?;
         let (m, k, n) = (l.m, l.k, l.n);
         let (av, bv, gy) = (a.data(), b.data(), gy.data());
+        // A constant operand (the data of a layer) needs no gradient: skip its product.
+        let (need_a, need_b) = (gx.needs(0), gx.needs(1));
         if l.b_batch.is_scalar() {
             let rows = l.batch.numel() * m;
-            gemm((rows, n, k), gy, false, bv, true, 1.0, gx.get_mut(0));
-            gemm((k, rows, n), av, true, gy, false, 1.0, gx.get_mut(1));
+            if need_a {
+                gemm((rows, n, k), gy, false, bv, true, 1.0, gx.get_mut(0));
+            }
+            if need_b {
+                gemm((k, rows, n), av, true, gy, false, 1.0, gx.get_mut(1));
+            }
             return Ok(());
         }
-        let ga = gx.get_mut(0);
-        l.for_each(|o, ia, ib| {
-            gemm(
-                (m, n, k),
-                &gy[o * m * n..],
-                false,
-                &bv[ib * k * n..],
-                true,
-                1.0,
-                &mut ga[ia * m * k..],
-            )
-        });
-        let gb = gx.get_mut(1);
-        l.for_each(|o, ia, ib| {
-            gemm(
-                (k, m, n),
-                &av[ia * m * k..],
-                true,
-                &gy[o * m * n..],
-                false,
-                1.0,
-                &mut gb[ib * k * n..],
-            )
-        });
+        if need_a {
+            let ga = gx.get_mut(0);
+            l.for_each(|o, ia, ib| {
+                gemm(
+                    (m, n, k),
+                    &gy[o * m * n..],
+                    false,
+                    &bv[ib * k * n..],
+                    true,
+                    1.0,
+                    &mut ga[ia * m * k..],
+                )
+            });
+        }
+        if need_b {
+            let gb = gx.get_mut(1);
+            l.for_each(|o, ia, ib| {
+                gemm(
+                    (k, m, n),
+                    &av[ia * m * k..],
+                    true,
+                    &gy[o * m * n..],
+                    false,
+                    1.0,
+                    &mut gb[ib * k * n..],
+                )
+            });
+        }
         Ok(())
     }
     fn backward(
