@@ -158,6 +158,37 @@ fn w1_scalar(c: &mut Criterion) {
     report(name, "plain_f64", Some(("input", W1_N as f64)));
 }
 
+fn w1_tensor(c: &mut Criterion) {
+    let x = w1_inputs();
+    let xt = Tensor::vector(x.clone());
+    let mut g = vec![0.0; W1_N];
+    let name = "w1_tensor";
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(4));
+    bench(&mut group, name, "plain_f64", || {
+        black_box(w1_plain(black_box(&x)));
+    });
+    bench(&mut group, name, "hand_gradient", || {
+        black_box(w1_hand_gradient(black_box(&x), &mut g));
+    });
+    let mut tape = Tape::new();
+    let mut grads = Gradients::new();
+    bench(&mut group, name, "tapegrad_record_backward", || {
+        tape.clear();
+        let xv = tape.tensor(&xt);
+        let head = xv.narrow(0, 0, W1_N - 1).unwrap();
+        let tail = xv.narrow(0, 1, W1_N - 1).unwrap();
+        let y = (head * tail).sin().sum() + head.tanh().sum();
+        y.backward_into(&mut grads).unwrap();
+        grads.wrt_into(xv, &mut g).unwrap();
+        black_box(&g);
+    });
+    group.finish();
+    report(name, "plain_f64", Some(("input", W1_N as f64)));
+}
+
 // ---------------------------------------------------------------------------------------
 // Cheap ops: a chain of 10⁶ `+` and `*` nodes.
 
@@ -410,7 +441,15 @@ fn w3_mlp_step(c: &mut Criterion) {
     report(name, "tapegrad_forward_only", None);
 }
 
-criterion_group!(benches, w1_scalar, cheap_ops, w2_xor, w3_mlp_step, w4_chain);
+criterion_group!(
+    benches,
+    w1_scalar,
+    w1_tensor,
+    cheap_ops,
+    w2_xor,
+    w3_mlp_step,
+    w4_chain
+);
 
 fn main() {
     benches();

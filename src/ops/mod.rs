@@ -13,6 +13,7 @@
 pub mod activation;
 pub mod arith;
 pub mod elementwise;
+pub mod index;
 pub mod linalg;
 pub mod loss;
 pub mod reduce;
@@ -508,4 +509,5 @@ ops! {
     general Bce = loss::Bce;
     general BceWithLogits = loss::BceWithLogits;
     general SoftmaxCrossEntropy = loss::SoftmaxCrossEntropy;
+    general Narrow = index::Narrow;
 }

@@ -1,0 +1,176 @@
+//! Indexing: `narrow`, a contiguous slice of a tensor along one axis.
+
+use super::Op;
+use crate::error::{Error, Result};
+use crate::function::{backward_by_accumulation, Function, InputGrads};
+use crate::shape::Shape;
+use crate::tensor::{Tensor, TensorRef};
+use crate::var::Var;
+
+// ---------------------------------------------------------------------------------------
+/// `y = x[…, start..start + len, …]`: the elements at positions `start..start + len`
+/// along `axis`, every other axis whole. ∂y/∂x is 1 from each kept element to its
+/// source and 0 elsewhere, so backward adds `gy` into that slice of the gradient.
+///
+/// ```
+/// use tapegrad::{Tape, Tensor};
+/// let tape = Tape::new();
+/// let x = tape.tensor(&Tensor::vector([1.0, 2.0, 3.0, 4.0]));
+/// let y = x.narrow(0, 1, 2)?;
+/// assert_eq!(y.value(), Tensor::vector([2.0, 3.0]));
+/// let g = (y * y).sum().backward()?;
+/// assert_eq!(g.wrt(x)?, Tensor::vector([0.0, 4.0, 6.0, 0.0]));
+/// assert!(x.narrow(0, 3, 2).is_err());
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Narrow {
+    /// The axis sliced.
+    pub axis: u32,
+    /// The first position kept.
+    pub start: u32,
+    /// How many positions are kept.
+    pub len: u32,
+}
+
+impl Default for Narrow {
+    fn default() -> Self {
+        Narrow {
+            axis: 1,
+            start: 1,
+            len: 2,
+        }
+    }
+}
+
+impl Narrow {
+    /// `(outer, source length, inner)` around the axis of an input of `shape`.
+    fn layout(&self, shape: &Shape) -> (usize, usize, usize) {
+        shape.split_at_axis(self.axis as usize)
+    }
+}
+
+impl Function for Narrow {
+    fn name(&self) -> &str {
+        "narrow"
+    }
+    fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+        let [x] = inputs else {
+            return Err(Error::Arity {
+                op: "narrow".into(),
+                expected: 1,
+                got: inputs.len(),
+            });
+        };
+        let axis = self.axis as usize;
+        if axis >= x.rank() {
+            return Err(Error::InvalidAxis {
+                op: "narrow".into(),
+                axis,
+                rank: x.rank(),
+            });
+        }
+        let (start, len) = (self.start as usize, self.len as usize);
+        if start + len > x.dims()[axis] {
+            return Err(Error::Invalid {
+                op: "narrow".into(),
+                reason: format!(
+                    "positions {start}..{} are outside axis {axis} of length {}",
+                    start + len,
+                    x.dims()[axis]
+                ),
+            });
+        }
+        let mut dims = x.dims().to_vec();
+        dims[axis] = len;
+        Ok(Shape::from(dims))
+    }
+    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+        let x = inputs[0].data();
+        let (outer, source, inner) = self.layout(inputs[0].shape());
+        let (start, len) = (self.start as usize, self.len as usize);
+        for o in 0..outer {
+            let from = &x[(o * source + start) * inner..][..len * inner];
+            out[o * len * inner..][..len * inner].copy_from_slice(from);
+        }
+    }
+    // d/dx narrow(x) = 1 from each kept element to its source
+    fn backward_accumulate(
+        &self,
+        inputs: &[TensorRef<'_>],
+        _y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+        gx: &mut InputGrads<'_>,
+    ) -> Result<()> {
+        let (outer, source, inner) = self.layout(inputs[0].shape());
+        let (start, len) = (self.start as usize, self.len as usize);
+        let (gy, g) = (gy.data(), gx.get_mut(0));
+        for o in 0..outer {
+            let into = &mut g[(o * source + start) * inner..][..len * inner];
+            for (acc, v) in into.iter_mut().zip(&gy[o * len * inner..][..len * inner]) {
+                *acc += v;
+            }
+        }
+        Ok(())
+    }
+    fn backward(
+        &self,
+        inputs: &[TensorRef<'_>],
+        y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+    ) -> Result<Vec<Tensor>> {
+        backward_by_accumulation(self, inputs, y, gy)
+    }
+    fn backward_graph<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        _y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        // The gradient is gy placed at the slice and zero elsewhere: a product with a
+        // constant 0/1 selector matrix along the axis, which stays differentiable.
+        let x = inputs[0];
+        let shape = x.shape();
+        let (outer, source, inner) = self.layout(&shape);
+        let (start, len) = (self.start as usize, self.len as usize);
+        // selector[j, i] = 1 when source position j receives kept position i.
+        let mut selector = vec![0.0; source * len];
+        for i in 0..len {
+            selector[(start + i) * len + i] = 1.0;
+        }
+        let selector = x
+            .tape()
+            .constant_tensor(&Tensor::new(selector, [source, len])?);
+        // Move the axis last, multiply by the selector's transpose, move it back.
+        let g = gy.reshape([outer, len, inner])?.transpose()?;
+        let g = g.matmul(selector.transpose()?)?.transpose()?;
+        Ok(vec![g.reshape(shape.dims())?])
+    }
+    fn check_at(&self) -> Vec<Vec<Tensor>> {
+        let x = Tensor::new((0..24).map(|v| v as f64 * 0.25 - 3.0).collect(), [2, 4, 3]);
+        vec![vec![x.expect("24 values")]]
+    }
+    fn domain(&self) -> Vec<(f64, f64)> {
+        vec![(-3.0, 3.0)]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// The positions `start..start + len` along `axis`; an error if the axis or the
+    /// positions are out of range.
+    pub fn narrow(self, axis: usize, start: usize, len: usize) -> Result<Var<'t>> {
+        let field = |name: &'static str, value: usize| {
+            u32::try_from(value).map_err(|_| Error::InvalidParameter {
+                op: "narrow".into(),
+                name,
+                value: value as f64,
+            })
+        };
+        let op = Narrow {
+            axis: field("axis", axis)?,
+            start: field("start", start)?,
+            len: field("len", len)?,
+        };
+        self.record(Op::Narrow(op), &[self])
+    }
+}
