@@ -67,3 +67,8 @@ pub use shape::Shape;
 pub use tape::{NoGrad, Tape};
 pub use tensor::{Tensor, TensorRef};
 pub use var::Var;
+
+/// The README's code, compiled and run as a doctest so that it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

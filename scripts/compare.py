@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""The benchmark workloads of docs/performance.md in NumPy, and in PyTorch and JAX when
+they are installed, so that tapegrad's figures can be compared on the same machine.
+
+Not part of CI: run it by hand (`python3 scripts/compare.py`) beside
+`cargo bench --bench tapegrad`. Each workload prints its time per call (the median of
+several repetitions) and, where the workload has one, the ratio to its plain baseline.
+"""
+
+import math
+import statistics
+import time
+
+
+def timed(f, repeat=7, number=1):
+    """Median seconds per call of f over `repeat` rounds of `number` calls."""
+    f()  # warm-up
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(number):
+            f()
+        times.append((time.perf_counter() - start) / number)
+    return statistics.median(times)
+
+
+def report(name, seconds, baseline=None):
+    ratio = "" if baseline is None else f"   {seconds / baseline:6.2f}x"
+    print(f"  {name:<40} {seconds * 1e3:10.3f} ms{ratio}")
+
+
+def w1_inputs(np, n=100_000):
+    i = np.arange(n)
+    return ((i * 37 % 101) / 101.0 - 0.5) * 2.0
+
+
+def numpy_workloads():
+    try:
+        import numpy as np
+    except ImportError:
+        print("NumPy is not installed; skipping its workloads")
+        return
+    print(f"NumPy {np.__version__}")
+
+    # W1, vectorised: y = sum(sin(x[:-1] * x[1:]) + tanh(x[:-1])).
+    x = w1_inputs(np)
+
+    def w1_plain():
+        return np.sum(np.sin(x[:-1] * x[1:]) + np.tanh(x[:-1]))
+
+    def w1_gradient():
+        p = x[:-1] * x[1:]
+        t = np.tanh(x[:-1])
+        c = np.cos(p)
+        g = np.zeros_like(x)
+        g[:-1] += c * x[1:] + (1.0 - t * t)
+        g[1:] += c * x[:-1]
+        return np.sum(np.sin(p) + t), g
+
+    base = timed(w1_plain, number=10)
+    print("W1 (n = 100,000, vectorised)")
+    report("numpy plain", base, base)
+    report("numpy hand-written gradient", timed(w1_gradient, number=10), base)
+
+    # W2: the lecture's XOR network, 10,000 epochs of its NumPy code.
+    def sigmoid(v):
+        return 1 / (1 + np.exp(-v))
+
+    def xor():
+        rng = np.random.default_rng(0)
+        X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
+        y = np.array([[0], [1], [1], [0]], dtype=float)
+        w1, w2 = rng.standard_normal((2, 4)), rng.standard_normal((4, 1))
+        b1, b2 = np.zeros((1, 4)), np.zeros((1, 1))
+        for _ in range(10_000):
+            h = sigmoid(X @ w1 + b1)
+            o = sigmoid(h @ w2 + b2)
+            od = (y - o) * o * (1 - o)
+            hd = (od @ w2.T) * h * (1 - h)
+            w2 += h.T @ od * 0.1
+            b2 += np.sum(od, axis=0, keepdims=True) * 0.1
+            w1 += X.T @ hd * 0.1
+            b1 += np.sum(hd, axis=0, keepdims=True) * 0.1
+        return o
+
+    print("W2 (XOR 2-4-1, 10,000 epochs)")
+    report("lecture's numpy code", timed(xor, repeat=3))
+
+    # W3: one SGD step of a 784-256-10 ReLU MLP, softmax cross-entropy, batch 128.
+    rng = np.random.default_rng(7)
+    X = rng.random((128, 784))
+    labels = np.arange(128) % 10
+    w1 = rng.standard_normal((784, 256)) * math.sqrt(2 / 784)
+    w2 = rng.standard_normal((256, 10)) * math.sqrt(2 / 256)
+    b1, b2 = np.zeros(256), np.zeros(10)
+
+    def step():
+        nonlocal w1, w2, b1, b2
+        z = X @ w1 + b1
+        h = np.maximum(z, 0)
+        logits = h @ w2 + b2
+        logits = logits - logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        loss = -np.mean(np.log(p[np.arange(128), labels]))
+        g = p
+        g[np.arange(128), labels] -= 1
+        g /= 128
+        gw2, gb2 = h.T @ g, g.sum(axis=0)
+        gh = (g @ w2.T) * (z > 0)
+        gw1, gb1 = X.T @ gh, gh.sum(axis=0)
+        w1 -= 0.01 * gw1
+        b1 -= 0.01 * gb1
+        w2 -= 0.01 * gw2
+        b2 -= 0.01 * gb2
+        return loss
+
+    print("W3 (784-256-10 MLP step, batch 128, f64)")
+    report("hand-written numpy", timed(step, number=20))
+
+
+def torch_workloads():
+    try:
+        import torch
+    except ImportError:
+        print("PyTorch is not installed; skipping its workloads")
+        return
+    torch.set_num_threads(2)
+    print(f"PyTorch {torch.__version__}, 2 threads")
+    X = torch.rand(128, 784, dtype=torch.float64)
+    labels = torch.arange(128) % 10
+    model = torch.nn.Sequential(
+        torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10)
+    ).double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def step():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(X), labels)
+        loss.backward()
+        opt.step()
+        return loss
+
+    print("W3 (784-256-10 MLP step, batch 128, f64)")
+    report("pytorch", timed(step, number=20))
+
+
+def jax_workloads():
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        print("JAX is not installed; skipping its workloads")
+        return
+    jax.config.update("jax_enable_x64", True)
+    print(f"JAX {jax.__version__}")
+    x = jnp.asarray(w1_inputs(__import__("numpy")))
+
+    def f(x):
+        return jnp.sum(jnp.sin(x[:-1] * x[1:]) + jnp.tanh(x[:-1]))
+
+    plain = jax.jit(f)
+    grad = jax.jit(jax.value_and_grad(f))
+    base = timed(lambda: plain(x).block_until_ready(), number=10)
+    print("W1 (n = 100,000, jit)")
+    report("jax plain", base, base)
+    report("jax value_and_grad", timed(lambda: grad(x)[1].block_until_ready(), number=10), base)
+
+
+if __name__ == "__main__":
+    numpy_workloads()
+    torch_workloads()
+    jax_workloads()
