@@ -441,6 +441,84 @@ fn w3_mlp_step(c: &mut Criterion) {
     report(name, "tapegrad_forward_only", None);
 }
 
+// ---------------------------------------------------------------------------------------
+// hvp: one gradient, one Hessian-vector product and one dense Hessian of a random
+// smooth function of 50 inputs (two random 30×50 layers, a log-softmax, sines, a
+// softplus and a quartic term). An hvp should cost a small constant times one
+// gradient; a Hessian about 50 backward passes more.
+
+const HVP_N: usize = 50;
+
+/// The random function's constants, fixed by a seed.
+struct Random50 {
+    w1: Tensor,
+    w2: Tensor,
+    c: Tensor,
+}
+
+impl Random50 {
+    fn new(seed: u64) -> Random50 {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut random = |shape: &[usize], scale: f64| {
+            let n = shape.iter().product();
+            let data = (0..n).map(|_| rng.random_range(-scale..scale)).collect();
+            Tensor::new(data, shape).unwrap()
+        };
+        Random50 {
+            w1: random(&[30, HVP_N], 0.3),
+            w2: random(&[30, HVP_N], 0.3),
+            c: random(&[HVP_N], 1.5),
+        }
+    }
+
+    fn eval<'t>(&self, x: &[Var<'t>]) -> tapegrad::Result<Var<'t>> {
+        let tape = x[0].tape();
+        let x = x[0];
+        let column = x.reshape([HVP_N, 1])?;
+        let h = tape.constant_tensor(&self.w1).matmul(column)?.tanh();
+        let s = tape.constant_tensor(&self.w2).matmul(column)?.sigmoid();
+        let c = tape.constant_tensor(&self.c);
+        let layers = h.try_mul(s)?.sum();
+        let softmax = h.log_softmax(0)?.sum();
+        let waves = x.try_mul(c)?.sin().sum();
+        let soft = x.softplus().try_mul(c)?.sum();
+        let quartic = (x.powi(2).sum() * 0.02).powi(2);
+        Ok(layers + softmax * 0.1 + waves + soft + quartic)
+    }
+}
+
+fn hvp_vs_gradient(c: &mut Criterion) {
+    use tapegrad::higher::{grad, hessian, hvp};
+    let f = Random50::new(7);
+    let x = [Tensor::vector(
+        (0..HVP_N)
+            .map(|i| ((i * 37 % 101) as f64 / 101.0 - 0.5) * 2.0)
+            .collect::<Vec<_>>(),
+    )];
+    let v = [Tensor::vector(
+        (0..HVP_N)
+            .map(|i| ((i * 53 % 97) as f64 / 97.0 - 0.5) * 2.0)
+            .collect::<Vec<_>>(),
+    )];
+    let name = "hvp";
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(3));
+    bench(&mut group, name, "gradient", || {
+        black_box(grad(|x| f.eval(x), black_box(&x)).unwrap());
+    });
+    bench(&mut group, name, "hvp", || {
+        black_box(hvp(|x| f.eval(x), black_box(&x), black_box(&v)).unwrap());
+    });
+    bench(&mut group, name, "hessian", || {
+        black_box(hessian(|x| f.eval(x), black_box(&x)).unwrap());
+    });
+    group.finish();
+    report(name, "gradient", None);
+}
+
 criterion_group!(
     benches,
     w1_scalar,
@@ -448,7 +526,8 @@ criterion_group!(
     cheap_ops,
     w2_xor,
     w3_mlp_step,
-    w4_chain
+    w4_chain,
+    hvp_vs_gradient
 );
 
 fn main() {

@@ -38,8 +38,11 @@
 //! - [`function`]: the [`Function`] and [`ScalarFunction`] traits for user functions.
 //! - [`backward`]: the reverse sweep and [`Gradients`].
 //! - [`ops`]: the built-in ops, one family per file, and their registry.
-//! - [`check`]: numerical gradients and the gradient checker; [`trace`]: the
-//!   step-by-step table of a backward pass.
+//! - [`higher`]: gradients, Hessians, Hessian-vector products and Jacobians of functions
+//!   of tensors (second derivatives through [`Var::grad_graph`], the recorded backward
+//!   pass).
+//! - [`check`]: numerical gradients and the gradient checker (first and second order);
+//!   [`trace`]: the step-by-step table of a backward pass.
 //! - [`nn`]: parameters, initialisation, layers, networks and the training loop;
 //!   [`optim`]: gradient descent on plain functions and the network optimizers;
 //!   [`data`]: full-batch, stochastic and mini-batch iteration.
@@ -51,6 +54,7 @@ pub mod check;
 pub mod data;
 pub mod error;
 pub mod function;
+pub mod higher;
 pub mod nn;
 pub mod ops;
 pub mod optim;

@@ -12,13 +12,21 @@
 //! ±0.01), and the elements of one input are kept at least 0.01 apart (ties are the
 //! kinks of max; a value too close to another is drawn again). Run with
 //! `--nocapture` to see the worst errors per op.
+//!
+//! Second order: every op's backward rule written with tape ops (what
+//! `Var::grad_graph` records) passes `gradgradcheck` at the same check points, at random
+//! points and on broadcasting tensors: its recorded first derivatives against central
+//! differences of the op, and their derivatives — with respect to the inputs and to the
+//! upstream gradient — against central differences of the first derivatives. Ops whose
+//! derivative is piecewise constant (step, relu, leaky_relu, abs, sign, equal, max) have
+//! second derivative 0 away from their kinks, which the random points keep away from.
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
-use tapegrad::check::{check_function, gradcheck, GradcheckReport, Tolerance};
+use tapegrad::check::{check_function, gradcheck, gradgradcheck, GradcheckReport, Tolerance};
 use tapegrad::ops::registry;
-use tapegrad::{Function, Result, Shape, Tensor, TensorRef, Var};
+use tapegrad::{Error, Function, Result, Shape, Tensor, TensorRef, Var};
 
 const RANDOM_POINTS: usize = 20;
 /// How far random coordinates stay from a kink at 0 and from each other.
@@ -258,5 +266,263 @@ fn a_backward_rule_off_by_a_hundredth_fails_at_every_entry_of_every_op() -> Resu
         assert!(!report.passed, "{report}");
         assert_eq!(report.failures, report.entries, "{report}");
     }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Second order.
+
+/// Random points per op for the second-order check.
+const RANDOM_POINTS_TWICE: usize = 10;
+
+#[test]
+fn every_registered_op_passes_gradgradcheck_at_its_check_points() -> Result<()> {
+    let mut lines = Vec::new();
+    let mut failed = Vec::new();
+    for op in &registry() {
+        let mut reports = Vec::new();
+        for (p, point) in op.check_at().iter().enumerate() {
+            let report = gradgradcheck(|xs| apply(op, xs), point, &Tolerance::default())?
+                .named(format!("{} at check point {p} {point:?}", op.name()));
+            if !report.passed {
+                failed.push(report.to_string());
+            }
+            reports.push(report);
+        }
+        assert!(!reports.is_empty(), "{} has no check_at points", op.name());
+        lines.push(line(op.name(), &reports));
+    }
+    summary("second order, check_at points:", &lines);
+    assert!(failed.is_empty(), "\n{}", failed.join("\n\n"));
+    Ok(())
+}
+
+#[test]
+fn every_registered_op_passes_gradgradcheck_at_random_points_in_its_domain() -> Result<()> {
+    let mut lines = Vec::new();
+    let mut failed = Vec::new();
+    for op in &registry() {
+        let domain = op.domain();
+        let bases = op.check_at();
+        assert!(!domain.is_empty(), "no domain() for {}", op.name());
+        let mut rng = ChaCha8Rng::seed_from_u64(seed(op.name(), 3));
+        let mut reports = Vec::new();
+        for r in 0..RANDOM_POINTS_TWICE {
+            let base = &bases[r % bases.len()];
+            let point: Vec<Tensor> = base
+                .iter()
+                .zip(&domain)
+                .map(|(x, &interval)| random_tensor(&mut rng, x.shape(), interval))
+                .collect();
+            let report = gradgradcheck(|xs| apply(op, xs), &point, &Tolerance::default())?
+                .named(format!("{} at random point {r} {point:?}", op.name()));
+            if !report.passed {
+                failed.push(report.to_string());
+            }
+            reports.push(report);
+        }
+        lines.push(line(op.name(), &reports));
+    }
+    summary(
+        &format!("second order, {RANDOM_POINTS_TWICE} random points per op:"),
+        &lines,
+    );
+    assert!(failed.is_empty(), "\n{}", failed.join("\n\n"));
+    Ok(())
+}
+
+#[test]
+fn elementwise_ops_pass_gradgradcheck_on_tensors_that_broadcast() -> Result<()> {
+    let unary_shapes: [&[usize]; 2] = [&[4], &[2, 1, 3]];
+    let binary_shapes: [(&[usize], &[usize]); 4] = [
+        (&[3, 1], &[1, 4]),
+        (&[2, 3], &[3]),
+        (&[], &[2, 3]),
+        (&[2, 1, 3], &[4, 1]),
+    ];
+    let mut lines = Vec::new();
+    let mut failed = Vec::new();
+    for op in registry().iter().filter(|op| is_elementwise(op)) {
+        let domain = op.domain();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed(op.name(), 4));
+        let shapes: Vec<Vec<Shape>> = match domain.len() {
+            1 => unary_shapes.iter().map(|s| vec![Shape::new(s)]).collect(),
+            _ => binary_shapes
+                .iter()
+                .map(|(a, b)| vec![Shape::new(a), Shape::new(b)])
+                .collect(),
+        };
+        let mut reports = Vec::new();
+        for shape in &shapes {
+            let point: Vec<Tensor> = shape
+                .iter()
+                .zip(&domain)
+                .map(|(s, &interval)| random_tensor(&mut rng, s, interval))
+                .collect();
+            let report = gradgradcheck(|xs| apply(op, xs), &point, &Tolerance::default())?
+                .named(format!("{} on shapes {shape:?}", op.name()));
+            if !report.passed {
+                failed.push(report.to_string());
+            }
+            reports.push(report);
+        }
+        lines.push(line(op.name(), &reports));
+    }
+    summary(
+        "second order, elementwise ops on broadcast tensors:",
+        &lines,
+    );
+    assert!(failed.is_empty(), "\n{}", failed.join("\n\n"));
+    Ok(())
+}
+
+/// A registered op whose recorded backward rule gives the right numbers but is cut off
+/// from the op's inputs (they are detached first): its second derivatives come out 0.
+struct CutOff(Arc<dyn Function>);
+
+impl Function for CutOff {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+        self.0.output_shape(inputs)
+    }
+    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+        self.0.forward(inputs, out)
+    }
+    fn backward(
+        &self,
+        inputs: &[TensorRef<'_>],
+        y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+    ) -> Result<Vec<Tensor>> {
+        self.0.backward(inputs, y, gy)
+    }
+    fn backward_graph<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        let detached: Vec<Var<'t>> = inputs.iter().map(|x| x.detach()).collect();
+        let y = tapegrad::Tape::apply(y.tape(), &self.0, &detached)?;
+        self.0.backward_graph(&detached, y, gy)
+    }
+}
+
+/// The second-order check can fail: a rule cut off from its inputs fails exactly for
+/// the ops whose second derivative is not zero at the point, and it fails there at a
+/// second-order entry whose recorded value is 0.
+#[test]
+fn a_recorded_rule_cut_off_from_its_inputs_fails_where_the_second_derivative_is_not_zero(
+) -> Result<()> {
+    let mut caught = Vec::new();
+    for op in registry() {
+        let cut = Arc::new(CutOff(op.clone()));
+        for point in op.check_at() {
+            let honest = gradgradcheck(|xs| apply(&op, xs), &point, &Tolerance::default())?;
+            let report = gradgradcheck(
+                |xs| apply(&(cut.clone() as Arc<dyn Function>), xs),
+                &point,
+                &Tolerance::default(),
+            )?;
+            assert!(honest.passed, "{honest}");
+            // The first derivatives and the derivatives with respect to the seed are
+            // still right; the ones with respect to the inputs come out 0.
+            let curved = second_derivatives_are_not_all_zero(&op, &point)?;
+            assert_eq!(report.passed, !curved, "{}: {report}", op.name());
+            if curved {
+                let worst = report.worst.as_ref().expect("entries were checked");
+                assert!(worst.of_gradient.is_some() && !worst.wrt_seed, "{report}");
+                assert_eq!(worst.analytic, 0.0, "{report}");
+                caught.push(op.name().to_string());
+            }
+        }
+    }
+    caught.dedup();
+    println!(
+        "a cut-off rule is caught for {} ops: {caught:?}",
+        caught.len()
+    );
+    for name in ["sigmoid", "mul", "matmul", "softmax", "mse", "gelu", "exp"] {
+        assert!(caught.iter().any(|c| c == name), "{name} was not caught");
+    }
+    Ok(())
+}
+
+/// True when some ∂²L/∂xᵢ∂xⱼ at `point` is far from 0, by central differences of the
+/// plain backward pass (independent of the recorded rules).
+fn second_derivatives_are_not_all_zero(op: &Arc<dyn Function>, point: &[Tensor]) -> Result<bool> {
+    let gradient = |xs: &[Tensor]| -> Result<Vec<f64>> {
+        let tape = tapegrad::Tape::new();
+        let vars: Vec<Var<'_>> = xs.iter().map(|x| tape.tensor(x)).collect();
+        let y = apply(op, &vars)?;
+        let seed = Tensor::new(
+            (0..y.shape().numel())
+                .map(|k| 0.5 + ((3 * k + 1) % 7) as f64 / 6.0)
+                .collect(),
+            y.shape(),
+        )?;
+        let seed = if seed.numel() == 1 {
+            Tensor::ones(y.shape())
+        } else {
+            seed
+        };
+        let grads = y.backward_with(&seed)?;
+        let mut g = Vec::new();
+        for v in &vars {
+            g.extend_from_slice(grads.wrt(*v)?.data());
+        }
+        Ok(g)
+    };
+    let h = 1e-4;
+    let mut xs = point.to_vec();
+    for i in 0..xs.len() {
+        for k in 0..xs[i].numel() {
+            let saved = xs[i].data()[k];
+            xs[i].data_mut()[k] = saved + h;
+            let plus = gradient(&xs)?;
+            xs[i].data_mut()[k] = saved - h;
+            let minus = gradient(&xs)?;
+            xs[i].data_mut()[k] = saved;
+            let allowance = Tolerance::default();
+            if plus
+                .iter()
+                .zip(&minus)
+                .any(|(p, m)| !allowance.accepts(0.0, (p - m) / (2.0 * h)))
+            {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// A user function without a recorded rule: its first derivatives check, its second
+/// cannot be asked for.
+#[test]
+fn a_user_function_without_a_recorded_rule_is_not_twice_differentiable() -> Result<()> {
+    struct Square;
+    impl tapegrad::ScalarFunction for Square {
+        fn name(&self) -> &str {
+            "square"
+        }
+        fn value(&self, x: f64) -> f64 {
+            x * x
+        }
+        fn derivative(&self, x: f64) -> f64 {
+            2.0 * x
+        }
+    }
+    let square = Arc::new(Square);
+    let x = [Tensor::vector([0.5, -2.0])];
+    assert!(gradcheck(|xs| xs[0].apply(&square), &x, &Tolerance::default())?.passed);
+    let err = gradgradcheck(|xs| xs[0].apply(&square), &x, &Tolerance::default()).unwrap_err();
+    assert_eq!(
+        err,
+        Error::NotTwiceDifferentiable {
+            function: "square".into()
+        }
+    );
     Ok(())
 }

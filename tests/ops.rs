@@ -107,6 +107,26 @@ fn cases() -> HashMap<&'static str, Case> {
         &[1.5]
     );
     case!(
+        "sign",
+        |x| x.sign(),
+        |x| if x > 0.0 {
+            1.0
+        } else if x < 0.0 {
+            -1.0
+        } else {
+            0.0
+        },
+        |_| 0.0,
+        &[0.0, -0.0]
+    );
+    case!(
+        "erf",
+        |x| x.erf(),
+        erf_reference,
+        |x| 2.0 / std::f64::consts::PI.sqrt() * (-x * x).exp(),
+        &[-6.0, 6.0]
+    );
+    case!(
         "step",
         |x| x.step(),
         |x| if x > 0.0 { 1.0 } else { 0.0 },
@@ -191,6 +211,24 @@ fn cases() -> HashMap<&'static str, Case> {
         &[]
     );
     m
+}
+
+/// erf(x) from Python's `math.erf` (the engine uses `libm::erf`).
+fn erf_reference(x: f64) -> f64 {
+    const TABLE: [(f64, f64); 7] = [
+        (-6.0, -1.0),
+        (-3.0, -0.9999779095030014),
+        (-1.0, -0.8427007929497149),
+        (0.0, 0.0),
+        (0.5, 0.5204998778130465),
+        (2.0, 0.9953222650189527),
+        (6.0, 1.0),
+    ];
+    TABLE
+        .iter()
+        .find(|r| r.0 == x)
+        .unwrap_or_else(|| panic!("no erf reference at {x}"))
+        .1
 }
 
 fn gelu_reference(x: f64) -> (f64, f64) {
@@ -305,6 +343,16 @@ fn kink_conventions() -> Result<()> {
     }
     assert_eq!(d(|x| x.leaky_relu(0.2).unwrap(), 0.0)?, 0.2);
     assert_eq!(d(|x| x.elu(0.5).unwrap(), 0.0)?, 0.5);
+    assert_eq!(value_and_derivative(|x| x.sign(), 0.0)?, (0.0, 0.0));
+    // equal at a tie: value 1, derivative 0 on both sides.
+    let tape = Tape::new();
+    let (a, b) = (tape.var(2.0), tape.var(2.0));
+    let y = a.equal(b)?;
+    let g = y.backward()?;
+    assert_eq!(
+        (y.item()?, g.wrt_scalar(a)?, g.wrt_scalar(b)?),
+        (1.0, 0.0, 0.0)
+    );
     Ok(())
 }
 
@@ -342,11 +390,12 @@ fn saturation_is_finite_and_exact() -> Result<()> {
 #[test]
 fn binary_ops_match_their_closed_forms() -> Result<()> {
     type Partials = fn(f64, f64) -> (f64, f64, f64);
-    let table: [(&str, Partials); 4] = [
+    let table: [(&str, Partials); 5] = [
         ("add", |a, b| (a + b, 1.0, 1.0)),
         ("sub", |a, b| (a - b, 1.0, -1.0)),
         ("mul", |a, b| (a * b, b, a)),
         ("div", |a, b| (a / b, 1.0 / b, -a / (b * b))),
+        ("equal", |a, b| (if a == b { 1.0 } else { 0.0 }, 0.0, 0.0)),
     ];
     let registry = ops::registry();
     for (name, closed) in table {
@@ -361,7 +410,8 @@ fn binary_ops_match_their_closed_forms() -> Result<()> {
                 "add" => av + bv,
                 "sub" => av - bv,
                 "mul" => av * bv,
-                _ => av / bv,
+                "div" => av / bv,
+                _ => av.equal(bv)?,
             };
             let g = y.backward()?;
             let (want, da, db) = closed(a, b);

@@ -8,6 +8,13 @@
 //! left-hand one): `step′ = 0` everywhere (including 0, where the true derivative is
 //! undefined); `relu′(0) = 0`; `leaky_relu′(0) = α`; `elu′(0) = α` (which is 1, the
 //! two-sided derivative, for the default α = 1).
+//!
+//! Each op's `derivative_graph` writes its derivative with tape ops (with y where that
+//! is natural: σ′ = y(1 − y), tanh′ = 1 − y²), so that gradients built by
+//! [`Var::grad_graph`] can be differentiated again. The derivatives of the kinked ops
+//! are built from [`step`](Var::step), whose derivative is 0, and record exactly the
+//! numbers of the first-order rule, conventions at the kinks included; their second
+//! derivative is 0 away from the kinks (for ELU, αeˣ below 0).
 
 use super::{finite, Op, Unary};
 use crate::error::Result;
@@ -53,6 +60,9 @@ impl Unary for Step {
     fn derivative(&self, _x: f64, _y: f64) -> f64 {
         0.0
     }
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        Ok(x.tape().constant(0.0))
+    }
     fn check_at(&self) -> &'static [f64] {
         &[-1.0, -1e-3, 1e-3, 1.0]
     }
@@ -92,6 +102,9 @@ impl Unary for Sigmoid {
     fn derivative(&self, _x: f64, y: f64) -> f64 {
         y * (1.0 - y)
     }
+    fn derivative_graph<'t>(&self, _x: Var<'t>, y: Var<'t>) -> Result<Var<'t>> {
+        Ok(y * (1.0 - y))
+    }
     fn check_at(&self) -> &'static [f64] {
         &[-40.0, -3.0, -0.5, 0.0, 0.35, 2.0, 40.0]
     }
@@ -125,6 +138,9 @@ impl Unary for Tanh {
     // d/dx tanh = 1 − tanh²
     fn derivative(&self, _x: f64, y: f64) -> f64 {
         1.0 - y * y
+    }
+    fn derivative_graph<'t>(&self, _x: Var<'t>, y: Var<'t>) -> Result<Var<'t>> {
+        Ok(1.0 - y * y)
     }
     fn check_at(&self) -> &'static [f64] {
         &[-20.0, -1.0, 0.0, 0.5, 20.0]
@@ -168,6 +184,10 @@ impl Unary for Relu {
         } else {
             0.0
         }
+    }
+    // [x > 0] is step(x), 0 at the kink as above
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        Ok(x.step())
     }
     fn check_at(&self) -> &'static [f64] {
         &[-2.0, -1e-3, 1e-3, 2.0]
@@ -222,6 +242,11 @@ impl Unary for LeakyRelu {
         } else {
             self.alpha
         }
+    }
+    // s + α(1 − s) with s = step(x): exactly 1 or α, never a rounded 1 − α + α
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        let s = x.step();
+        Ok(s + (1.0 - s) * self.alpha)
     }
     fn check_at(&self) -> &'static [f64] {
         &[-2.0, -1e-3, 1e-3, 2.0]
@@ -278,6 +303,13 @@ impl Unary for Elu {
             self.alpha * x.exp()
         }
     }
+    // s + (1 − s)·α·exp((1 − s)·x) with s = step(x): the exponential only ever sees
+    // x ≤ 0 (it sees 0 where x > 0), so a large x cannot make 0·∞ = NaN
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        let s = x.step();
+        let below = 1.0 - s;
+        Ok(s + below * (x * below).exp() * self.alpha)
+    }
     fn check_at(&self) -> &'static [f64] {
         &[-5.0, -1.0, -1e-3, 1e-3, 2.0]
     }
@@ -316,6 +348,10 @@ impl Unary for Softsign {
         let d = 1.0 + x.abs();
         1.0 / (d * d)
     }
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        let d = x.abs() + 1.0;
+        Ok(1.0 / (d * d))
+    }
     fn check_at(&self) -> &'static [f64] {
         &[-5.0, -0.5, 0.0, 0.5, 5.0]
     }
@@ -349,6 +385,9 @@ impl Unary for Atan {
     // d/dx atan x = 1/(1 + x²)
     fn derivative(&self, x: f64, _y: f64) -> f64 {
         1.0 / (1.0 + x * x)
+    }
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        Ok(1.0 / (x * x + 1.0))
     }
     fn check_at(&self) -> &'static [f64] {
         &[-10.0, -1.0, 0.0, 0.5, 10.0]
@@ -384,6 +423,9 @@ impl Unary for Gaussian {
     // d/dx exp(−x²) = −2x·exp(−x²)
     fn derivative(&self, x: f64, y: f64) -> f64 {
         -2.0 * x * y
+    }
+    fn derivative_graph<'t>(&self, x: Var<'t>, y: Var<'t>) -> Result<Var<'t>> {
+        Ok(x * -2.0 * y)
     }
     fn check_at(&self) -> &'static [f64] {
         &[-3.0, -1.0, 0.0, 0.5, 2.0]
@@ -432,6 +474,11 @@ impl Unary for Swish {
         let s = sigmoid(self.beta * x);
         s + self.beta * x * s * (1.0 - s)
     }
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        let bx = x * self.beta;
+        let s = bx.sigmoid();
+        Ok(s + bx * s * (1.0 - s))
+    }
     fn check_at(&self) -> &'static [f64] {
         &[-40.0, -2.0, 0.0, 0.5, 40.0]
     }
@@ -475,6 +522,9 @@ impl Unary for Softplus {
     fn derivative(&self, x: f64, _y: f64) -> f64 {
         sigmoid(x)
     }
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        Ok(x.sigmoid())
+    }
     fn check_at(&self) -> &'static [f64] {
         &[-40.0, -1.0, 0.0, 1.0, 40.0]
     }
@@ -514,6 +564,11 @@ impl Unary for Gelu {
         let cdf = 0.5 * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2));
         let pdf = INV_SQRT_2PI * (-0.5 * x * x).exp();
         cdf + x * pdf
+    }
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        let cdf = ((x * std::f64::consts::FRAC_1_SQRT_2).erf() + 1.0) * 0.5;
+        let pdf = (x * -0.5 * x).exp() * INV_SQRT_2PI;
+        Ok(cdf + x * pdf)
     }
     fn check_at(&self) -> &'static [f64] {
         &[-6.0, -1.0, 0.0, 0.5, 3.0]

@@ -1,9 +1,17 @@
-//! Elementary functions, elementwise: `exp ln sqrt abs sin cos tan`.
+//! Elementary functions, elementwise: `exp ln sqrt abs sin cos tan`, the `sign` and the
+//! error function `erf`, and the comparison `equal`.
 //!
 //! Edge conventions: `abs′(0) = 0`; `ln′(0) = +∞` and `sqrt′(0) = +∞` (the limits from
-//! the right); outside their domains `ln` and `sqrt` give NaN, as `f64` does.
+//! the right); outside their domains `ln` and `sqrt` give NaN, as `f64` does. `sign` and
+//! `equal` are piecewise constant: their derivative is 0 everywhere (at their jumps it
+//! does not exist, and 0 is the convention); they give the derivatives of `abs` and of
+//! `max` a form that can be recorded on the tape.
+//!
+//! Each op's `derivative_graph` writes its derivative with tape ops, so that gradients
+//! built by [`Var::grad_graph`] can be differentiated again. The values it records are
+//! the same numbers as the first-order rule's.
 
-use super::{Op, Unary};
+use super::{Binary, Op, Unary};
 use crate::error::Result;
 use crate::var::Var;
 
@@ -29,6 +37,9 @@ impl Unary for Exp {
     // d/dx eˣ = eˣ
     fn derivative(&self, _x: f64, y: f64) -> f64 {
         y
+    }
+    fn derivative_graph<'t>(&self, _x: Var<'t>, y: Var<'t>) -> Result<Var<'t>> {
+        Ok(y)
     }
     fn check_at(&self) -> &'static [f64] {
         &[-3.0, -0.5, 0.0, 1.0, 5.0]
@@ -63,6 +74,9 @@ impl Unary for Ln {
     // d/dx ln x = 1/x
     fn derivative(&self, x: f64, _y: f64) -> f64 {
         1.0 / x
+    }
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        Ok(1.0 / x)
     }
     fn check_at(&self) -> &'static [f64] {
         &[0.01, 0.1, 1.0, 2.5, 100.0]
@@ -100,6 +114,9 @@ impl Unary for Sqrt {
     // d/dx √x = 1/(2√x)
     fn derivative(&self, _x: f64, y: f64) -> f64 {
         0.5 / y
+    }
+    fn derivative_graph<'t>(&self, _x: Var<'t>, y: Var<'t>) -> Result<Var<'t>> {
+        Ok(0.5 / y)
     }
     fn check_at(&self) -> &'static [f64] {
         &[0.01, 0.25, 1.0, 4.0, 100.0]
@@ -143,6 +160,10 @@ impl Unary for Abs {
         } else {
             0.0
         }
+    }
+    // sign(0) = 0: the same convention at the kink
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        Ok(x.sign())
     }
     fn check_at(&self) -> &'static [f64] {
         &[-2.0, -1e-3, 1e-3, 3.0]
@@ -252,6 +273,9 @@ impl Unary for Tan {
     fn derivative(&self, _x: f64, y: f64) -> f64 {
         1.0 + y * y
     }
+    fn derivative_graph<'t>(&self, _x: Var<'t>, y: Var<'t>) -> Result<Var<'t>> {
+        Ok(y * y + 1.0)
+    }
     fn check_at(&self) -> &'static [f64] {
         &[-1.2, -0.5, 0.0, 0.7, 1.3]
     }
@@ -264,5 +288,152 @@ impl<'t> Var<'t> {
     /// The tangent, elementwise.
     pub fn tan(self) -> Var<'t> {
         self.unary(Op::Tan(Tan))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// `y = sign(x)`: 1 for x > 0, −1 for x < 0, 0 at 0 (and NaN for NaN).
+/// dy/dx = 0 everywhere — at 0, where the value jumps, the derivative does not exist and
+/// 0 is the convention. `sign` is the derivative of [`Abs`], written as an op.
+///
+/// ```
+/// use tapegrad::{Tape, Tensor};
+/// let tape = Tape::new();
+/// let x = tape.tensor(&Tensor::vector([-2.0, 0.0, 3.0]));
+/// let y = x.sign();
+/// assert_eq!(y.value(), Tensor::vector([-1.0, 0.0, 1.0]));
+/// assert_eq!(y.sum().backward()?.wrt(x)?, Tensor::vector([0.0, 0.0, 0.0]));
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sign;
+
+impl Unary for Sign {
+    const NAME: &'static str = "sign";
+    fn value(&self, x: f64) -> f64 {
+        if x > 0.0 {
+            1.0
+        } else if x < 0.0 {
+            -1.0
+        } else if x == 0.0 {
+            0.0
+        } else {
+            x
+        }
+    }
+    // d/dx sign(x) = 0 (undefined at 0; 0 by convention)
+    fn derivative(&self, _x: f64, _y: f64) -> f64 {
+        0.0
+    }
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        Ok(x.tape().constant(0.0))
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-2.0, -1e-3, 1e-3, 3.0]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// The sign (−1, 0 or 1), elementwise.
+    pub fn sign(self) -> Var<'t> {
+        self.unary(Op::Sign(Sign))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// The error function: `y = erf x = (2/√π)·∫₀ˣ e^(−t²) dt`. dy/dx = (2/√π)·e^(−x²).
+///
+/// The standard normal CDF is Φ(x) = (1 + erf(x/√2))/2; [GELU](crate::ops::activation::Gelu)
+/// is x·Φ(x), and its derivative is written with `erf`.
+///
+/// ```
+/// use tapegrad::Tape;
+/// let tape = Tape::new();
+/// let x = tape.var(1.0);
+/// let y = x.erf();
+/// assert!((y.item()? - 0.8427007929497149).abs() < 1e-15);
+/// let dy = y.backward()?.wrt_scalar(x)?;
+/// assert!((dy - std::f64::consts::FRAC_2_SQRT_PI * (-1.0f64).exp()).abs() < 1e-15);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Erf;
+
+impl Unary for Erf {
+    const NAME: &'static str = "erf";
+    fn value(&self, x: f64) -> f64 {
+        libm::erf(x)
+    }
+    // d/dx erf x = (2/√π)·exp(−x²)
+    fn derivative(&self, x: f64, _y: f64) -> f64 {
+        std::f64::consts::FRAC_2_SQRT_PI * (-x * x).exp()
+    }
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        Ok(x.gaussian() * std::f64::consts::FRAC_2_SQRT_PI)
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-3.0, -1.0, 0.0, 0.5, 2.0]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// The error function, elementwise.
+    pub fn erf(self) -> Var<'t> {
+        self.unary(Op::Erf(Erf))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// `y = [a = b]`: 1 where a equals b, else 0, broadcasting (NaN equals nothing).
+/// ∂y/∂a = ∂y/∂b = 0 everywhere — where a = b the value jumps and the derivative does
+/// not exist; 0 is the convention.
+///
+/// It is the mask that sends the gradient of a maximum to the elements equal to it.
+///
+/// ```
+/// use tapegrad::{Tape, Tensor};
+/// let tape = Tape::new();
+/// let x = tape.tensor(&Tensor::vector([1.0, 3.0, 3.0, 2.0]));
+/// let mask = x.equal(x.max())?;
+/// assert_eq!(mask.value(), Tensor::vector([0.0, 1.0, 1.0, 0.0]));
+/// assert_eq!(mask.sum().backward()?.wrt(x)?, Tensor::vector([0.0; 4]));
+/// assert!(x.equal(tape.tensor(&Tensor::vector([1.0, 2.0]))).is_err());
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Equal;
+
+impl Binary for Equal {
+    const NAME: &'static str = "equal";
+    fn value(&self, a: f64, b: f64) -> f64 {
+        if a == b {
+            1.0
+        } else {
+            0.0
+        }
+    }
+    // d/da [a = b] = 0, d/db [a = b] = 0 (undefined at a = b; 0 by convention)
+    fn derivative(&self, _a: f64, _b: f64, _y: f64) -> (f64, f64) {
+        (0.0, 0.0)
+    }
+    fn derivative_graph<'t>(
+        &self,
+        a: Var<'t>,
+        _b: Var<'t>,
+        _y: Var<'t>,
+    ) -> Result<(Var<'t>, Var<'t>)> {
+        let zero = a.tape().constant(0.0);
+        Ok((zero, zero))
+    }
+    fn check_at(&self) -> &'static [(f64, f64)] {
+        &[(1.0, 2.0), (2.0, 2.0), (-0.5, -0.5), (0.0, 3.0)]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// 1 where `self` equals `other`, else 0, elementwise and broadcasting; an error on
+    /// incompatible shapes.
+    pub fn equal(self, other: Var<'t>) -> Result<Var<'t>> {
+        self.record(Op::Equal(Equal), &[self, other])
     }
 }

@@ -481,6 +481,9 @@ ops! {
     unary   Sin = elementwise::Sin;
     unary   Cos = elementwise::Cos;
     unary   Tan = elementwise::Tan;
+    unary   Sign = elementwise::Sign;
+    unary   Erf = elementwise::Erf;
+    binary  Equal = elementwise::Equal;
     unary   Step = activation::Step;
     unary   Sigmoid = activation::Sigmoid;
     unary   Tanh = activation::Tanh;

@@ -3,6 +3,14 @@
 //! `max` sends the gradient to the maximal elements; when several elements tie for the
 //! maximum, they share it equally (the subgradient JAX and PyTorch's `amax` use). A NaN
 //! element makes the maximum NaN.
+//!
+//! The graph forms of the backward rules (for [`Var::grad_graph`]) hand the upstream
+//! gradient back to every element by multiplying it with a tensor of ones of the input's
+//! shape; `max` builds its mask with [`equal`](Var::equal) and divides by the number of
+//! ties, so it records the same numbers as its first-order rule. A reduction along an
+//! axis that removes the axis (`keepdim = false`) puts it back with a reshape, which
+//! holds at most four axes: recording its rule for an input of more than four axes is
+//! an error.
 
 use super::Op;
 use crate::error::{Error, Result};
@@ -52,6 +60,40 @@ fn matrix_points() -> Vec<Vec<Tensor>> {
         vec![Tensor::new(vec![0.5, -1.0, 2.0, 3.5, 0.25, -2.0], [2, 3]).expect("6 values")],
         vec![Tensor::vector([1.0, -4.0, 2.5, 0.0])],
     ]
+}
+
+/// `v` broadcast to `shape` (multiplied by ones of that shape): the graph form of handing
+/// an upstream gradient to every element it was reduced from.
+fn broadcast_to<'t>(v: Var<'t>, shape: &Shape) -> Result<Var<'t>> {
+    v.tape()
+        .constant_tensor(&Tensor::ones(shape.clone()))
+        .try_mul(v)
+}
+
+/// A reduction's output (or upstream gradient) `v` with its reduced axis in place, of
+/// length 1, so that it broadcasts against the input of shape `x`.
+fn with_axis<'t>(v: Var<'t>, x: &Shape, axis: usize, keepdim: bool) -> Result<Var<'t>> {
+    if keepdim {
+        Ok(v)
+    } else {
+        v.reshape(x.reduce_axis(axis, true))
+    }
+}
+
+/// The graph form of a maximum's backward: `gy` shared by the elements of `x` equal to
+/// the maximum `y` (both already broadcastable against `x`), ties counted by `count`.
+/// Where nothing equals the maximum (a NaN), the gradient is 0, as in the first-order
+/// rule: the count is raised from 0 to 1 before dividing.
+fn max_graph<'t>(
+    x: Var<'t>,
+    y: Var<'t>,
+    gy: Var<'t>,
+    count: impl Fn(Var<'t>) -> Result<Var<'t>>,
+) -> Result<Var<'t>> {
+    let mask = x.equal(y)?;
+    let ties = count(mask)?;
+    let ties = ties.try_add(ties.equal(x.tape().constant(0.0))?)?;
+    mask.try_mul(gy.try_div(ties)?)
 }
 
 /// The shared `backward` of the reductions, whose native rule accumulates in place.
@@ -106,6 +148,15 @@ impl Function for Sum {
         Ok(())
     }
     backward_via_accumulate!();
+    // d/dxᵢ Σx = 1: gy handed to every element
+    fn backward_graph<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        _y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        Ok(vec![broadcast_to(gy, &inputs[0].shape())?])
+    }
     fn check_at(&self) -> Vec<Vec<Tensor>> {
         matrix_points()
     }
@@ -153,6 +204,16 @@ impl Function for Mean {
         Ok(())
     }
     backward_via_accumulate!();
+    // d/dxᵢ (1/n)Σx = 1/n
+    fn backward_graph<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        _y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        let shape = inputs[0].shape();
+        Ok(vec![broadcast_to(gy / shape.numel() as f64, &shape)?])
+    }
     fn check_at(&self) -> Vec<Vec<Tensor>> {
         matrix_points()
     }
@@ -208,6 +269,15 @@ impl Function for Max {
         Ok(())
     }
     backward_via_accumulate!();
+    // d/dxᵢ max x = [xᵢ = max] / #ties, the mask recorded with `equal`
+    fn backward_graph<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        Ok(vec![max_graph(inputs[0], y, gy, |mask| Ok(mask.sum()))?])
+    }
     fn check_at(&self) -> Vec<Vec<Tensor>> {
         matrix_points()
     }
@@ -287,6 +357,17 @@ impl Function for SumAxis {
         Ok(())
     }
     backward_via_accumulate!();
+    // d/dx_(o,j,i) Σⱼ x = 1: gy, its axis put back, handed along the axis
+    fn backward_graph<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        _y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        let shape = inputs[0].shape();
+        let gy = with_axis(gy, &shape, self.axis, self.keepdim)?;
+        Ok(vec![broadcast_to(gy, &shape)?])
+    }
     fn check_at(&self) -> Vec<Vec<Tensor>> {
         matrix_points()
     }
@@ -362,6 +443,18 @@ impl Function for MeanAxis {
         Ok(())
     }
     backward_via_accumulate!();
+    // d/dx_(o,j,i) (1/n)Σⱼ x = 1/n
+    fn backward_graph<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        _y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        let shape = inputs[0].shape();
+        let scale = 1.0 / shape.dims()[self.axis] as f64;
+        let gy = with_axis(gy, &shape, self.axis, self.keepdim)?;
+        Ok(vec![broadcast_to(gy * scale, &shape)?])
+    }
     fn check_at(&self) -> Vec<Vec<Tensor>> {
         matrix_points()
     }
@@ -436,6 +529,19 @@ impl Function for MaxAxis {
         Ok(())
     }
     backward_via_accumulate!();
+    // d/dx_(o,j,i) maxⱼ x = [x_(o,j,i) = y_(o,i)] / #ties
+    fn backward_graph<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        let (x, axis) = (inputs[0], self.axis);
+        let shape = x.shape();
+        let y = with_axis(y, &shape, axis, self.keepdim)?;
+        let gy = with_axis(gy, &shape, axis, self.keepdim)?;
+        Ok(vec![max_graph(x, y, gy, |mask| mask.sum_axis(axis, true))?])
+    }
     fn check_at(&self) -> Vec<Vec<Tensor>> {
         matrix_points()
     }
