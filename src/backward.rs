@@ -276,6 +276,11 @@ impl<'t> Var<'t> {
     /// [`Error::NotTwiceDifferentiable`] when the function lies between `wrt` and the
     /// output. Only nodes that depend on `wrt` are differentiated.
     ///
+    /// Inside a [`no_grad`](crate::Tape::no_grad) scope the recorded gradients are
+    /// constants, like every node recorded there: their values are right, but
+    /// differentiating them again gives zero. Call `grad_graph` outside such a scope
+    /// to go on to higher derivatives.
+    ///
     /// ```
     /// use tapegrad::Tape;
     /// let tape = Tape::new();

@@ -7,7 +7,7 @@
 //! An operator between variables panics when the shapes cannot be broadcast together
 //! (the message names both shapes) or when the variables belong to different tapes.
 //! The `try_` forms ([`Var::try_add`], …) return the same conditions as an
-//! [`Error`](crate::Error) instead.
+//! [`Error`] instead.
 
 use crate::error::{Error, Result};
 use crate::function::AsFunction;
