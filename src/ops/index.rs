@@ -2,7 +2,7 @@
 
 use super::Op;
 use crate::error::{Error, Result};
-use crate::function::{backward_by_accumulation, Function, InputGrads};
+use crate::function::{Function, InputGrads};
 use crate::shape::Shape;
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::Var;
@@ -113,14 +113,7 @@ impl Function for Narrow {
         }
         Ok(())
     }
-    fn backward(
-        &self,
-        inputs: &[TensorRef<'_>],
-        y: TensorRef<'_>,
-        gy: TensorRef<'_>,
-    ) -> Result<Vec<Tensor>> {
-        backward_by_accumulation(self, inputs, y, gy)
-    }
+    backward_via_accumulate!();
     fn backward_graph<'t>(
         &self,
         inputs: &[Var<'t>],

@@ -9,7 +9,7 @@
 
 use super::{sum_to, Op};
 use crate::error::{Error, Result};
-use crate::function::{backward_by_accumulation, Function, InputGrads};
+use crate::function::{Function, InputGrads};
 use crate::shape::{BroadcastIndex, Shape};
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::Var;
@@ -267,14 +267,7 @@ impl Function for Matmul {
         }
         Ok(())
     }
-    fn backward(
-        &self,
-        inputs: &[TensorRef<'_>],
-        y: TensorRef<'_>,
-        gy: TensorRef<'_>,
-    ) -> Result<Vec<Tensor>> {
-        backward_by_accumulation(self, inputs, y, gy)
-    }
+    backward_via_accumulate!();
     fn backward_graph<'t>(
         &self,
         inputs: &[Var<'t>],
@@ -387,14 +380,7 @@ impl Function for Transpose {
         }
         Ok(())
     }
-    fn backward(
-        &self,
-        inputs: &[TensorRef<'_>],
-        y: TensorRef<'_>,
-        gy: TensorRef<'_>,
-    ) -> Result<Vec<Tensor>> {
-        backward_by_accumulation(self, inputs, y, gy)
-    }
+    backward_via_accumulate!();
     fn backward_graph<'t>(
         &self,
         _inputs: &[Var<'t>],
@@ -523,14 +509,7 @@ impl Function for Reshape {
         }
         Ok(())
     }
-    fn backward(
-        &self,
-        inputs: &[TensorRef<'_>],
-        y: TensorRef<'_>,
-        gy: TensorRef<'_>,
-    ) -> Result<Vec<Tensor>> {
-        backward_by_accumulation(self, inputs, y, gy)
-    }
+    backward_via_accumulate!();
     fn backward_graph<'t>(
         &self,
         inputs: &[Var<'t>],

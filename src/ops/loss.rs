@@ -13,7 +13,7 @@
 use super::activation::sigmoid;
 use super::Op;
 use crate::error::{Error, Result};
-use crate::function::{backward_by_accumulation, Function, InputGrads};
+use crate::function::{Function, InputGrads};
 use crate::shape::Shape;
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::Var;
@@ -69,20 +69,6 @@ fn logit_pairs() -> Vec<Vec<Tensor>> {
         ],
         vec![Tensor::vector([-4.0, 4.0]), Tensor::vector([1.0, 0.0])],
     ]
-}
-
-/// The shared `backward` of the losses, whose native rule accumulates in place.
-macro_rules! backward_via_accumulate {
-    () => {
-        fn backward(
-            &self,
-            inputs: &[TensorRef<'_>],
-            y: TensorRef<'_>,
-            gy: TensorRef<'_>,
-        ) -> Result<Vec<Tensor>> {
-            backward_by_accumulation(self, inputs, y, gy)
-        }
-    };
 }
 
 // ---------------------------------------------------------------------------------------

@@ -10,6 +10,21 @@
 //! tests walk it, so a new op is tested as soon as it is registered.
 #![doc = include_str!("../../docs/adding-an-op.md")]
 
+/// `Function::backward` for an op whose native rule is `backward_accumulate`: the
+/// gradients are accumulated into fresh tensors.
+macro_rules! backward_via_accumulate {
+    () => {
+        fn backward(
+            &self,
+            inputs: &[TensorRef<'_>],
+            y: TensorRef<'_>,
+            gy: TensorRef<'_>,
+        ) -> Result<Vec<Tensor>> {
+            crate::function::backward_by_accumulation(self, inputs, y, gy)
+        }
+    };
+}
+
 pub mod activation;
 pub mod arith;
 pub mod elementwise;
@@ -20,7 +35,7 @@ pub mod reduce;
 pub mod softmax;
 
 use crate::error::{Error, Result};
-use crate::function::{backward_by_accumulation, Function, InputGrads, UserFunction};
+use crate::function::{Function, InputGrads, UserFunction};
 use crate::shape::{BroadcastIndex, Shape};
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::Var;
@@ -216,14 +231,7 @@ macro_rules! impl_function {
             fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
                 unary_forward(self, inputs, out)
             }
-            fn backward(
-                &self,
-                inputs: &[TensorRef<'_>],
-                y: TensorRef<'_>,
-                gy: TensorRef<'_>,
-            ) -> Result<Vec<Tensor>> {
-                backward_by_accumulation(self, inputs, y, gy)
-            }
+            backward_via_accumulate!();
             fn backward_accumulate(
                 &self,
                 inputs: &[TensorRef<'_>],
@@ -265,14 +273,7 @@ macro_rules! impl_function {
             fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
                 binary_forward(self, inputs, out)
             }
-            fn backward(
-                &self,
-                inputs: &[TensorRef<'_>],
-                y: TensorRef<'_>,
-                gy: TensorRef<'_>,
-            ) -> Result<Vec<Tensor>> {
-                backward_by_accumulation(self, inputs, y, gy)
-            }
+            backward_via_accumulate!();
             fn backward_accumulate(
                 &self,
                 inputs: &[TensorRef<'_>],

@@ -14,7 +14,7 @@
 
 use super::Op;
 use crate::error::{Error, Result};
-use crate::function::{backward_by_accumulation, Function, InputGrads};
+use crate::function::{Function, InputGrads};
 use crate::shape::Shape;
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::Var;
@@ -94,20 +94,6 @@ fn max_graph<'t>(
     let ties = count(mask)?;
     let ties = ties.try_add(ties.equal(x.tape().constant(0.0))?)?;
     mask.try_mul(gy.try_div(ties)?)
-}
-
-/// The shared `backward` of the reductions, whose native rule accumulates in place.
-macro_rules! backward_via_accumulate {
-    () => {
-        fn backward(
-            &self,
-            inputs: &[TensorRef<'_>],
-            y: TensorRef<'_>,
-            gy: TensorRef<'_>,
-        ) -> Result<Vec<Tensor>> {
-            backward_by_accumulation(self, inputs, y, gy)
-        }
-    };
 }
 
 // ---------------------------------------------------------------------------------------
