@@ -205,19 +205,32 @@ fn sweep(
         }
         let inputs = inner.inputs(node);
         // Fast path: a scalar elementwise built-in op needs no views.
-        if node.shape == SCALAR && inputs.len() <= 2 {
-            let a_at = nodes[inputs[0] as usize].offset();
-            let b_at = inputs.get(1).map(|&i| nodes[i as usize].offset());
+        if node.shape == SCALAR {
             let y_at = node.offset();
-            let b = b_at.map_or(0.0, |at| values[at]);
-            if let Some((da, db)) = node.op.scalar_derivative(values[a_at], b, values[y_at]) {
-                let g = &mut grads.data;
-                let gy = g[y_at];
-                g[a_at] += gy * da;
-                if let Some(b_at) = b_at {
-                    g[b_at] += gy * db;
+            let g = &mut grads.data;
+            match *inputs {
+                [a] => {
+                    let a_at = nodes[a as usize].offset();
+                    if let Some((da, _)) =
+                        node.op.scalar_derivative(values[a_at], 0.0, values[y_at])
+                    {
+                        g[a_at] += g[y_at] * da;
+                        continue;
+                    }
                 }
-                continue;
+                [a, b] => {
+                    let (a_at, b_at) = (nodes[a as usize].offset(), nodes[b as usize].offset());
+                    if let Some((da, db)) =
+                        node.op
+                            .scalar_derivative(values[a_at], values[b_at], values[y_at])
+                    {
+                        let gy = g[y_at];
+                        g[a_at] += gy * da;
+                        g[b_at] += gy * db;
+                        continue;
+                    }
+                }
+                _ => {}
             }
         }
         let (before, from_node) = grads.data.split_at_mut(node.offset());
