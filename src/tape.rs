@@ -128,7 +128,9 @@ static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(1);
 /// (a tensor leaf) and [`constant`](Tape::constant) (no gradient); combine them with
 /// operators and method ops; call [`Var::backward`] on the result.
 ///
-/// A tape is `Send` but not `Sync`: use one per thread.
+/// A tape is `Send` but not `Sync`: use one per thread. It holds at most 2³² nodes and
+/// 2³² values (32 GiB of them); recording past that panics, as a `Vec` does when it
+/// cannot grow.
 ///
 /// ```compile_fail
 /// fn shared<T: Sync>() {}
