@@ -178,6 +178,21 @@ pub(crate) struct BroadcastIndex {
     dims: SmallVec<[usize; 4]>,
     strides_a: SmallVec<[usize; 4]>,
     strides_b: SmallVec<[usize; 4]>,
+    /// When both operands repeat cyclically over the output (the same shape, a scalar,
+    /// or a shape equal to the output's trailing axes, like a bias row), their lengths:
+    /// then operand index = output index mod length, and no odometer is needed.
+    cyclic: Option<(usize, usize)>,
+}
+
+/// The operand's length if its elements repeat in order over `out`: its shape, leading
+/// ones dropped, equals the trailing axes of `out`.
+fn cyclic_len(operand: &Shape, out: &Shape) -> Option<usize> {
+    let dims = operand.dims();
+    let first = dims.iter().position(|&d| d != 1).unwrap_or(dims.len());
+    let tail = &dims[first..];
+    let out = out.dims();
+    (tail.len() <= out.len() && out[out.len() - tail.len()..] == *tail)
+        .then(|| tail.iter().product())
 }
 
 impl BroadcastIndex {
@@ -186,6 +201,7 @@ impl BroadcastIndex {
             dims: out.0.clone(),
             strides_a: a.broadcast_strides(out),
             strides_b: b.broadcast_strides(out),
+            cyclic: cyclic_len(a, out).zip(cyclic_len(b, out)),
         }
     }
 
@@ -195,6 +211,21 @@ impl BroadcastIndex {
         let rank = self.dims.len();
         let total: usize = self.dims.iter().product();
         if total == 0 {
+            return;
+        }
+        if let Some((len_a, len_b)) = self.cyclic {
+            let (mut ia, mut ib) = (0usize, 0usize);
+            for k in 0..total {
+                f(k, ia, ib);
+                ia += 1;
+                if ia == len_a {
+                    ia = 0;
+                }
+                ib += 1;
+                if ib == len_b {
+                    ib = 0;
+                }
+            }
             return;
         }
         let mut counter: SmallVec<[usize; 4]> = SmallVec::from_elem(0, rank);
@@ -214,5 +245,45 @@ impl BroadcastIndex {
                 counter[axis] = 0;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every (k, ia, ib) the odometer visits, for comparison with the cyclic walk.
+    fn visits(a: &[usize], b: &[usize]) -> Vec<(usize, usize, usize)> {
+        let (a, b) = (Shape::new(a), Shape::new(b));
+        let out = a.broadcast(&b).unwrap();
+        let index = BroadcastIndex::new(&a, &b, &out);
+        let mut cyclic = Vec::new();
+        index.for_each(|k, ia, ib| cyclic.push((k, ia, ib)));
+        let odometer = BroadcastIndex {
+            cyclic: None,
+            ..index
+        };
+        let mut general = Vec::new();
+        odometer.for_each(|k, ia, ib| general.push((k, ia, ib)));
+        assert_eq!(cyclic, general, "{a} with {b}");
+        cyclic
+    }
+
+    #[test]
+    fn the_cyclic_walk_matches_the_odometer() {
+        for (a, b) in [
+            (&[4, 4][..], &[1, 4][..]),
+            (&[2, 3, 4], &[4]),
+            (&[2, 3, 4], &[3, 4]),
+            (&[2, 3], &[2, 3]),
+            (&[], &[2, 3]),
+            (&[1, 1, 3], &[2, 3]),
+            (&[3, 1], &[1, 4]),
+            (&[2, 1, 3], &[4, 1]),
+        ] {
+            visits(a, b);
+            visits(b, a);
+        }
+        assert_eq!(visits(&[2, 2], &[1, 2])[3], (3, 3, 1));
     }
 }
