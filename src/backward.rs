@@ -190,7 +190,7 @@ fn sweep(
     grads.generation = inner.generation;
     grads.nodes = inner.nodes.len();
     grads.data.clear();
-    grads.data.resize(inner.values.len(), 0.0);
+    grads.data.resize(inner.used, 0.0);
     let at = root_node.offset();
     match seed {
         None => grads.data[at] = 1.0,

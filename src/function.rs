@@ -97,7 +97,8 @@ pub trait Function: Send + Sync {
         Ok((*first).clone())
     }
 
-    /// Writes the output value into `out` (row-major, `output_shape` long).
+    /// Writes the output value into `out` (row-major, `output_shape` long). `out` is
+    /// zeroed for user functions; the built-in ops write every element.
     fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]);
 
     /// The gradient of the loss with respect to each input, given the inputs, this

@@ -74,7 +74,10 @@ impl Node {
 /// The tape's storage.
 pub(crate) struct Inner {
     pub(crate) nodes: Vec<Node>,
+    /// The value arena. Its first `used` numbers belong to the recording; the rest is
+    /// memory of earlier, longer recordings, kept so that a new slot needs no zeroing.
     pub(crate) values: Vec<f64>,
+    pub(crate) used: usize,
     pub(crate) shapes: ShapeSet,
     /// Inputs of nodes that have more than two.
     pub(crate) extra_inputs: Vec<NodeId>,
@@ -109,6 +112,18 @@ impl Inner {
             &self.values[node.offset()..node.offset() + n],
             self.shape(node.shape),
         )
+    }
+
+    /// A slot of `n` numbers at the end of the recording; its contents are whatever
+    /// an earlier recording left there (zero the first time), for the caller to write.
+    #[inline]
+    fn slot(&mut self, n: usize) -> usize {
+        let offset = self.used;
+        self.used += n;
+        if self.used > self.values.len() {
+            self.values.resize(self.used, 0.0);
+        }
+        offset
     }
 
     fn intern(&mut self, shape: Shape) -> ShapeId {
@@ -175,6 +190,7 @@ impl Tape {
             inner: RefCell::new(Inner {
                 nodes: Vec::with_capacity(nodes),
                 values: Vec::with_capacity(values),
+                used: 0,
                 shapes,
                 extra_inputs: Vec::new(),
                 generation: 0,
@@ -215,7 +231,7 @@ impl Tape {
     pub fn clear(&mut self) {
         let inner = self.inner.get_mut();
         inner.nodes.clear();
-        inner.values.clear();
+        inner.used = 0;
         inner.extra_inputs.clear();
         inner.generation += 1;
     }
@@ -246,16 +262,16 @@ impl Tape {
     #[inline]
     fn leaf_scalar(&self, value: f64, requires_grad: bool) -> Var<'_> {
         let mut inner = self.inner.borrow_mut();
-        let offset = inner.values.len();
-        inner.values.push(value);
+        let offset = inner.slot(1);
+        inner.values[offset] = value;
         self.push_node(&mut inner, Op::Leaf, &[], offset, SCALAR, requires_grad)
     }
 
     pub(crate) fn leaf(&self, value: TensorRef<'_>, requires_grad: bool) -> Var<'_> {
         let mut inner = self.inner.borrow_mut();
         let shape = inner.intern(value.shape().clone());
-        let offset = inner.values.len();
-        inner.values.extend_from_slice(value.data());
+        let offset = inner.slot(value.data().len());
+        inner.values[offset..offset + value.data().len()].copy_from_slice(value.data());
         self.push_node(&mut inner, Op::Leaf, &[], offset, shape, requires_grad)
     }
 
@@ -362,8 +378,8 @@ impl Tape {
             return Err(op);
         };
         let requires_grad = a_node.requires_grad || b_node.is_some_and(|b| b.requires_grad);
-        let offset = inner.values.len();
-        inner.values.push(y);
+        let offset = inner.slot(1);
+        inner.values[offset] = y;
         let ids: &[NodeId] = match b {
             Some(b) => &[a.id(), b.id()],
             None => &[a.id()],
@@ -413,15 +429,20 @@ impl Tape {
             }
         };
 
-        let offset = inner.values.len();
         let n = if shape_id == SCALAR {
             1
         } else {
             inner.shape(shape_id).numel()
         };
-        inner.values.resize(offset + n, 0.0);
+        let offset = inner.slot(n);
         {
             let (before, out) = inner.values.split_at_mut(offset);
+            let out = &mut out[..n];
+            // Built-in ops write every element; a user function gets a zeroed slot, so
+            // that one which adds into it still computes the right value.
+            if matches!(op, Op::Custom(_)) {
+                out.fill(0.0);
+            }
             op.forward(&views(&inner.nodes, &inner.shapes, before, &ids), out);
         }
         Ok(self.push_node(inner, op, &ids, offset, shape_id, requires_grad))
@@ -482,8 +503,11 @@ impl Tape {
                 shapes[node.shape as usize].numel()
             };
             let (before, out) = values.split_at_mut(node.offset());
-            node.op
-                .forward(&views(nodes, shapes, before, inputs), &mut out[..n]);
+            let out = &mut out[..n];
+            if matches!(node.op, Op::Custom(_)) {
+                out.fill(0.0);
+            }
+            node.op.forward(&views(nodes, shapes, before, inputs), out);
         }
     }
 
@@ -518,7 +542,7 @@ impl std::fmt::Debug for Tape {
         let inner = self.inner.borrow();
         f.debug_struct("Tape")
             .field("nodes", &inner.nodes.len())
-            .field("values", &inner.values.len())
+            .field("values", &inner.used)
             .finish()
     }
 }

@@ -400,3 +400,45 @@ fn only_leaves_of_the_same_shape_can_be_set() -> Result<()> {
     assert_eq!(y.item()?, 1.0);
     Ok(())
 }
+
+/// A user function that adds into its output slot instead of assigning it.
+struct AddsIntoOutput;
+
+impl Function for AddsIntoOutput {
+    fn name(&self) -> &str {
+        "adds_into_output"
+    }
+    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+        for (y, &x) in out.iter_mut().zip(inputs[0].data()) {
+            *y += 3.0 * x;
+        }
+    }
+    fn backward(
+        &self,
+        _inputs: &[TensorRef<'_>],
+        _y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+    ) -> Result<Vec<Tensor>> {
+        Ok(vec![gy.to_tensor().map(|g| 3.0 * g)])
+    }
+}
+
+#[test]
+fn a_reused_tape_hands_user_functions_a_zeroed_slot() -> Result<()> {
+    let f = Arc::new(AddsIntoOutput);
+    let mut tape = Tape::new();
+    for k in 1..4 {
+        tape.clear();
+        // Fill the arena with other values first, so a reused slot is not zero.
+        let noise = tape.tensor(&Tensor::vector([7.0; 8])).exp();
+        let _ = noise;
+        tape.clear();
+        let x = tape.tensor(&Tensor::vector([f64::from(k), 2.0]));
+        let y = x.apply(&f)?;
+        assert_eq!(y.value(), Tensor::vector([3.0 * f64::from(k), 6.0]));
+        x.set_value(&Tensor::vector([1.0, 1.0]))?;
+        tape.replay();
+        assert_eq!(y.value(), Tensor::vector([3.0, 3.0]));
+    }
+    Ok(())
+}
