@@ -385,6 +385,15 @@ pub(crate) fn backward_by_accumulation<F: Function + ?Sized>(
     y: TensorRef<'_>,
     gy: TensorRef<'_>,
 ) -> Result<Vec<Tensor>> {
+    accumulate_into_fresh(inputs, |gx| f.backward_accumulate(inputs, y, gy, gx))
+}
+
+/// Runs `accumulate` on zeroed gradient slots, one per input position (so `x * x` gets
+/// two slots, not one shared), and returns them as tensors shaped like the inputs.
+pub(crate) fn accumulate_into_fresh(
+    inputs: &[TensorRef<'_>],
+    accumulate: impl FnOnce(&mut InputGrads<'_>) -> Result<()>,
+) -> Result<Vec<Tensor>> {
     let total: usize = inputs.iter().map(|x| x.data().len()).sum();
     let mut arena = vec![0.0; total];
     let mut slots = SmallVec::new();
@@ -393,7 +402,7 @@ pub(crate) fn backward_by_accumulation<F: Function + ?Sized>(
         slots.push((offset, x.data().len()));
         offset += x.data().len();
     }
-    f.backward_accumulate(inputs, y, gy, &mut InputGrads::new(&mut arena, slots))?;
+    accumulate(&mut InputGrads::new(&mut arena, slots))?;
     let mut grads = Vec::with_capacity(inputs.len());
     let mut offset = 0;
     for x in inputs {

@@ -437,13 +437,10 @@ impl Tape {
         let offset = inner.slot(n);
         {
             let (before, out) = inner.values.split_at_mut(offset);
-            let out = &mut out[..n];
-            // Built-in ops write every element; a user function gets a zeroed slot, so
-            // that one which adds into it still computes the right value.
-            if matches!(op, Op::Custom(_)) {
-                out.fill(0.0);
-            }
-            op.forward(&views(&inner.nodes, &inner.shapes, before, &ids), out);
+            op.forward(
+                &views(&inner.nodes, &inner.shapes, before, &ids),
+                &mut out[..n],
+            );
         }
         Ok(self.push_node(inner, op, &ids, offset, shape_id, requires_grad))
     }
@@ -503,11 +500,8 @@ impl Tape {
                 shapes[node.shape as usize].numel()
             };
             let (before, out) = values.split_at_mut(node.offset());
-            let out = &mut out[..n];
-            if matches!(node.op, Op::Custom(_)) {
-                out.fill(0.0);
-            }
-            node.op.forward(&views(nodes, shapes, before, inputs), out);
+            node.op
+                .forward(&views(nodes, shapes, before, inputs), &mut out[..n]);
         }
     }
 

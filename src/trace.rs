@@ -39,7 +39,7 @@
 
 use crate::backward::Gradients;
 use crate::error::{Error, Result};
-use crate::function::InputGrads;
+use crate::function::accumulate_into_fresh;
 use crate::ops::Op;
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::Var;
@@ -145,25 +145,7 @@ fn input_gradients(
     y: TensorRef<'_>,
     gy: TensorRef<'_>,
 ) -> Result<Vec<Tensor>> {
-    let total = inputs.iter().map(|x| x.data().len()).sum();
-    let mut arena = vec![0.0; total];
-    let mut slots = SmallVec::new();
-    let mut offset = 0;
-    for x in inputs {
-        slots.push((offset, x.data().len()));
-        offset += x.data().len();
-    }
-    op.backward_accumulate(inputs, y, gy, &mut InputGrads::new(&mut arena, slots))?;
-    let mut offset = 0;
-    inputs
-        .iter()
-        .map(|x| {
-            let n = x.data().len();
-            let g = Tensor::new(arena[offset..offset + n].to_vec(), x.shape().clone());
-            offset += n;
-            g
-        })
-        .collect()
+    accumulate_into_fresh(inputs, |gx| op.backward_accumulate(inputs, y, gy, gx))
 }
 
 impl Trace {

@@ -410,7 +410,13 @@ macro_rules! ops {
             pub(crate) fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
                 match self {
                     Op::Leaf => {}
-                    Op::Custom(f) => f.forward(inputs, out),
+                    // The arena's slots hold old values; built-in ops write every
+                    // element, and a user function gets a zeroed slot, so one that adds
+                    // into it still computes the right value.
+                    Op::Custom(f) => {
+                        out.fill(0.0);
+                        f.forward(inputs, out)
+                    }
                     $( Op::$variant(f) => Function::forward(f, inputs, out), )*
                 }
             }
