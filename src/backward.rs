@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::function::InputGrads;
-use crate::tape::{Inner, NodeId, Tape, SCALAR};
+use crate::tape::{Inner, Kind, Node, NodeId, Tape};
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::Var;
 use smallvec::SmallVec;
@@ -61,7 +61,7 @@ impl Gradients {
             return Ok(None);
         };
         // Kernels add into every input's slot; a constant's slot is not its gradient.
-        if !node.requires_grad {
+        if !node.requires_grad() {
             return Ok(None);
         }
         Ok(Some((node.offset(), inner.numel(node))))
@@ -169,7 +169,7 @@ fn sweep(
 ) -> Result<()> {
     let inner = tape.inner.borrow();
     let root_node = &inner.nodes[root as usize];
-    let root_shape = inner.shape(root_node.shape);
+    let root_shape = inner.shape(root_node.shape());
     let n = inner.numel(root_node);
     match seed {
         None if n != 1 => {
@@ -200,56 +200,53 @@ fn sweep(
     let (nodes, values) = (&inner.nodes[..], &inner.values[..]);
     for id in (0..=root as usize).rev() {
         let node = &nodes[id];
-        if !node.requires_grad || node.is_leaf() {
+        if !node.requires_grad() {
             continue;
         }
-        let inputs = inner.inputs(node);
-        // Fast path: a scalar elementwise built-in op needs no views.
-        if node.shape == SCALAR {
-            let y_at = node.offset();
-            let g = &mut grads.data;
-            match *inputs {
-                [a] => {
-                    let a_at = nodes[a as usize].offset();
-                    if let Some((da, _)) =
-                        node.op.scalar_derivative(values[a_at], 0.0, values[y_at])
-                    {
-                        g[a_at] += g[y_at] * da;
-                        continue;
-                    }
-                }
-                [a, b] => {
-                    let (a_at, b_at) = (nodes[a as usize].offset(), nodes[b as usize].offset());
-                    if let Some((da, db)) =
-                        node.op
-                            .scalar_derivative(values[a_at], values[b_at], values[y_at])
-                    {
-                        let gy = g[y_at];
-                        g[a_at] += gy * da;
-                        g[b_at] += gy * db;
-                        continue;
-                    }
-                }
-                _ => {}
+        match node.kind {
+            Kind::Leaf => {}
+            // Scalar nodes carry their partial derivatives: two multiply-adds at most.
+            Kind::Unary => {
+                let g = &mut grads.data;
+                let gy = g[node.offset()];
+                let (da, _) = node.partials();
+                g[nodes[node.args()[0] as usize].offset()] += gy * da;
             }
+            Kind::Binary => {
+                let g = &mut grads.data;
+                let gy = g[node.offset()];
+                let (da, db) = node.partials();
+                let [a, b] = node.args();
+                g[nodes[a as usize].offset()] += gy * da;
+                g[nodes[b as usize].offset()] += gy * db;
+            }
+            Kind::General => general_backward(&inner, node, values, &mut grads.data)?,
         }
-        let (before, from_node) = grads.data.split_at_mut(node.offset());
-        let n = inner.numel(node);
-        let shape = inner.shape(node.shape);
-        let gy = TensorRef::from_parts(&from_node[..n], shape);
-        let y = TensorRef::from_parts(&values[node.offset()..node.offset() + n], shape);
-        let (views, slots) = input_views(&inner, inputs);
-        let needed = inputs
-            .iter()
-            .enumerate()
-            .filter(|&(_, &i)| nodes[i as usize].requires_grad)
-            .fold(0u64, |mask, (k, _)| {
-                mask | 1u64.checked_shl(k as u32).unwrap_or(0)
-            });
-        let mut gx = InputGrads::new(before, slots).with_needed(needed);
-        node.op.backward_accumulate(&views, y, gy, &mut gx)?;
     }
     Ok(())
+}
+
+/// Backward through a general node: its op's own rule, on views of the arenas.
+fn general_backward(inner: &Inner, node: &Node, values: &[f64], grads: &mut [f64]) -> Result<()> {
+    let nodes = &inner.nodes[..];
+    let inputs = inner.inputs(node);
+    let (before, from_node) = grads.split_at_mut(node.offset());
+    let n = inner.numel(node);
+    let shape = inner.shape(node.shape());
+    let gy = TensorRef::from_parts(&from_node[..n], shape);
+    let y = TensorRef::from_parts(&values[node.offset()..node.offset() + n], shape);
+    let (views, slots) = input_views(inner, inputs);
+    let needed = inputs
+        .iter()
+        .enumerate()
+        .filter(|&(_, &i)| nodes[i as usize].requires_grad())
+        .fold(0u64, |mask, (k, _)| {
+            mask | 1u64.checked_shl(k as u32).unwrap_or(0)
+        });
+    let mut gx = InputGrads::new(before, slots).with_needed(needed);
+    inner
+        .general_op(node)
+        .backward_accumulate(&views, y, gy, &mut gx)
 }
 
 /// Views of a node's input values.
@@ -264,14 +261,10 @@ fn input_views<'a>(inner: &'a Inner, inputs: &[NodeId]) -> (InputViews<'a>, Grad
     let mut slots = SmallVec::new();
     for &i in inputs {
         let node = &inner.nodes[i as usize];
-        let len = if node.shape == SCALAR {
-            1
-        } else {
-            inner.shape(node.shape).numel()
-        };
+        let len = inner.numel(node);
         views.push(TensorRef::from_parts(
             &inner.values[node.offset()..node.offset() + len],
-            inner.shape(node.shape),
+            inner.shape(node.shape()),
         ));
         slots.push((node.offset(), len));
     }
@@ -371,7 +364,7 @@ impl<'t> Var<'t> {
                     continue;
                 }
                 let ids: SmallVec<[NodeId; 4]> = SmallVec::from_slice(inner.inputs(node));
-                (node.op.clone(), ids)
+                (inner.op(node), ids)
             };
             let inputs: SmallVec<[Var<'t>; 4]> =
                 input_ids.iter().map(|&i| Var::new(tape, i)).collect();

@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::function::{AsFunction, UserFunction};
-use crate::ops::Op;
+use crate::ops::{Op, OpCode};
 use crate::shape::Shape;
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::Var;
@@ -30,38 +30,119 @@ pub(crate) type ShapeId = u32;
 
 pub(crate) const SCALAR: ShapeId = 0;
 
-/// One recorded operation: 48 bytes, so that a scalar node with its value and
-/// gradient takes 64.
-#[derive(Clone)]
+/// How the tape treats a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Kind {
+    /// An input or a constant.
+    Leaf,
+    /// A built-in elementwise op of one scalar: its derivative is stored in the node.
+    Unary,
+    /// A built-in elementwise op of two scalars: both partials are stored in the node.
+    Binary,
+    /// Everything else (tensors, reductions, user functions): the op sits in
+    /// `Inner::ops` and runs its own rules.
+    General,
+}
+
+const REQUIRES_GRAD: u8 = 1;
+const IS_SCALAR: u8 = 2;
+
+/// One recorded operation: 32 bytes, so that a scalar node with its value and gradient
+/// takes 48.
+///
+/// A scalar node (`Kind::Unary`, `Kind::Binary`) stores its local partial derivatives,
+/// computed when it was recorded; backward multiplies them by the upstream gradient
+/// without looking at the op. A leaf or general node stores its shape, its number of
+/// inputs and where its op sits in `Inner::ops` in the same 16 bytes.
+#[derive(Clone, Copy)]
 pub(crate) struct Node {
-    pub(crate) op: Op,
     /// The inputs when there are at most two; otherwise `args[0]` is where they start
-    /// in `Inner::extra_inputs`.
+    /// in `Inner::extra_inputs`. A unary node whose op has parameters keeps the op's
+    /// index in `Inner::ops` in `args[1]`.
     args: [NodeId; 2],
     /// Where the node's value (and gradient) starts in the arenas.
     offset: u32,
-    pub(crate) shape: ShapeId,
-    arity: u16,
-    pub(crate) requires_grad: bool,
+    pub(crate) code: OpCode,
+    pub(crate) kind: Kind,
+    flags: u8,
+    /// Scalar nodes: the bits of ∂y/∂a and ∂y/∂b. Leaves and general nodes: the shape
+    /// id (low 32 bits) with the arity (high 32 bits), and the op's index in `Inner::ops`.
+    data: [u64; 2],
 }
 
 impl Node {
     /// Where the node's value (and gradient) starts in the arenas.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn offset(&self) -> usize {
         self.offset as usize
     }
 
     /// True for inputs and constants.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn is_leaf(&self) -> bool {
-        self.arity == 0
+        self.kind == Kind::Leaf
+    }
+
+    /// True if gradients flow into this node.
+    #[inline(always)]
+    pub(crate) fn requires_grad(&self) -> bool {
+        self.flags & REQUIRES_GRAD != 0
+    }
+
+    /// True if the node's value is a scalar (shape id `SCALAR`).
+    #[inline(always)]
+    pub(crate) fn is_scalar(&self) -> bool {
+        self.flags & IS_SCALAR != 0
+    }
+
+    /// The node's interned shape.
+    #[inline(always)]
+    pub(crate) fn shape(&self) -> ShapeId {
+        match self.kind {
+            Kind::Unary | Kind::Binary => SCALAR,
+            Kind::Leaf | Kind::General => self.data[0] as u32,
+        }
+    }
+
+    /// The number of inputs.
+    #[inline(always)]
+    fn arity(&self) -> usize {
+        match self.kind {
+            Kind::Leaf => 0,
+            Kind::Unary => 1,
+            Kind::Binary => 2,
+            Kind::General => (self.data[0] >> 32) as usize,
+        }
+    }
+
+    /// The stored (∂y/∂a, ∂y/∂b) of a scalar node.
+    #[inline(always)]
+    pub(crate) fn partials(&self) -> (f64, f64) {
+        (f64::from_bits(self.data[0]), f64::from_bits(self.data[1]))
+    }
+
+    /// The first two input ids as stored (meaningful for scalar nodes).
+    #[inline(always)]
+    pub(crate) fn args(&self) -> [NodeId; 2] {
+        self.args
+    }
+
+    /// Where the op of a general node, or of a unary node with parameters, sits in
+    /// `Inner::ops`.
+    #[inline]
+    fn op_index(&self) -> Option<usize> {
+        match self.kind {
+            Kind::General => Some(self.data[1] as usize),
+            Kind::Unary if self.code.has_params() => Some(self.args[1] as usize),
+            _ => None,
+        }
     }
 
     /// The node's inputs; `extra` is the tape's store for nodes with more than two.
     #[inline]
     pub(crate) fn inputs<'a>(&'a self, extra: &'a [NodeId]) -> &'a [NodeId] {
-        let n = usize::from(self.arity);
+        let n = self.arity();
         if n <= 2 {
             &self.args[..n]
         } else {
@@ -79,6 +160,8 @@ pub(crate) struct Inner {
     pub(crate) values: Vec<f64>,
     pub(crate) used: usize,
     pub(crate) shapes: ShapeSet,
+    /// The ops of general nodes and of unary nodes whose op has parameters.
+    pub(crate) ops: Vec<Op>,
     /// Inputs of nodes that have more than two.
     pub(crate) extra_inputs: Vec<NodeId>,
     /// How many times the tape has been cleared; gradients remember it.
@@ -97,11 +180,25 @@ impl Inner {
     }
 
     pub(crate) fn numel(&self, node: &Node) -> usize {
-        if node.shape == SCALAR {
+        if node.is_scalar() {
             1
         } else {
-            self.shape(node.shape).numel()
+            self.shape(node.shape()).numel()
         }
+    }
+
+    /// The op that made `node`.
+    pub(crate) fn op(&self, node: &Node) -> Op {
+        match node.op_index() {
+            Some(k) => self.ops[k].clone(),
+            None => Op::from_code(node.code).unwrap_or(Op::Leaf),
+        }
+    }
+
+    /// The op of a general node, borrowed.
+    #[inline]
+    pub(crate) fn general_op(&self, node: &Node) -> &Op {
+        &self.ops[node.data[1] as usize]
     }
 
     /// The value of node `id` as a view.
@@ -110,7 +207,7 @@ impl Inner {
         let n = self.numel(node);
         TensorRef::from_parts(
             &self.values[node.offset()..node.offset() + n],
-            self.shape(node.shape),
+            self.shape(node.shape()),
         )
     }
 
@@ -192,6 +289,7 @@ impl Tape {
                 values: Vec::with_capacity(values),
                 used: 0,
                 shapes,
+                ops: Vec::new(),
                 extra_inputs: Vec::new(),
                 generation: 0,
             }),
@@ -220,6 +318,7 @@ impl Tape {
         inner.nodes.capacity() * std::mem::size_of::<Node>()
             + inner.values.capacity() * std::mem::size_of::<f64>()
             + inner.shapes.capacity() * std::mem::size_of::<Shape>()
+            + inner.ops.capacity() * std::mem::size_of::<Op>()
             + inner.extra_inputs.capacity() * std::mem::size_of::<NodeId>()
     }
 
@@ -232,6 +331,7 @@ impl Tape {
         let inner = self.inner.get_mut();
         inner.nodes.clear();
         inner.used = 0;
+        inner.ops.clear();
         inner.extra_inputs.clear();
         inner.generation += 1;
     }
@@ -264,7 +364,7 @@ impl Tape {
         let mut inner = self.inner.borrow_mut();
         let offset = inner.slot(1);
         inner.values[offset] = value;
-        self.push_node(&mut inner, Op::Leaf, &[], offset, SCALAR, requires_grad)
+        self.push_general(&mut inner, Op::Leaf, &[], offset, SCALAR, requires_grad)
     }
 
     pub(crate) fn leaf(&self, value: TensorRef<'_>, requires_grad: bool) -> Var<'_> {
@@ -272,11 +372,29 @@ impl Tape {
         let shape = inner.intern(value.shape().clone());
         let offset = inner.slot(value.data().len());
         inner.values[offset..offset + value.data().len()].copy_from_slice(value.data());
-        self.push_node(&mut inner, Op::Leaf, &[], offset, shape, requires_grad)
+        self.push_general(&mut inner, Op::Leaf, &[], offset, shape, requires_grad)
     }
 
+    /// The flags of a new node.
     #[inline(always)]
-    fn push_node(
+    fn flags(&self, requires_grad: bool, scalar: bool) -> u8 {
+        let mut flags = if scalar { IS_SCALAR } else { 0 };
+        if requires_grad && self.no_grad.get() == 0 {
+            flags |= REQUIRES_GRAD;
+        }
+        flags
+    }
+
+    /// Appends a node and returns its variable.
+    #[inline(always)]
+    fn push(&self, inner: &mut Inner, node: Node) -> Var<'_> {
+        let id = NodeId::try_from(inner.nodes.len()).expect("a tape holds at most 2^32 nodes");
+        inner.nodes.push(node);
+        Var::new(self, id)
+    }
+
+    /// Appends a leaf (`op` is `Op::Leaf`) or a general node.
+    fn push_general(
         &self,
         inner: &mut Inner,
         op: Op,
@@ -285,9 +403,8 @@ impl Tape {
         shape: ShapeId,
         requires_grad: bool,
     ) -> Var<'_> {
-        let id = NodeId::try_from(inner.nodes.len()).expect("a tape holds at most 2^32 nodes");
         let offset = u32::try_from(offset).expect("a tape holds at most 2^32 values");
-        let arity = u16::try_from(inputs.len()).expect("a function takes at most 65535 inputs");
+        let arity = u32::try_from(inputs.len()).expect("a function takes at most 2^32 inputs");
         let args = match *inputs {
             [] => [0, 0],
             [a] => [a, 0],
@@ -299,15 +416,21 @@ impl Tape {
                 [start, 0]
             }
         };
-        inner.nodes.push(Node {
-            op,
+        let (kind, op_index) = if inputs.is_empty() {
+            (Kind::Leaf, 0)
+        } else {
+            inner.ops.push(op.clone());
+            (Kind::General, inner.ops.len() as u64 - 1)
+        };
+        let node = Node {
             args,
             offset,
-            shape,
-            arity,
-            requires_grad: requires_grad && self.no_grad.get() == 0,
-        });
-        Var::new(self, id)
+            code: op.code(),
+            kind,
+            flags: self.flags(requires_grad, shape == SCALAR),
+            data: [u64::from(shape) | (u64::from(arity) << 32), op_index],
+        };
+        self.push(inner, node)
     }
 
     /// Applies a user [`Function`](crate::Function) (or
@@ -354,7 +477,8 @@ impl Tape {
     }
 
     /// The fast path of [`record`](Tape::record): an elementwise built-in op on scalars
-    /// of this tape needs no views or shapes. Gives the op back when it does not apply.
+    /// of this tape needs no views or shapes, and its node stores its partial
+    /// derivatives. Gives the op back when it does not apply.
     #[inline(always)]
     fn record_scalar<'t>(
         &'t self,
@@ -362,29 +486,55 @@ impl Tape {
         a: Var<'t>,
         b: Option<Var<'t>>,
     ) -> std::result::Result<Var<'t>, Op> {
-        if a.tape().id() != self.id || b.is_some_and(|b| b.tape().id() != self.id) {
+        // A binary node has no room for its op: ops with parameters take the general path.
+        let params = op.has_params();
+        if !std::ptr::eq(a.tape(), self)
+            || b.is_some_and(|b| !std::ptr::eq(b.tape(), self) || params)
+        {
             return Err(op);
         }
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
         let a_node = &inner.nodes[a.id() as usize];
-        let b_node = b.map(|b| &inner.nodes[b.id() as usize]);
-        if a_node.shape != SCALAR || b_node.is_some_and(|b| b.shape != SCALAR) {
+        let (a_flags, a_at) = (a_node.flags, a_node.offset());
+        let (b_flags, b_at) = match b {
+            Some(b) => {
+                let b_node = &inner.nodes[b.id() as usize];
+                (b_node.flags, b_node.offset())
+            }
+            None => (IS_SCALAR, 0),
+        };
+        if a_flags & b_flags & IS_SCALAR == 0 {
             return Err(op);
         }
-        let va = inner.values[a_node.offset()];
-        let vb = b_node.map_or(0.0, |b| inner.values[b.offset()]);
-        let Some(y) = op.scalar_forward(va, vb) else {
+        let va = inner.values[a_at];
+        let vb = if b.is_some() { inner.values[b_at] } else { 0.0 };
+        let Some((y, da, db)) = op.scalar_eval(va, vb) else {
             return Err(op);
         };
-        let requires_grad = a_node.requires_grad || b_node.is_some_and(|b| b.requires_grad);
+        let flags = self.flags((a_flags | b_flags) & REQUIRES_GRAD != 0, true);
         let offset = inner.slot(1);
         inner.values[offset] = y;
-        let ids: &[NodeId] = match b {
-            Some(b) => &[a.id(), b.id()],
-            None => &[a.id()],
+        let offset = u32::try_from(offset).expect("a tape holds at most 2^32 values");
+        let code = op.code();
+        let (kind, args) = match b {
+            Some(b) => (Kind::Binary, [a.id(), b.id()]),
+            None if params => {
+                let k = NodeId::try_from(inner.ops.len()).expect("at most 2^32 ops");
+                inner.ops.push(op);
+                (Kind::Unary, [a.id(), k])
+            }
+            None => (Kind::Unary, [a.id(), 0]),
         };
-        Ok(self.push_node(inner, op, ids, offset, SCALAR, requires_grad))
+        let node = Node {
+            args,
+            offset,
+            code,
+            kind,
+            flags,
+            data: [da.to_bits(), db.to_bits()],
+        };
+        Ok(self.push(inner, node))
     }
 
     /// Everything [`record`](Tape::record)'s fast path does not cover: tensors, user
@@ -407,10 +557,10 @@ impl Tape {
         let mut input_shapes: SmallVec<[ShapeId; 4]> = SmallVec::new();
         for x in inputs {
             let node = &inner.nodes[x.id() as usize];
-            requires_grad |= node.requires_grad;
-            all_scalar &= node.shape == SCALAR;
+            requires_grad |= node.requires_grad();
+            all_scalar &= node.is_scalar();
             ids.push(x.id());
-            input_shapes.push(node.shape);
+            input_shapes.push(node.shape());
         }
 
         let shape_id = if all_scalar && op.is_elementwise() && !inputs.is_empty() {
@@ -442,7 +592,7 @@ impl Tape {
                 &mut out[..n],
             );
         }
-        Ok(self.push_node(inner, op, &ids, offset, shape_id, requires_grad))
+        Ok(self.push_general(inner, op, &ids, offset, shape_id, requires_grad))
     }
 
     /// Recomputes every recorded node from its inputs, in recording order, after leaf
@@ -475,33 +625,39 @@ impl Tape {
             nodes,
             values,
             shapes,
+            ops,
             extra_inputs,
             ..
         } = &mut *guard;
-        for node in nodes.iter() {
-            let inputs = node.inputs(extra_inputs);
-            if inputs.is_empty() {
-                continue;
-            }
-            // Scalar output of an elementwise op: its inputs are scalars too.
-            if node.shape == SCALAR && inputs.len() <= 2 {
-                let a = values[nodes[inputs[0] as usize].offset()];
-                let b = inputs
-                    .get(1)
-                    .map_or(0.0, |&b| values[nodes[b as usize].offset()]);
-                if let Some(y) = node.op.scalar_forward(a, b) {
-                    values[node.offset()] = y;
-                    continue;
+        for id in 0..nodes.len() {
+            let node = nodes[id];
+            match node.kind {
+                Kind::Leaf => {}
+                Kind::Unary | Kind::Binary => {
+                    let [a, b] = node.args();
+                    let va = values[nodes[a as usize].offset()];
+                    let (vb, params) = if node.kind == Kind::Binary {
+                        (values[nodes[b as usize].offset()], None)
+                    } else {
+                        (0.0, node.op_index().map(|k| &ops[k]))
+                    };
+                    if let Some((y, da, db)) = Op::scalar_eval_code(node.code, params, va, vb) {
+                        values[node.offset()] = y;
+                        nodes[id].data = [da.to_bits(), db.to_bits()];
+                    }
+                }
+                Kind::General => {
+                    let op = &ops[node.data[1] as usize];
+                    let inputs = node.inputs(extra_inputs);
+                    let n = if node.is_scalar() {
+                        1
+                    } else {
+                        shapes[node.shape() as usize].numel()
+                    };
+                    let (before, out) = values.split_at_mut(node.offset());
+                    op.forward(&views(nodes, shapes, before, inputs), &mut out[..n]);
                 }
             }
-            let n = if node.shape == SCALAR {
-                1
-            } else {
-                shapes[node.shape as usize].numel()
-            };
-            let (before, out) = values.split_at_mut(node.offset());
-            node.op
-                .forward(&views(nodes, shapes, before, inputs), &mut out[..n]);
         }
     }
 
@@ -564,12 +720,8 @@ fn views<'a>(
     let mut views = SmallVec::new();
     for &id in ids {
         let node = &nodes[id as usize];
-        let shape = &shapes[node.shape as usize];
-        let len = if node.shape == SCALAR {
-            1
-        } else {
-            shape.numel()
-        };
+        let shape = &shapes[node.shape() as usize];
+        let len = if node.is_scalar() { 1 } else { shape.numel() };
         views.push(TensorRef::from_parts(
             &values[node.offset()..node.offset() + len],
             shape,
@@ -583,9 +735,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_scalar_node_with_its_value_and_gradient_takes_64_bytes() {
+    fn a_scalar_node_with_its_value_and_gradient_takes_48_bytes() {
         assert!(
-            std::mem::size_of::<Node>() <= 48,
+            std::mem::size_of::<Node>() <= 32,
             "{}",
             std::mem::size_of::<Node>()
         );

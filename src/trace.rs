@@ -98,6 +98,7 @@ pub fn trace(output: Var<'_>, grads: &Gradients) -> Result<Trace> {
         let upstream = grads.wrt(Var::new(tape, id))?;
         let inner = tape.inner.borrow();
         let node = &inner.nodes[id as usize];
+        let op = inner.op(node);
         let value = inner.value(id);
         let inputs: SmallVec<[TensorRef<'_>; 4]> =
             inner.inputs(node).iter().map(|&i| inner.value(i)).collect();
@@ -105,13 +106,13 @@ pub fn trace(output: Var<'_>, grads: &Gradients) -> Result<Trace> {
             (Vec::new(), Vec::new())
         } else {
             let ones = Tensor::ones(value.shape().clone());
-            let local = input_gradients(&node.op, &inputs, value, ones.view())?;
-            let gradient = if node.requires_grad {
-                let passed = input_gradients(&node.op, &inputs, value, upstream.view())?;
+            let local = input_gradients(&op, &inputs, value, ones.view())?;
+            let gradient = if node.requires_grad() {
+                let passed = input_gradients(&op, &inputs, value, upstream.view())?;
                 passed
                     .into_iter()
                     .zip(inner.inputs(node))
-                    .map(|(g, &i)| inner.nodes[i as usize].requires_grad.then_some(g))
+                    .map(|(g, &i)| inner.nodes[i as usize].requires_grad().then_some(g))
                     .collect()
             } else {
                 Vec::new()
@@ -121,9 +122,9 @@ pub fn trace(output: Var<'_>, grads: &Gradients) -> Result<Trace> {
         rows.push(TraceRow {
             id,
             label: None,
-            op: node.op.name().to_string(),
+            op: op.name().to_string(),
             inputs: inner.inputs(node).to_vec(),
-            requires_grad: node.requires_grad,
+            requires_grad: node.requires_grad(),
             value: value.to_tensor(),
             local,
             upstream,

@@ -70,21 +70,19 @@ impl<'t> Var<'t> {
     /// The shape.
     pub fn shape(&self) -> Shape {
         let inner = self.tape.inner.borrow();
-        inner.shape(inner.nodes[self.id as usize].shape).clone()
+        inner.shape(inner.nodes[self.id as usize].shape()).clone()
     }
 
     /// The name of the op that made this variable (`"leaf"` for inputs).
     pub fn op_name(&self) -> String {
-        self.tape.inner.borrow().nodes[self.id as usize]
-            .op
-            .name()
-            .to_string()
+        let inner = self.tape.inner.borrow();
+        inner.op(&inner.nodes[self.id as usize]).name().to_string()
     }
 
     /// True if gradients flow into this variable (a `var`/`tensor` leaf or a result
     /// that depends on one outside a no-grad scope).
     pub fn requires_grad(&self) -> bool {
-        self.tape.inner.borrow().nodes[self.id as usize].requires_grad
+        self.tape.inner.borrow().nodes[self.id as usize].requires_grad()
     }
 
     /// A copy of this value that gradients do not flow through.
@@ -110,10 +108,10 @@ impl<'t> Var<'t> {
         let node = &inner.nodes[self.id as usize];
         if !node.is_leaf() {
             return Err(Error::NotALeaf {
-                op: node.op.name().to_string(),
+                op: inner.op(node).name().to_string(),
             });
         }
-        let shape = inner.shape(node.shape);
+        let shape = inner.shape(node.shape());
         if shape != value.shape() {
             return Err(Error::ShapeMismatch {
                 op: "set_value".into(),
@@ -132,7 +130,7 @@ impl<'t> Var<'t> {
         {
             let mut inner = self.tape.inner.borrow_mut();
             let node = &inner.nodes[self.id as usize];
-            if node.is_leaf() && node.shape == crate::tape::SCALAR {
+            if node.is_leaf() && node.is_scalar() {
                 let offset = node.offset();
                 inner.values[offset] = value;
                 return Ok(());

@@ -105,7 +105,8 @@ fn a_million_node_chain_runs_backward_without_recursion() -> Result<()> {
         product *= v.cos();
         v = v.sin();
     }
-    assert_eq!(x.item()?, v);
+    // The tape's sine is libm's; std's may differ in the last bit at some steps.
+    assert!((x.item()? - v).abs() <= 1e-12 * v.abs());
     let g = grads.wrt_scalar(x0)?;
     assert!(
         (g - product).abs() <= 1e-12 * product.abs(),

@@ -49,6 +49,14 @@ pub(crate) trait Unary {
     fn value(&self, x: f64) -> f64;
     /// dy/dx at x, given y = f(x) (whichever is cheaper to use).
     fn derivative(&self, x: f64, y: f64) -> f64;
+    /// (y, dy/dx) at x together: what the tape computes when it records a scalar node.
+    /// Override it when both share work (sine and cosine share one range reduction);
+    /// the results must equal `value` and `derivative` bit for bit.
+    #[inline(always)]
+    fn value_and_derivative(&self, x: f64) -> (f64, f64) {
+        let y = self.value(x);
+        (y, self.derivative(x, y))
+    }
     /// Points where the gradient checker tests the op.
     fn check_at(&self) -> &'static [f64];
     /// Where random gradient checks may draw x.
@@ -73,6 +81,14 @@ pub(crate) trait Binary {
     fn value(&self, a: f64, b: f64) -> f64;
     /// (∂y/∂a, ∂y/∂b) at (a, b), given y = f(a, b).
     fn derivative(&self, a: f64, b: f64, y: f64) -> (f64, f64);
+    /// (y, ∂y/∂a, ∂y/∂b) at (a, b) together: what the tape computes when it records a
+    /// scalar node.
+    #[inline(always)]
+    fn value_and_derivative(&self, a: f64, b: f64) -> (f64, f64, f64) {
+        let y = self.value(a, b);
+        let (da, db) = self.derivative(a, b, y);
+        (y, da, db)
+    }
     /// Points `(a, b)` where the gradient checker tests the op.
     fn check_at(&self) -> &'static [(f64, f64)];
     /// Where random gradient checks may draw a and b.
@@ -323,26 +339,18 @@ macro_rules! elementwise {
     };
 }
 
-/// The scalar rules of elementwise ops, by kind: the tape's fast path for scalar nodes.
+/// The scalar rule of an elementwise op, by kind: (y, ∂y/∂a, ∂y/∂b) for the tape's
+/// scalar nodes (b is ignored by unary ops); `None` for general ops.
 macro_rules! scalar_rule {
-    (forward unary $f:ident, $a:ident, $b:ident) => {
-        Some(Unary::value($f, $a))
-    };
-    (forward binary $f:ident, $a:ident, $b:ident) => {
-        Some(Binary::value($f, $a, $b))
-    };
-    (forward general $f:ident, $a:ident, $b:ident) => {{
-        let _ = ($f, $a, $b);
-        None
+    (unary $f:expr, $a:ident, $b:ident) => {{
+        let (y, d) = Unary::value_and_derivative($f, $a);
+        Some((y, d, 0.0))
     }};
-    (derivative unary $f:ident, $a:ident, $b:ident, $y:ident) => {
-        Some((Unary::derivative($f, $a, $y), 0.0))
+    (binary $f:expr, $a:ident, $b:ident) => {
+        Some(Binary::value_and_derivative($f, $a, $b))
     };
-    (derivative binary $f:ident, $a:ident, $b:ident, $y:ident) => {
-        Some(Binary::derivative($f, $a, $b, $y))
-    };
-    (derivative general $f:ident, $a:ident, $b:ident, $y:ident) => {{
-        let _ = ($f, $a, $b, $y);
+    (general $f:expr, $a:ident, $b:ident) => {{
+        let _ = ($f, $a, $b);
         None
     }};
 }
@@ -361,12 +369,64 @@ macro_rules! ops {
             $( $variant($family::$ty), )*
         }
 
+        /// Which op made a node, without its parameters: one byte in every node.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u8)]
+        pub(crate) enum OpCode {
+            Leaf,
+            Custom,
+            $( $variant, )*
+        }
+
+        impl OpCode {
+            /// True when the op of this code carries parameters.
+            #[inline]
+            pub(crate) fn has_params(self) -> bool {
+                match self {
+                    OpCode::Leaf => false,
+                    OpCode::Custom => true,
+                    $( OpCode::$variant => std::mem::size_of::<$family::$ty>() != 0, )*
+                }
+            }
+        }
+
         impl Op {
             pub(crate) fn name(&self) -> &str {
                 match self {
                     Op::Leaf => "leaf",
                     Op::Custom(f) => f.name(),
                     $( Op::$variant(f) => Function::name(f), )*
+                }
+            }
+
+            /// The op's code.
+            #[inline(always)]
+            pub(crate) fn code(&self) -> OpCode {
+                match self {
+                    Op::Leaf => OpCode::Leaf,
+                    Op::Custom(_) => OpCode::Custom,
+                    $( Op::$variant(_) => OpCode::$variant, )*
+                }
+            }
+
+            /// True when the op carries parameters, so that its code alone cannot
+            /// rebuild it.
+            #[inline(always)]
+            pub(crate) fn has_params(&self) -> bool {
+                match self {
+                    Op::Leaf => false,
+                    Op::Custom(_) => true,
+                    $( Op::$variant(_) => std::mem::size_of::<$family::$ty>() != 0, )*
+                }
+            }
+
+            /// The op of `code` when it carries no parameters.
+            pub(crate) fn from_code(code: OpCode) -> Option<Op> {
+                match code {
+                    OpCode::Leaf => Some(Op::Leaf),
+                    OpCode::Custom => None,
+                    $( OpCode::$variant => (std::mem::size_of::<$family::$ty>() == 0)
+                        .then(|| Op::$variant(<$family::$ty>::default())), )*
                 }
             }
 
@@ -378,23 +438,36 @@ macro_rules! ops {
                 }
             }
 
-            /// y = f(a) or f(a, b) for an elementwise built-in op on scalars (b is
-            /// ignored by unary ops); `None` for every other op.
+            /// (y, ∂y/∂a, ∂y/∂b) of an elementwise built-in op on scalars (b is ignored
+            /// by unary ops); `None` for every other op.
             #[inline(always)]
-            pub(crate) fn scalar_forward(&self, a: f64, b: f64) -> Option<f64> {
+            pub(crate) fn scalar_eval(&self, a: f64, b: f64) -> Option<(f64, f64, f64)> {
                 match self {
-                    $( Op::$variant(f) => scalar_rule!(forward $kind f, a, b), )*
+                    $( Op::$variant(f) => scalar_rule!($kind f, a, b), )*
                     Op::Leaf | Op::Custom(_) => None,
                 }
             }
 
-            /// (∂y/∂a, ∂y/∂b) for an elementwise built-in op on scalars; `None` for
-            /// every other op.
-            #[inline(always)]
-            pub(crate) fn scalar_derivative(&self, a: f64, b: f64, y: f64) -> Option<(f64, f64)> {
-                match self {
-                    $( Op::$variant(f) => scalar_rule!(derivative $kind f, a, b, y), )*
-                    Op::Leaf | Op::Custom(_) => None,
+            /// [`scalar_eval`](Op::scalar_eval) from an op's code, with `params` the op
+            /// itself when it carries parameters: replay's dispatch, one `match`.
+            #[inline]
+            pub(crate) fn scalar_eval_code(
+                code: OpCode,
+                params: Option<&Op>,
+                a: f64,
+                b: f64,
+            ) -> Option<(f64, f64, f64)> {
+                match code {
+                    $( OpCode::$variant => {
+                        if std::mem::size_of::<$family::$ty>() == 0 {
+                            scalar_rule!($kind &<$family::$ty>::default(), a, b)
+                        } else if let Some(Op::$variant(f)) = params {
+                            scalar_rule!($kind f, a, b)
+                        } else {
+                            None
+                        }
+                    } )*
+                    OpCode::Leaf | OpCode::Custom => None,
                 }
             }
 
