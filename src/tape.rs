@@ -223,6 +223,19 @@ impl Inner {
         offset
     }
 
+    /// A one-number slot at the end of the recording, holding `y`.
+    #[inline(always)]
+    fn push_scalar(&mut self, y: f64) -> u32 {
+        let offset = self.used;
+        if offset < self.values.len() {
+            self.values[offset] = y;
+        } else {
+            self.values.push(y);
+        }
+        self.used = offset + 1;
+        u32::try_from(offset).expect("a tape holds at most 2^32 values")
+    }
+
     fn intern(&mut self, shape: Shape) -> ShapeId {
         if shape.is_scalar() {
             SCALAR
@@ -362,9 +375,16 @@ impl Tape {
     #[inline]
     fn leaf_scalar(&self, value: f64, requires_grad: bool) -> Var<'_> {
         let mut inner = self.inner.borrow_mut();
-        let offset = inner.slot(1);
-        inner.values[offset] = value;
-        self.push_general(&mut inner, Op::Leaf, &[], offset, SCALAR, requires_grad)
+        let offset = inner.push_scalar(value);
+        let node = Node {
+            args: [0, 0],
+            offset,
+            code: OpCode::Leaf,
+            kind: Kind::Leaf,
+            flags: self.flags(requires_grad, true),
+            data: [u64::from(SCALAR), 0],
+        };
+        self.push(&mut inner, node)
     }
 
     pub(crate) fn leaf(&self, value: TensorRef<'_>, requires_grad: bool) -> Var<'_> {
@@ -513,9 +533,7 @@ impl Tape {
             return Err(op);
         };
         let flags = self.flags((a_flags | b_flags) & REQUIRES_GRAD != 0, true);
-        let offset = inner.slot(1);
-        inner.values[offset] = y;
-        let offset = u32::try_from(offset).expect("a tape holds at most 2^32 values");
+        let offset = inner.push_scalar(y);
         let code = op.code();
         let (kind, args) = match b {
             Some(b) => (Kind::Binary, [a.id(), b.id()]),
@@ -539,6 +557,7 @@ impl Tape {
 
     /// Everything [`record`](Tape::record)'s fast path does not cover: tensors, user
     /// functions, errors.
+    #[cold]
     #[inline(never)]
     fn record_general<'t>(&'t self, op: Op, inputs: &[Var<'t>]) -> Result<Var<'t>> {
         for x in inputs {
@@ -636,11 +655,13 @@ impl Tape {
                 Kind::Unary | Kind::Binary => {
                     let [a, b] = node.args();
                     let va = values[nodes[a as usize].offset()];
-                    let (vb, params) = if node.kind == Kind::Binary {
-                        (values[nodes[b as usize].offset()], None)
+                    let vb = if node.kind == Kind::Binary {
+                        values[nodes[b as usize].offset()]
                     } else {
-                        (0.0, node.op_index().map(|k| &ops[k]))
+                        0.0
                     };
+                    // Only a unary op has parameters; its index in `ops` is `args[1]`.
+                    let params = || ops.get(b as usize);
                     if let Some((y, da, db)) = Op::scalar_eval_code(node.code, params, va, vb) {
                         values[node.offset()] = y;
                         nodes[id].data = [da.to_bits(), db.to_bits()];

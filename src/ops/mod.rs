@@ -448,12 +448,13 @@ macro_rules! ops {
                 }
             }
 
-            /// [`scalar_eval`](Op::scalar_eval) from an op's code, with `params` the op
-            /// itself when it carries parameters: replay's dispatch, one `match`.
+            /// [`scalar_eval`](Op::scalar_eval) from an op's code; `params` gives the op
+            /// itself and is called only when the op carries parameters. Replay's
+            /// dispatch: one `match`.
             #[inline]
-            pub(crate) fn scalar_eval_code(
+            pub(crate) fn scalar_eval_code<'a>(
                 code: OpCode,
-                params: Option<&Op>,
+                params: impl FnOnce() -> Option<&'a Op>,
                 a: f64,
                 b: f64,
             ) -> Option<(f64, f64, f64)> {
@@ -461,7 +462,7 @@ macro_rules! ops {
                     $( OpCode::$variant => {
                         if std::mem::size_of::<$family::$ty>() == 0 {
                             scalar_rule!($kind &<$family::$ty>::default(), a, b)
-                        } else if let Some(Op::$variant(f)) = params {
+                        } else if let Some(Op::$variant(f)) = params() {
                             scalar_rule!($kind f, a, b)
                         } else {
                             None
