@@ -198,6 +198,13 @@ fn sweep(
     }
 
     let (nodes, values) = (&inner.nodes[..], &inner.values[..]);
+    let g = &mut grads.data;
+    // The last sum written into a scalar input's gradient stays in a register
+    // (`carry`, the gradient of node `carry_for`): if the sweep reaches that input
+    // before any other node writes to it, the sum is final and needs no load, which
+    // takes the store-to-load round trip out of a chain's critical path. Any node that
+    // could write a gradient replaces or clears the carry.
+    let (mut carry_for, mut carry) = (usize::MAX, 0.0);
     for id in (0..=root as usize).rev() {
         let node = &nodes[id];
         if !node.requires_grad() {
@@ -207,20 +214,38 @@ fn sweep(
             Kind::Leaf => {}
             // Scalar nodes carry their partial derivatives: two multiply-adds at most.
             Kind::Unary => {
-                let g = &mut grads.data;
-                let gy = g[node.offset()];
+                let gy = if carry_for == id {
+                    carry
+                } else {
+                    g[node.offset()]
+                };
                 let (da, _) = node.partials();
-                g[nodes[node.args()[0] as usize].offset()] += gy * da;
+                let a = node.args()[0] as usize;
+                let a_at = nodes[a].offset();
+                let ga = g[a_at] + gy * da;
+                g[a_at] = ga;
+                (carry_for, carry) = (a, ga);
             }
             Kind::Binary => {
-                let g = &mut grads.data;
-                let gy = g[node.offset()];
+                let gy = if carry_for == id {
+                    carry
+                } else {
+                    g[node.offset()]
+                };
                 let (da, db) = node.partials();
-                let [a, b] = node.args();
-                g[nodes[a as usize].offset()] += gy * da;
-                g[nodes[b as usize].offset()] += gy * db;
+                let [a, b] = node.args().map(|i| i as usize);
+                let (a_at, b_at) = (nodes[a].offset(), nodes[b].offset());
+                let ga = g[a_at] + gy * da;
+                g[a_at] = ga;
+                let gb = g[b_at] + gy * db;
+                g[b_at] = gb;
+                // Carry the later input (with a == b, gb already includes ga).
+                (carry_for, carry) = if b >= a { (b, gb) } else { (a, ga) };
             }
-            Kind::General => general_backward(&inner, node, values, &mut grads.data)?,
+            Kind::General => {
+                general_backward(&inner, node, values, g)?;
+                carry_for = usize::MAX;
+            }
         }
     }
     Ok(())
