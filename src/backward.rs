@@ -257,6 +257,21 @@ fn general_backward(inner: &Inner, node: &Node, values: &[f64], grads: &mut [f64
     let inputs = inner.inputs(node);
     let (before, from_node) = grads.split_at_mut(node.offset());
     let n = inner.numel(node);
+    // Elementwise ops on tensors skip building views: raw slices suffice.
+    if let Some([(oa, la), (ob, lb)]) = inner.cyclic_operands(node) {
+        let y_at = node.offset();
+        if inner.general_op(node).backward_slices(
+            &values[oa..oa + la],
+            &values[ob..ob + lb],
+            &values[y_at..y_at + n],
+            &from_node[..n],
+            before,
+            oa,
+            ob,
+        ) {
+            return Ok(());
+        }
+    }
     let shape = inner.shape(node.shape());
     let gy = TensorRef::from_parts(&from_node[..n], shape);
     let y = TensorRef::from_parts(&values[node.offset()..node.offset() + n], shape);

@@ -17,8 +17,26 @@ use std::fmt;
 /// assert_eq!(s.to_string(), "[2, 3]");
 /// assert!(Shape::scalar().is_scalar());
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Default)]
 pub struct Shape(SmallVec<[usize; 4]>);
+
+// Shapes are compared on every recorded op; a short inline loop (and the identity test
+// for interned shapes) is much cheaper than the byte comparison `derive` would call.
+impl PartialEq for Shape {
+    #[inline]
+    fn eq(&self, other: &Shape) -> bool {
+        std::ptr::eq(self, other)
+            || (self.0.len() == other.0.len() && self.0.iter().zip(&other.0).all(|(a, b)| a == b))
+    }
+}
+
+impl Eq for Shape {}
+
+impl std::hash::Hash for Shape {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0[..].hash(state);
+    }
+}
 
 impl Shape {
     /// The shape of a scalar: rank 0, one element.
@@ -186,7 +204,7 @@ pub(crate) struct BroadcastIndex {
 
 /// The operand's length if its elements repeat in order over `out`: its shape, leading
 /// ones dropped, equals the trailing axes of `out`.
-fn cyclic_len(operand: &Shape, out: &Shape) -> Option<usize> {
+pub(crate) fn cyclic_len(operand: &Shape, out: &Shape) -> Option<usize> {
     let dims = operand.dims();
     let first = dims.iter().position(|&d| d != 1).unwrap_or(dims.len());
     let tail = &dims[first..];

@@ -9,15 +9,61 @@
 use crate::error::{Error, Result};
 use crate::function::{AsFunction, UserFunction};
 use crate::ops::{Op, OpCode};
-use crate::shape::Shape;
+use crate::shape::{cyclic_len, Shape};
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::Var;
 use indexmap::IndexSet;
 use rustc_hash::FxBuildHasher;
 
-/// The interned shapes of a tape. Shapes are short lists of small numbers, so a fast
-/// non-cryptographic hash suffices.
-pub(crate) type ShapeSet = IndexSet<Shape, FxBuildHasher>;
+/// The interned shapes of a tape, each with its number of elements. Shapes are short
+/// lists of small numbers, so a fast non-cryptographic hash suffices.
+pub(crate) struct ShapeSet {
+    set: IndexSet<Shape, FxBuildHasher>,
+    numels: Vec<usize>,
+}
+
+impl ShapeSet {
+    /// A set holding the scalar shape, as id `SCALAR`.
+    fn new() -> ShapeSet {
+        let mut shapes = ShapeSet {
+            set: IndexSet::default(),
+            numels: Vec::new(),
+        };
+        shapes.intern(&Shape::scalar());
+        shapes
+    }
+
+    /// The number of elements of shape `id`.
+    #[inline]
+    pub(crate) fn numel(&self, id: ShapeId) -> usize {
+        self.numels[id as usize]
+    }
+
+    /// The id of `shape`, interning it if it is new.
+    fn intern(&mut self, shape: &Shape) -> ShapeId {
+        let id = match self.set.get_index_of(shape) {
+            Some(id) => id,
+            None => {
+                self.numels.push(shape.numel());
+                self.set.insert_full(shape.clone()).0
+            }
+        };
+        ShapeId::try_from(id).expect("a tape holds at most 2^32 shapes")
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.set.capacity() * std::mem::size_of::<Shape>()
+            + self.numels.capacity() * std::mem::size_of::<usize>()
+    }
+}
+
+impl std::ops::Index<usize> for ShapeSet {
+    type Output = Shape;
+    #[inline]
+    fn index(&self, id: usize) -> &Shape {
+        &self.set[id]
+    }
+}
 use smallvec::SmallVec;
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -179,12 +225,27 @@ impl Inner {
         &self.shapes[id as usize]
     }
 
+    #[inline]
     pub(crate) fn numel(&self, node: &Node) -> usize {
         if node.is_scalar() {
             1
         } else {
-            self.shape(node.shape()).numel()
+            self.shapes.numel(node.shape())
         }
+    }
+
+    /// For a tensor node of a built-in elementwise op whose operands each repeat
+    /// cyclically over its output (equal shapes, scalars, rows broadcast down leading
+    /// axes): the `(offset, len)` of its one or two operands, for the slice kernels.
+    #[inline]
+    pub(crate) fn cyclic_operands(&self, node: &Node) -> Option<[(usize, usize); 2]> {
+        elementwise_operands(
+            &self.nodes,
+            &self.shapes,
+            &self.ops,
+            node,
+            &self.extra_inputs,
+        )
     }
 
     /// The op that made `node`.
@@ -236,11 +297,11 @@ impl Inner {
         u32::try_from(offset).expect("a tape holds at most 2^32 values")
     }
 
-    fn intern(&mut self, shape: Shape) -> ShapeId {
+    fn intern(&mut self, shape: &Shape) -> ShapeId {
         if shape.is_scalar() {
             SCALAR
         } else {
-            self.shapes.insert_full(shape).0 as ShapeId
+            self.shapes.intern(shape)
         }
     }
 }
@@ -293,8 +354,7 @@ impl Tape {
 
     /// An empty tape with room for `nodes` nodes holding `values` numbers in all.
     pub fn with_capacity(nodes: usize, values: usize) -> Tape {
-        let mut shapes = ShapeSet::default();
-        shapes.insert(Shape::scalar());
+        let shapes = ShapeSet::new();
         Tape {
             id: NEXT_TAPE_ID.fetch_add(1, Ordering::Relaxed),
             inner: RefCell::new(Inner {
@@ -330,7 +390,7 @@ impl Tape {
         let inner = self.inner.borrow();
         inner.nodes.capacity() * std::mem::size_of::<Node>()
             + inner.values.capacity() * std::mem::size_of::<f64>()
-            + inner.shapes.capacity() * std::mem::size_of::<Shape>()
+            + inner.shapes.heap_bytes()
             + inner.ops.capacity() * std::mem::size_of::<Op>()
             + inner.extra_inputs.capacity() * std::mem::size_of::<NodeId>()
     }
@@ -389,7 +449,7 @@ impl Tape {
 
     pub(crate) fn leaf(&self, value: TensorRef<'_>, requires_grad: bool) -> Var<'_> {
         let mut inner = self.inner.borrow_mut();
-        let shape = inner.intern(value.shape().clone());
+        let shape = inner.intern(value.shape());
         let offset = inner.slot(value.data().len());
         inner.values[offset..offset + value.data().len()].copy_from_slice(value.data());
         self.push_general(&mut inner, Op::Leaf, &[], offset, shape, requires_grad)
@@ -436,16 +496,17 @@ impl Tape {
                 [start, 0]
             }
         };
+        let code = op.code();
         let (kind, op_index) = if inputs.is_empty() {
             (Kind::Leaf, 0)
         } else {
-            inner.ops.push(op.clone());
+            inner.ops.push(op);
             (Kind::General, inner.ops.len() as u64 - 1)
         };
         let node = Node {
             args,
             offset,
-            code: op.code(),
+            code,
             kind,
             flags: self.flags(requires_grad, shape == SCALAR),
             data: [u64::from(shape) | (u64::from(arity) << 32), op_index],
@@ -582,8 +643,12 @@ impl Tape {
             input_shapes.push(node.shape());
         }
 
-        let shape_id = if all_scalar && op.is_elementwise() && !inputs.is_empty() {
+        let elementwise = op.is_elementwise() && !inputs.is_empty();
+        let shape_id = if all_scalar && elementwise {
             SCALAR
+        } else if elementwise && input_shapes.iter().all(|&id| id == input_shapes[0]) {
+            // Interned shapes are equal exactly when their ids are.
+            input_shapes[0]
         } else {
             let mut shapes: SmallVec<[&Shape; 4]> = SmallVec::new();
             for &id in &input_shapes {
@@ -594,24 +659,24 @@ impl Tape {
             // Most outputs have the shape of an input: no need to hash it again.
             match input_shapes.iter().find(|&&id| *inner.shape(id) == shape) {
                 Some(&id) => id,
-                None => inner.intern(shape),
+                None => inner.intern(&shape),
             }
         };
 
-        let n = if shape_id == SCALAR {
-            1
-        } else {
-            inner.shape(shape_id).numel()
-        };
+        let n = inner.shapes.numel(shape_id);
         let offset = inner.slot(n);
-        {
-            let (before, out) = inner.values.split_at_mut(offset);
-            op.forward(
-                &views(&inner.nodes, &inner.shapes, before, &ids),
-                &mut out[..n],
-            );
-        }
-        Ok(self.push_general(inner, op, &ids, offset, shape_id, requires_grad))
+        let var = self.push_general(inner, op, &ids, offset, shape_id, requires_grad);
+        // The node is recorded first, so that computing its value is replay's code.
+        let Inner {
+            nodes,
+            values,
+            shapes,
+            ops,
+            extra_inputs,
+            ..
+        } = inner;
+        forward_general(nodes, values, shapes, ops, extra_inputs, var.id() as usize);
+        Ok(var)
     }
 
     /// Recomputes every recorded node from its inputs, in recording order, after leaf
@@ -667,17 +732,7 @@ impl Tape {
                         nodes[id].data = [da.to_bits(), db.to_bits()];
                     }
                 }
-                Kind::General => {
-                    let op = &ops[node.data[1] as usize];
-                    let inputs = node.inputs(extra_inputs);
-                    let n = if node.is_scalar() {
-                        1
-                    } else {
-                        shapes[node.shape() as usize].numel()
-                    };
-                    let (before, out) = values.split_at_mut(node.offset());
-                    op.forward(&views(nodes, shapes, before, inputs), &mut out[..n]);
-                }
+                Kind::General => forward_general(nodes, values, shapes, ops, extra_inputs, id),
             }
         }
     }
@@ -730,6 +785,60 @@ impl Drop for NoGrad<'_> {
     }
 }
 
+/// Computes the value of general node `id` from its inputs' values.
+#[inline]
+fn forward_general(
+    nodes: &[Node],
+    values: &mut [f64],
+    shapes: &ShapeSet,
+    ops: &[Op],
+    extra: &[NodeId],
+    id: usize,
+) {
+    let node = &nodes[id];
+    let op = &ops[node.data[1] as usize];
+    let n = shapes.numel(node.shape());
+    let (before, out) = values.split_at_mut(node.offset());
+    let out = &mut out[..n];
+    // Elementwise ops on tensors skip building views: raw slices suffice.
+    if let Some([(oa, la), (ob, lb)]) = elementwise_operands(nodes, shapes, ops, node, extra) {
+        if op.forward_slices(&before[oa..oa + la], &before[ob..ob + lb], out) {
+            return;
+        }
+    }
+    op.forward(&views(nodes, shapes, before, node.inputs(extra)), out);
+}
+
+/// See [`Inner::cyclic_operands`]; a free function so that replay can call it while it
+/// writes into the value arena.
+#[inline]
+fn elementwise_operands(
+    nodes: &[Node],
+    shapes: &ShapeSet,
+    ops: &[Op],
+    node: &Node,
+    extra: &[NodeId],
+) -> Option<[(usize, usize); 2]> {
+    if node.kind != Kind::General || !ops[node.data[1] as usize].is_elementwise() {
+        return None;
+    }
+    let out = node.shape();
+    let mut operands = [(0, 0); 2];
+    let inputs = node.inputs(extra);
+    if inputs.len() > 2 {
+        return None;
+    }
+    for (slot, &i) in operands.iter_mut().zip(inputs) {
+        let input = &nodes[i as usize];
+        let shape = input.shape();
+        if shape != out && cyclic_len(&shapes[shape as usize], &shapes[out as usize]).is_none() {
+            return None;
+        }
+        *slot = (input.offset(), shapes.numel(shape));
+    }
+    Some(operands)
+}
+
 /// Views of the values of nodes `ids`, cut from `values` (the arena up to the node that
 /// reads them).
 fn views<'a>(
@@ -742,7 +851,7 @@ fn views<'a>(
     for &id in ids {
         let node = &nodes[id as usize];
         let shape = &shapes[node.shape() as usize];
-        let len = if node.is_scalar() { 1 } else { shape.numel() };
+        let len = shapes.numel(node.shape());
         views.push(TensorRef::from_parts(
             &values[node.offset()..node.offset() + len],
             shape,

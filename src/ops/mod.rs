@@ -221,6 +221,127 @@ fn binary_backward<B: Binary>(
     }
 }
 
+/// The elementwise kernels on raw slices that replay and backward use for tensor nodes:
+/// an operand shorter than the output repeats cyclically over it (`a[k % a.len()]`),
+/// which covers equal shapes, scalars and rows broadcast down the leading axes.
+mod slices {
+    use super::{Binary, Unary};
+
+    /// Calls `f(k, ia)` for `k < n` with `ia = k % len`, without a division.
+    #[inline(always)]
+    fn cyclic(n: usize, len: usize, mut f: impl FnMut(usize, usize)) {
+        let mut i = 0;
+        for k in 0..n {
+            f(k, i);
+            i += 1;
+            if i == len {
+                i = 0;
+            }
+        }
+    }
+
+    #[inline]
+    pub(super) fn unary_forward<U: Unary>(op: &U, x: &[f64], y: &mut [f64]) {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = op.value(x);
+        }
+    }
+
+    #[inline]
+    pub(super) fn unary_backward<U: Unary>(
+        op: &U,
+        x: &[f64],
+        y: &[f64],
+        gy: &[f64],
+        gx: &mut [f64],
+    ) {
+        for k in 0..gx.len() {
+            gx[k] += gy[k] * op.derivative(x[k], y[k]);
+        }
+    }
+
+    #[inline]
+    pub(super) fn binary_forward<B: Binary>(op: &B, a: &[f64], b: &[f64], y: &mut [f64]) {
+        if a.len() == y.len() && b.len() == y.len() {
+            for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+                *y = op.value(a, b);
+            }
+        } else if a.len() == y.len() {
+            cyclic(y.len(), b.len(), |k, ib| y[k] = op.value(a[k], b[ib]));
+        } else {
+            let mut ia = 0;
+            cyclic(y.len(), b.len(), |k, ib| {
+                y[k] = op.value(a[ia], b[ib]);
+                ia += 1;
+                if ia == a.len() {
+                    ia = 0;
+                }
+            });
+        }
+    }
+
+    /// Adds the gradients of both operands into `g` at `oa` and `ob` (which may be
+    /// equal, for `x op x`).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub(super) fn binary_backward<B: Binary>(
+        op: &B,
+        a: &[f64],
+        b: &[f64],
+        y: &[f64],
+        gy: &[f64],
+        g: &mut [f64],
+        oa: usize,
+        ob: usize,
+    ) {
+        let (mut ia, mut ib) = (0, 0);
+        for k in 0..y.len() {
+            let (da, db) = op.derivative(a[ia], b[ib], y[k]);
+            g[oa + ia] += gy[k] * da;
+            g[ob + ib] += gy[k] * db;
+            ia += 1;
+            if ia == a.len() {
+                ia = 0;
+            }
+            ib += 1;
+            if ib == b.len() {
+                ib = 0;
+            }
+        }
+    }
+}
+
+/// The slice kernels of an op, by kind: `true` when the op ran on the slices.
+macro_rules! slice_rule {
+    (forward unary $f:expr, $a:ident, $b:ident, $y:ident) => {{
+        let _ = $b;
+        slices::unary_forward($f, $a, $y);
+        true
+    }};
+    (forward binary $f:expr, $a:ident, $b:ident, $y:ident) => {{
+        slices::binary_forward($f, $a, $b, $y);
+        true
+    }};
+    (forward general $f:expr, $a:ident, $b:ident, $y:ident) => {{
+        let _ = ($f, $a, $b, $y);
+        false
+    }};
+    (backward unary $f:expr, $a:ident, $b:ident, $y:ident, $gy:ident, $g:ident, $oa:ident, $ob:ident) => {{
+        let _ = ($b, $ob);
+        let n = $y.len();
+        slices::unary_backward($f, $a, $y, $gy, &mut $g[$oa..$oa + n]);
+        true
+    }};
+    (backward binary $f:expr, $a:ident, $b:ident, $y:ident, $gy:ident, $g:ident, $oa:ident, $ob:ident) => {{
+        slices::binary_backward($f, $a, $b, $y, $gy, $g, $oa, $ob);
+        true
+    }};
+    (backward general $f:expr, $a:ident, $b:ident, $y:ident, $gy:ident, $g:ident, $oa:ident, $ob:ident) => {{
+        let _ = ($f, $a, $b, $y, $gy, $g, $oa, $ob);
+        false
+    }};
+}
+
 /// Checks that an op parameter is a finite number.
 pub(crate) fn finite(op: &str, name: &'static str, value: f64) -> Result<f64> {
     if value.is_finite() {
@@ -469,6 +590,38 @@ macro_rules! ops {
                         }
                     } )*
                     OpCode::Leaf | OpCode::Custom => None,
+                }
+            }
+
+            /// Forward of an elementwise built-in op on slices: `y[k] = f(a[k % a.len()],
+            /// b[k % b.len()])` (`b` is ignored by unary ops, whose `a` has `y`'s length).
+            /// `false`, doing nothing, for every other op.
+            #[inline]
+            pub(crate) fn forward_slices(&self, a: &[f64], b: &[f64], y: &mut [f64]) -> bool {
+                match self {
+                    $( Op::$variant(f) => slice_rule!(forward $kind f, a, b, y), )*
+                    Op::Leaf | Op::Custom(_) => false,
+                }
+            }
+
+            /// Backward of an elementwise built-in op on slices: adds the gradients of `a`
+            /// and `b` into `g` at offsets `oa` and `ob`. `false`, doing nothing, for
+            /// every other op.
+            #[allow(clippy::too_many_arguments)]
+            #[inline]
+            pub(crate) fn backward_slices(
+                &self,
+                a: &[f64],
+                b: &[f64],
+                y: &[f64],
+                gy: &[f64],
+                g: &mut [f64],
+                oa: usize,
+                ob: usize,
+            ) -> bool {
+                match self {
+                    $( Op::$variant(f) => slice_rule!(backward $kind f, a, b, y, gy, g, oa, ob), )*
+                    Op::Leaf | Op::Custom(_) => false,
                 }
             }
 
