@@ -4,11 +4,65 @@
 //! baseline at the end.
 
 use criterion::{criterion_group, Criterion};
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tapegrad::{Gradients, Tape, Tensor, Var};
+
+/// The system allocator, keeping count of the bytes live and their peak, so that W4 can
+/// report peak memory. A reallocation counts its old and new blocks together, as if it
+/// always moved: the peak is an upper bound.
+struct PeakCounting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn count_alloc(size: usize) {
+    let live = LIVE.fetch_add(size, Ordering::Relaxed) + size;
+    PEAK.fetch_max(live, Ordering::Relaxed);
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counters are
+// atomics, which do not allocate.
+unsafe impl GlobalAlloc for PeakCounting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_alloc(layout.size());
+        // SAFETY: the caller's contract for `alloc` is passed on as is.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_alloc(new_size);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller's contract for `realloc` is passed on as is.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: PeakCounting = PeakCounting;
+
+/// True when the command line selects `group` (no filter selects every group; a filter
+/// is matched as `|`-separated substrings, enough for the group names).
+fn selected(group: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    filters.is_empty()
+        || filters
+            .iter()
+            .any(|f| f.split('|').any(|part| group.contains(part)))
+}
 
 /// Mean time per iteration of every benchmark, by "group/name", as measured in this run.
 static MEANS: Mutex<BTreeMap<String, (Duration, u64)>> = Mutex::new(BTreeMap::new());
@@ -85,6 +139,16 @@ fn w1_plain(x: &[f64]) -> f64 {
     y
 }
 
+/// The plain function with libm's sine, which tapegrad's `sin` uses: on glibc systems it
+/// is faster than std's, so this row shows how much of tapegrad's ratio that accounts for.
+fn w1_plain_libm(x: &[f64]) -> f64 {
+    let mut y = 0.0;
+    for i in 0..x.len() - 1 {
+        y += libm::sin(x[i] * x[i + 1]) + x[i].tanh();
+    }
+    y
+}
+
 fn w1_hand_gradient(x: &[f64], g: &mut [f64]) -> f64 {
     g.fill(0.0);
     let mut y = 0.0;
@@ -120,6 +184,9 @@ fn w1_scalar(c: &mut Criterion) {
 
     bench(&mut group, name, "plain_f64", || {
         black_box(w1_plain(black_box(&x)));
+    });
+    bench(&mut group, name, "plain_f64_libm_sin", || {
+        black_box(w1_plain_libm(black_box(&x)));
     });
     bench(&mut group, name, "hand_gradient", || {
         black_box(w1_hand_gradient(black_box(&x), &mut g));
@@ -254,28 +321,38 @@ fn w4_chain(c: &mut Criterion) {
     group.finish();
     report(name, "plain_f64", Some(("node", CHAIN as f64)));
 
-    // Memory held at the end by the tape and its gradients. A fresh tape's vectors grow
-    // by doubling, so they hold some spare capacity (and, while one grows, briefly hold
-    // its old and new buffers at once); a tape sized up front holds exactly its nodes.
-    for (label, tape) in [
-        ("a fresh tape", Tape::new()),
-        (
-            "a tape made with_capacity",
-            Tape::with_capacity(CHAIN + 1, CHAIN + 1),
-        ),
-    ] {
+    // Peak heap memory while a fresh tape records the chain and backpropagates, and the
+    // memory held at the end by a tape sized up front.
+    if !selected(name) {
+        return;
+    }
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    {
+        let tape = Tape::new();
         let x0 = tape.var(0.9);
         let mut x = x0;
         for _ in 0..CHAIN {
             x = x.sin();
         }
-        let grads = x.backward().unwrap();
-        let bytes = tape.heap_bytes() + grads.heap_bytes();
-        println!(
-            "  memory held by {label} and its gradients: {:.1} bytes per node",
-            bytes as f64 / (CHAIN + 1) as f64
-        );
+        black_box(x.backward().unwrap().wrt_scalar(x0).unwrap());
     }
+    let peak = PEAK.load(Ordering::Relaxed) - before;
+    println!(
+        "  peak memory of a fresh tape, recording and backward: {:.1} bytes per node",
+        peak as f64 / (CHAIN + 1) as f64
+    );
+    let tape = Tape::with_capacity(CHAIN + 1, CHAIN + 1);
+    let x0 = tape.var(0.9);
+    let mut x = x0;
+    for _ in 0..CHAIN {
+        x = x.sin();
+    }
+    let grads = x.backward().unwrap();
+    println!(
+        "  memory held by a tape made with_capacity and its gradients: {:.1} bytes per node",
+        (tape.heap_bytes() + grads.heap_bytes()) as f64 / (CHAIN + 1) as f64
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -371,11 +448,63 @@ fn xor_by_tapegrad() -> f64 {
     params.get("w2").unwrap().data()[0] + params.get("b2").unwrap().data()[0]
 }
 
+/// The same training with the graph recorded once and replayed every epoch, through the
+/// public API: set the weights, replay, backward, read the gradients, update.
+fn xor_by_replay() -> f64 {
+    let (w1, b1, w2, b2) = xor_start();
+    let mut weights = [
+        Tensor::new(w1.iter().flatten().copied().collect(), [2, 4]).unwrap(),
+        Tensor::new(b1.to_vec(), [1, 4]).unwrap(),
+        Tensor::new(w2.to_vec(), [4, 1]).unwrap(),
+        Tensor::new(vec![b2], [1, 1]).unwrap(),
+    ];
+    let x = Tensor::new(XOR_X.iter().flatten().copied().collect(), [4, 2]).unwrap();
+    let y = Tensor::new(XOR_Y.to_vec(), [4, 1]).unwrap();
+    let tape = Tape::new();
+    let vars: Vec<Var<'_>> = weights.iter().map(|w| tape.tensor(w)).collect();
+    let h = tape
+        .constant_tensor(&x)
+        .matmul(vars[0])
+        .unwrap()
+        .try_add(vars[1])
+        .unwrap()
+        .sigmoid();
+    let o = h
+        .matmul(vars[2])
+        .unwrap()
+        .try_add(vars[3])
+        .unwrap()
+        .sigmoid();
+    let loss = o.half_sse(tape.constant_tensor(&y)).unwrap();
+    let (mut grads, mut g) = (Gradients::new(), [0.0; 8]);
+    for epoch in 0..XOR_EPOCHS {
+        if epoch > 0 {
+            for (v, w) in vars.iter().zip(&weights) {
+                v.set_value(w).unwrap();
+            }
+            tape.replay();
+        }
+        loss.backward_into(&mut grads).unwrap();
+        for (v, w) in vars.iter().zip(weights.iter_mut()) {
+            let g = &mut g[..w.numel()];
+            grads.wrt_into(*v, g).unwrap();
+            for (w, d) in w.data_mut().iter_mut().zip(g.iter()) {
+                *w -= 0.1 * d;
+            }
+        }
+    }
+    weights[2].data()[0] + weights[3].data()[0]
+}
+
 fn w2_xor(c: &mut Criterion) {
     let name = "w2_xor";
     assert!(
         (xor_by_hand() - xor_by_tapegrad()).abs() < 1e-9,
         "both trainings agree"
+    );
+    assert!(
+        (xor_by_hand() - xor_by_replay()).abs() < 1e-9,
+        "replayed training agrees"
     );
     let mut group = c.benchmark_group(name);
     group
@@ -386,6 +515,9 @@ fn w2_xor(c: &mut Criterion) {
     });
     bench(&mut group, name, "tapegrad_trainer", || {
         black_box(xor_by_tapegrad());
+    });
+    bench(&mut group, name, "tapegrad_replay", || {
+        black_box(xor_by_replay());
     });
     group.finish();
     report(
