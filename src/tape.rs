@@ -99,21 +99,22 @@ const IS_SCALAR: u8 = 2;
 ///
 /// A scalar node (`Kind::Unary`, `Kind::Binary`) stores its local partial derivatives,
 /// computed when it was recorded; backward multiplies them by the upstream gradient
-/// without looking at the op. A leaf or general node stores its shape, its number of
+/// without looking at the op. A unary op's parameter (the `c` of `x + c`) takes the
+/// place of the second partial. A leaf or general node stores its shape, its number of
 /// inputs and where its op sits in `Inner::ops` in the same 16 bytes.
 #[derive(Clone, Copy)]
 pub(crate) struct Node {
     /// The inputs when there are at most two; otherwise `args[0]` is where they start
-    /// in `Inner::extra_inputs`. A unary node whose op has parameters keeps the op's
-    /// index in `Inner::ops` in `args[1]`.
+    /// in `Inner::extra_inputs`.
     args: [NodeId; 2],
     /// Where the node's value (and gradient) starts in the arenas.
     offset: u32,
     pub(crate) code: OpCode,
     pub(crate) kind: Kind,
     flags: u8,
-    /// Scalar nodes: the bits of ∂y/∂a and ∂y/∂b. Leaves and general nodes: the shape
-    /// id (low 32 bits) with the arity (high 32 bits), and the op's index in `Inner::ops`.
+    /// Scalar nodes: the bits of ∂y/∂a, then of ∂y/∂b (binary) or of the op's
+    /// parameter (unary). Leaves and general nodes: the shape id (low 32 bits) with the
+    /// arity (high 32 bits), and the op's index in `Inner::ops`.
     data: [u64; 2],
 }
 
@@ -174,15 +175,10 @@ impl Node {
         self.args
     }
 
-    /// Where the op of a general node, or of a unary node with parameters, sits in
-    /// `Inner::ops`.
-    #[inline]
-    fn op_index(&self) -> Option<usize> {
-        match self.kind {
-            Kind::General => Some(self.data[1] as usize),
-            Kind::Unary if self.code.has_params() => Some(self.args[1] as usize),
-            _ => None,
-        }
+    /// The parameter of a unary node's op (meaningless for ops without one).
+    #[inline(always)]
+    fn param(&self) -> f64 {
+        f64::from_bits(self.data[1])
     }
 
     /// The node's inputs; `extra` is the tape's store for nodes with more than two.
@@ -250,9 +246,12 @@ impl Inner {
 
     /// The op that made `node`.
     pub(crate) fn op(&self, node: &Node) -> Op {
-        match node.op_index() {
-            Some(k) => self.ops[k].clone(),
-            None => Op::from_code(node.code).unwrap_or(Op::Leaf),
+        match node.kind {
+            Kind::General => self.general_op(node).clone(),
+            Kind::Unary if node.code.has_params() => {
+                Op::from_code_param(node.code, node.param()).unwrap_or(Op::Leaf)
+            }
+            _ => Op::from_code(node.code).unwrap_or(Op::Leaf),
         }
     }
 
@@ -567,10 +566,12 @@ impl Tape {
         a: Var<'t>,
         b: Option<Var<'t>>,
     ) -> std::result::Result<Var<'t>, Op> {
-        // A binary node has no room for its op: ops with parameters take the general path.
+        // A scalar node keeps one number of parameter, in place of a unary op's second
+        // partial; other ops with parameters take the general path.
         let params = op.has_params();
         if !std::ptr::eq(a.tape(), self)
             || b.is_some_and(|b| !std::ptr::eq(b.tape(), self) || params)
+            || (params && op.scalar_param().is_none())
         {
             return Err(op);
         }
@@ -595,23 +596,17 @@ impl Tape {
         };
         let flags = self.flags((a_flags | b_flags) & REQUIRES_GRAD != 0, true);
         let offset = inner.push_scalar(y);
-        let code = op.code();
-        let (kind, args) = match b {
-            Some(b) => (Kind::Binary, [a.id(), b.id()]),
-            None if params => {
-                let k = NodeId::try_from(inner.ops.len()).expect("at most 2^32 ops");
-                inner.ops.push(op);
-                (Kind::Unary, [a.id(), k])
-            }
-            None => (Kind::Unary, [a.id(), 0]),
+        let (kind, args, second) = match b {
+            Some(b) => (Kind::Binary, [a.id(), b.id()], db),
+            None => (Kind::Unary, [a.id(), 0], op.scalar_param().unwrap_or(0.0)),
         };
         let node = Node {
             args,
             offset,
-            code,
+            code: op.code(),
             kind,
             flags,
-            data: [da.to_bits(), db.to_bits()],
+            data: [da.to_bits(), second.to_bits()],
         };
         Ok(self.push(inner, node))
     }
@@ -725,11 +720,13 @@ impl Tape {
                     } else {
                         0.0
                     };
-                    // Only a unary op has parameters; its index in `ops` is `args[1]`.
-                    let params = || ops.get(b as usize);
-                    if let Some((y, da, db)) = Op::scalar_eval_code(node.code, params, va, vb) {
+                    if let Some((y, da, db)) = Op::scalar_eval_code(node.code, node.param(), va, vb)
+                    {
                         values[node.offset()] = y;
-                        nodes[id].data = [da.to_bits(), db.to_bits()];
+                        nodes[id].data[0] = da.to_bits();
+                        if node.kind == Kind::Binary {
+                            nodes[id].data[1] = db.to_bits();
+                        }
                     }
                 }
                 Kind::General => forward_general(nodes, values, shapes, ops, extra_inputs, id),

@@ -228,6 +228,12 @@ impl Default for LeakyRelu {
 
 impl Unary for LeakyRelu {
     const NAME: &'static str = "leaky_relu";
+    fn param(&self) -> Option<f64> {
+        Some(self.alpha)
+    }
+    fn with_param(p: f64) -> Self {
+        LeakyRelu { alpha: p }
+    }
     fn value(&self, x: f64) -> f64 {
         if x > 0.0 {
             x
@@ -288,6 +294,12 @@ impl Default for Elu {
 
 impl Unary for Elu {
     const NAME: &'static str = "elu";
+    fn param(&self) -> Option<f64> {
+        Some(self.alpha)
+    }
+    fn with_param(p: f64) -> Self {
+        Elu { alpha: p }
+    }
     fn value(&self, x: f64) -> f64 {
         if x > 0.0 {
             x
@@ -466,6 +478,12 @@ impl Default for Swish {
 
 impl Unary for Swish {
     const NAME: &'static str = "swish";
+    fn param(&self) -> Option<f64> {
+        Some(self.beta)
+    }
+    fn with_param(p: f64) -> Self {
+        Swish { beta: p }
+    }
     fn value(&self, x: f64) -> f64 {
         x * sigmoid(self.beta * x)
     }

@@ -252,6 +252,12 @@ impl Default for Powf {
 
 impl Unary for Powf {
     const NAME: &'static str = "powf";
+    fn param(&self) -> Option<f64> {
+        Some(self.p)
+    }
+    fn with_param(p: f64) -> Self {
+        Powf { p }
+    }
     fn value(&self, x: f64) -> f64 {
         x.powf(self.p)
     }
@@ -311,6 +317,12 @@ impl Default for Powi {
 
 impl Unary for Powi {
     const NAME: &'static str = "powi";
+    fn param(&self) -> Option<f64> {
+        Some(f64::from(self.n))
+    }
+    fn with_param(p: f64) -> Self {
+        Powi { n: p as i32 }
+    }
     fn value(&self, x: f64) -> f64 {
         x.powi(self.n)
     }
@@ -362,6 +374,12 @@ impl Default for AddScalar {
 
 impl Unary for AddScalar {
     const NAME: &'static str = "add_scalar";
+    fn param(&self) -> Option<f64> {
+        Some(self.c)
+    }
+    fn with_param(p: f64) -> Self {
+        AddScalar { c: p }
+    }
     fn value(&self, x: f64) -> f64 {
         x + self.c
     }
@@ -393,6 +411,12 @@ impl Default for MulScalar {
 
 impl Unary for MulScalar {
     const NAME: &'static str = "mul_scalar";
+    fn param(&self) -> Option<f64> {
+        Some(self.c)
+    }
+    fn with_param(p: f64) -> Self {
+        MulScalar { c: p }
+    }
     fn value(&self, x: f64) -> f64 {
         x * self.c
     }
@@ -424,6 +448,12 @@ impl Default for DivScalar {
 
 impl Unary for DivScalar {
     const NAME: &'static str = "div_scalar";
+    fn param(&self) -> Option<f64> {
+        Some(self.c)
+    }
+    fn with_param(p: f64) -> Self {
+        DivScalar { c: p }
+    }
     fn value(&self, x: f64) -> f64 {
         x / self.c
     }
@@ -455,6 +485,12 @@ impl Default for ScalarSub {
 
 impl Unary for ScalarSub {
     const NAME: &'static str = "scalar_sub";
+    fn param(&self) -> Option<f64> {
+        Some(self.c)
+    }
+    fn with_param(p: f64) -> Self {
+        ScalarSub { c: p }
+    }
     fn value(&self, x: f64) -> f64 {
         self.c - x
     }
@@ -486,6 +522,12 @@ impl Default for ScalarDiv {
 
 impl Unary for ScalarDiv {
     const NAME: &'static str = "scalar_div";
+    fn param(&self) -> Option<f64> {
+        Some(self.c)
+    }
+    fn with_param(p: f64) -> Self {
+        ScalarDiv { c: p }
+    }
     fn value(&self, x: f64) -> f64 {
         self.c / x
     }

@@ -49,6 +49,19 @@ pub(crate) trait Unary {
     fn value(&self, x: f64) -> f64;
     /// dy/dx at x, given y = f(x) (whichever is cheaper to use).
     fn derivative(&self, x: f64, y: f64) -> f64;
+    /// The op's parameter, for an op with one number as its parameter: the tape keeps it
+    /// in a scalar node, so that replay can rebuild the op.
+    fn param(&self) -> Option<f64> {
+        None
+    }
+    /// The op with parameter `p`, the inverse of [`param`](Unary::param).
+    fn with_param(p: f64) -> Self
+    where
+        Self: Sized + Default,
+    {
+        let _ = p;
+        Self::default()
+    }
     /// (y, dy/dx) at x together: what the tape computes when it records a scalar node.
     /// Override it when both share work (sine and cosine share one range reduction);
     /// the results must equal `value` and `derivative` bit for bit.
@@ -476,6 +489,24 @@ macro_rules! scalar_rule {
     }};
 }
 
+/// A unary op's parameter and the op rebuilt from it, by kind.
+macro_rules! param_rule {
+    (param unary $f:expr) => {
+        Unary::param($f)
+    };
+    (param $kind:ident $f:expr) => {{
+        let _ = $f;
+        None
+    }};
+    (rebuild unary $ty:ty, $p:ident) => {
+        Some(<$ty as Unary>::with_param($p))
+    };
+    (rebuild $kind:ident $ty:ty, $p:ident) => {{
+        let _ = $p;
+        None::<$ty>
+    }};
+}
+
 /// The registry: one line per built-in op, `kind Variant = family::Struct;`.
 ///
 /// `unary` and `binary` ops get their `Function` impl from their `Unary` / `Binary`
@@ -569,13 +600,31 @@ macro_rules! ops {
                 }
             }
 
-            /// [`scalar_eval`](Op::scalar_eval) from an op's code; `params` gives the op
-            /// itself and is called only when the op carries parameters. Replay's
-            /// dispatch: one `match`.
+            /// The parameter of a unary built-in op that has one number as parameter.
+            #[inline(always)]
+            pub(crate) fn scalar_param(&self) -> Option<f64> {
+                match self {
+                    $( Op::$variant(f) => param_rule!(param $kind f), )*
+                    Op::Leaf | Op::Custom(_) => None,
+                }
+            }
+
+            /// The unary op of `code` with parameter `p` (see
+            /// [`scalar_param`](Op::scalar_param)).
+            pub(crate) fn from_code_param(code: OpCode, p: f64) -> Option<Op> {
+                match code {
+                    $( OpCode::$variant => param_rule!(rebuild $kind $family::$ty, p)
+                        .map(Op::$variant), )*
+                    OpCode::Leaf | OpCode::Custom => None,
+                }
+            }
+
+            /// [`scalar_eval`](Op::scalar_eval) from an op's code and, for a unary op
+            /// with a parameter, the parameter: replay's dispatch, one `match`.
             #[inline]
-            pub(crate) fn scalar_eval_code<'a>(
+            pub(crate) fn scalar_eval_code(
                 code: OpCode,
-                params: impl FnOnce() -> Option<&'a Op>,
+                param: f64,
                 a: f64,
                 b: f64,
             ) -> Option<(f64, f64, f64)> {
@@ -583,10 +632,11 @@ macro_rules! ops {
                     $( OpCode::$variant => {
                         if std::mem::size_of::<$family::$ty>() == 0 {
                             scalar_rule!($kind &<$family::$ty>::default(), a, b)
-                        } else if let Some(Op::$variant(f)) = params() {
-                            scalar_rule!($kind f, a, b)
                         } else {
-                            None
+                            match param_rule!(rebuild $kind $family::$ty, param) {
+                                Some(f) => scalar_rule!($kind &f, a, b),
+                                None => None,
+                            }
                         }
                     } )*
                     OpCode::Leaf | OpCode::Custom => None,
