@@ -287,6 +287,18 @@ fn cheap_ops(c: &mut Criterion) {
         x.backward_into(&mut grads).unwrap();
         black_box(grads.wrt_scalar(a).unwrap());
     });
+    // The same chain with the two operands as plain numbers: every gradient then flows
+    // down the chain, instead of also piling up in two shared variables.
+    bench(&mut group, name, "tapegrad_f64_operands", || {
+        tape.clear();
+        let x0 = tape.var(1.0);
+        let mut x = x0;
+        for _ in 0..CHEAP_NODES / 2 {
+            x = (x + 0.25) * 0.999;
+        }
+        x.backward_into(&mut grads).unwrap();
+        black_box(grads.wrt_scalar(x0).unwrap());
+    });
     group.finish();
     report(name, "plain_f64", Some(("node", CHEAP_NODES as f64)));
 }
