@@ -198,7 +198,8 @@ fn sweep(
     }
 
     let (nodes, values) = (&inner.nodes[..], &inner.values[..]);
-    let g = &mut grads.data;
+    // A slice, not the Vec: its pointer and length stay in registers across the loop.
+    let g: &mut [f64] = &mut grads.data;
     // The last sum written into a scalar input's gradient stays in a register
     // (`carry`, the gradient of node `carry_for`): if the sweep reaches that input
     // before any other node writes to it, the sum is final and needs no load, which
@@ -244,14 +245,16 @@ fn sweep(
             }
             Kind::General => {
                 general_backward(&inner, node, values, g)?;
-                carry_for = usize::MAX;
+                (carry_for, carry) = (usize::MAX, 0.0);
             }
         }
     }
     Ok(())
 }
 
-/// Backward through a general node: its op's own rule, on views of the arenas.
+/// Backward through a general node: its op's own rule, on views of the arenas. Kept out
+/// of line so that the scalar loop around it keeps its values in registers.
+#[inline(never)]
 fn general_backward(inner: &Inner, node: &Node, values: &[f64], grads: &mut [f64]) -> Result<()> {
     let nodes = &inner.nodes[..];
     let inputs = inner.inputs(node);
