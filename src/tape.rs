@@ -708,6 +708,8 @@ impl Tape {
             extra_inputs,
             ..
         } = &mut *guard;
+        // Slices, not the Vecs: their pointers and lengths stay in registers.
+        let (nodes, values): (&mut [Node], &mut [f64]) = (nodes, values);
         for id in 0..nodes.len() {
             let node = nodes[id];
             match node.kind {
