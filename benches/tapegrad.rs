@@ -422,11 +422,10 @@ fn xor_by_hand() -> f64 {
     w2[0] + b2
 }
 
-fn xor_by_tapegrad() -> f64 {
-    use tapegrad::nn::{Params, Trainer};
-    use tapegrad::optim::Sgd;
+/// The lecture's starting weights in a parameter store, with the data.
+fn xor_params() -> (tapegrad::nn::Params, Tensor, Tensor) {
     let (w1, b1, w2, b2) = xor_start();
-    let mut params = Params::new();
+    let mut params = tapegrad::nn::Params::new();
     let flat: Vec<f64> = w1.iter().flatten().copied().collect();
     params
         .insert("w1", Tensor::new(flat, [2, 4]).unwrap())
@@ -442,6 +441,13 @@ fn xor_by_tapegrad() -> f64 {
         .unwrap();
     let x = Tensor::new(XOR_X.iter().flatten().copied().collect(), [4, 2]).unwrap();
     let y = Tensor::new(XOR_Y.to_vec(), [4, 1]).unwrap();
+    (params, x, y)
+}
+
+fn xor_by_tapegrad() -> f64 {
+    use tapegrad::nn::Trainer;
+    use tapegrad::optim::Sgd;
+    let (mut params, x, y) = xor_params();
     let (mut trainer, mut sgd) = (Trainer::new(), Sgd::new(0.1));
     for _ in 0..XOR_EPOCHS {
         trainer
@@ -456,6 +462,31 @@ fn xor_by_tapegrad() -> f64 {
                 o.half_sse(tape.constant_tensor(&y))
             })
             .unwrap();
+    }
+    params.get("w2").unwrap().data()[0] + params.get("b2").unwrap().data()[0]
+}
+
+/// The same training through `Trainer::record` and `Trainer::replay_step`: the loss is
+/// recorded once and replayed at every epoch.
+fn xor_by_trainer_replay() -> f64 {
+    use tapegrad::nn::Trainer;
+    use tapegrad::optim::Sgd;
+    let (mut params, x, y) = xor_params();
+    let (mut trainer, mut sgd) = (Trainer::new(), Sgd::new(0.1));
+    trainer
+        .record(&params, |p| {
+            let tape = p.tape();
+            let h = tape
+                .constant_tensor(&x)
+                .matmul(p.get("w1")?)?
+                .try_add(p.get("b1")?)?
+                .sigmoid();
+            let o = h.matmul(p.get("w2")?)?.try_add(p.get("b2")?)?.sigmoid();
+            o.half_sse(tape.constant_tensor(&y))
+        })
+        .unwrap();
+    for _ in 0..XOR_EPOCHS {
+        trainer.replay_step(&mut params, &mut sgd).unwrap();
     }
     params.get("w2").unwrap().data()[0] + params.get("b2").unwrap().data()[0]
 }
@@ -518,6 +549,10 @@ fn w2_xor(c: &mut Criterion) {
         (xor_by_hand() - xor_by_replay()).abs() < 1e-9,
         "replayed training agrees"
     );
+    assert!(
+        (xor_by_hand() - xor_by_trainer_replay()).abs() < 1e-9,
+        "the replaying trainer agrees"
+    );
     let mut group = c.benchmark_group(name);
     group
         .sample_size(10)
@@ -530,6 +565,9 @@ fn w2_xor(c: &mut Criterion) {
     });
     bench(&mut group, name, "tapegrad_replay", || {
         black_box(xor_by_replay());
+    });
+    bench(&mut group, name, "tapegrad_trainer_replay_step", || {
+        black_box(xor_by_trainer_replay());
     });
     group.finish();
     report(

@@ -99,3 +99,36 @@ fn recording_and_backward_after_warm_up_allocate_nothing() -> Result<()> {
     assert!(fresh > 0);
     Ok(())
 }
+
+#[test]
+fn a_replayed_training_step_allocates_nothing_after_the_first() -> Result<()> {
+    use tapegrad::nn::{Params, Trainer};
+    use tapegrad::optim::Sgd;
+    use tapegrad::Tensor;
+    let mut params = Params::new();
+    params.insert(
+        "w1",
+        Tensor::new(vec![0.5, -0.3, 0.8, -0.6, -0.4, 0.7, 0.2, 0.9], [2, 4])?,
+    )?;
+    params.insert("b1", Tensor::zeros([1, 4]))?;
+    params.insert("w2", Tensor::new(vec![0.6, -0.8, 0.3, 0.5], [4, 1])?)?;
+    params.insert("b2", Tensor::zeros([1, 1]))?;
+    let x = Tensor::matrix(&[[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])?;
+    let y = Tensor::matrix(&[[0.0], [1.0], [1.0], [0.0]])?;
+    let (mut trainer, mut sgd) = (Trainer::new(), Sgd::new(0.1));
+    trainer.record(&params, |p| {
+        let t = p.tape();
+        let h = t
+            .constant_tensor(&x)
+            .matmul(p.get("w1")?)?
+            .try_add(p.get("b1")?)?
+            .sigmoid();
+        let o = h.matmul(p.get("w2")?)?.try_add(p.get("b2")?)?.sigmoid();
+        o.half_sse(t.constant_tensor(&y))
+    })?;
+    let first = trainer.replay_step(&mut params, &mut sgd)?;
+    let (second, count) = allocations(|| trainer.replay_step(&mut params, &mut sgd));
+    assert!(second? < first);
+    assert_eq!(count, 0, "a replayed step allocated {count} times");
+    Ok(())
+}

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use tapegrad::data::{two_moons, Batches, Batching, Dataset};
 use tapegrad::nn::{accuracy, init, Activation, Init, Mlp, ParamGradients, Params, Trainer};
 use tapegrad::optim::{AdaGrad, Adam, Momentum, Nesterov, Optimizer, RmsProp, Sgd};
-use tapegrad::{Error, Function, Tape, Tensor};
+use tapegrad::{Error, Function, Result, Tape, Tensor};
 
 fn xor_data() -> (Tensor, Tensor) {
     let x = Tensor::matrix(&[[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]).unwrap();
@@ -884,4 +884,69 @@ fn a_user_activation_trains_like_the_built_in_one() {
         }
     }
     assert_ne!(builtin_params, xor_network(Activation::Sigmoid, 5).1);
+}
+
+#[test]
+fn a_replayed_xor_training_matches_recording_every_step_bit_for_bit() -> Result<()> {
+    let (x, y) = xor_data();
+    let (net, mut recorded) = xor_network(Activation::Sigmoid, 42);
+    let mut replayed = recorded.clone();
+    let (mut a, mut b) = (Trainer::new(), Trainer::new());
+    let (mut sgd_a, mut sgd_b) = (Sgd::new(0.1), Sgd::new(0.1));
+    b.record(&replayed, |p| {
+        let o = net.forward(p, p.tape().constant_tensor(&x))?;
+        o.half_sse(p.tape().constant_tensor(&y))
+    })?;
+    for _ in 0..500 {
+        let la = a.step(&mut recorded, &mut sgd_a, |p| {
+            let o = net.forward(p, p.tape().constant_tensor(&x))?;
+            o.half_sse(p.tape().constant_tensor(&y))
+        })?;
+        let lb = b.replay_step(&mut replayed, &mut sgd_b)?;
+        assert_eq!(la.to_bits(), lb.to_bits());
+    }
+    for ((name, wa), (_, wb)) in recorded.iter().zip(replayed.iter()) {
+        assert_eq!(wa, wb, "{name}");
+        assert_eq!(a.gradients().get(name)?, b.gradients().get(name)?, "{name}");
+    }
+    Ok(())
+}
+
+#[test]
+fn replay_steps_refuse_a_missing_recording_a_changed_store_and_a_bad_loss() -> Result<()> {
+    let mut params = Params::new();
+    params.insert("w", Tensor::scalar(2.0))?;
+    let (mut trainer, mut sgd) = (Trainer::new(), Sgd::new(0.1));
+    let nothing = trainer.replay_step(&mut params, &mut sgd).unwrap_err();
+    assert!(
+        nothing.to_string().contains("nothing is recorded"),
+        "{nothing}"
+    );
+
+    // ln(w) turns NaN once w < 0: the step stops before the update.
+    trainer.record(&params, |p| Ok(p.get("w")?.ln()))?;
+    assert_eq!(trainer.replay_step(&mut params, &mut sgd)?, 2f64.ln());
+    params.get_mut("w")?.data_mut()[0] = -1.0;
+    let nan = trainer.replay_step(&mut params, &mut sgd).unwrap_err();
+    assert!(nan.to_string().contains("diverged"), "{nan}");
+    assert_eq!(params.get("w")?.item()?, -1.0);
+
+    // A vector loss cannot be recorded.
+    let bad = trainer
+        .record(&params, |p| {
+            Ok(p.get("w")? * p.tape().constant_tensor(&Tensor::vector([1.0, 2.0])))
+        })
+        .unwrap_err();
+    assert!(matches!(bad, Error::NonScalarBackward { .. }), "{bad}");
+
+    trainer.record(&params, |p| Ok(p.get("w")?.powi(2)))?;
+    params.insert("b", Tensor::scalar(0.0))?;
+    let changed = trainer.replay_step(&mut params, &mut sgd).unwrap_err();
+    assert!(changed.to_string().contains("record it again"), "{changed}");
+    assert_eq!(params.get("w")?.item()?, -1.0);
+
+    // A recording step drops the recording.
+    trainer.step(&mut params, &mut sgd, |p| Ok(p.get("w")?.powi(2)))?;
+    assert!(trainer.replay_step(&mut params, &mut sgd).is_err());
+    Ok(())
 }

@@ -383,6 +383,21 @@ impl<'t, 'p> Bound<'t, 'p> {
         Ok(self.var_at(index))
     }
 
+    /// The parameters of `params` as bound earlier on `tape`, their leaves starting at
+    /// node `first`: for a training loop that replays one recording.
+    pub(crate) fn at(tape: &'t Tape, params: &'p Params, first: usize) -> Bound<'t, 'p> {
+        Bound {
+            tape,
+            params,
+            first,
+        }
+    }
+
+    /// The node id of the first parameter's leaf.
+    pub(crate) fn first(&self) -> usize {
+        self.first
+    }
+
     fn var_at(&self, index: usize) -> Var<'t> {
         let id = u32::try_from(self.first + index).expect("a tape holds at most 2^32 nodes");
         Var::new(self.tape, id)

@@ -6,6 +6,10 @@
 //! [`Gradients`], reads the parameters' gradients back and hands them to the optimizer.
 //! After the first step of a given batch shape, a step allocates nothing of its own.
 //!
+//! A loss whose graph and data do not change from step to step (full-batch training)
+//! can instead be recorded once with [`record`](Trainer::record) and replayed by each
+//! [`replay_step`](Trainer::replay_step), which skips the recording.
+//!
 //! A loss that comes out NaN or infinite stops training with an error before the
 //! update, so the parameters keep their last finite values.
 
@@ -14,7 +18,8 @@ use crate::backward::Gradients;
 use crate::data::{Batches, Dataset};
 use crate::error::{Error, Result};
 use crate::optim::Optimizer;
-use crate::tape::Tape;
+use crate::shape::Shape;
+use crate::tape::{NodeId, Tape};
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::Var;
 
@@ -78,9 +83,33 @@ pub struct Trainer {
     tape: Tape,
     gradients: Gradients,
     param_gradients: ParamGradients,
+    /// The loss recorded by `record`, while the tape still holds it.
+    recording: Option<Recording>,
     inputs: Vec<f64>,
     targets: Vec<f64>,
     labels: Vec<usize>,
+}
+
+/// A loss recorded on the trainer's tape for replay.
+#[derive(Debug)]
+struct Recording {
+    /// The node of the first parameter's leaf; the others follow in order.
+    first: usize,
+    /// The loss node.
+    loss: NodeId,
+    /// The parameters' names and shapes when recorded: replay needs the same store.
+    layout: Vec<(String, Shape)>,
+}
+
+impl Recording {
+    /// True if `params` has the names and shapes the recording was made with.
+    fn fits(&self, params: &Params) -> bool {
+        params.len() == self.layout.len()
+            && params
+                .iter()
+                .zip(&self.layout)
+                .all(|((name, value), (n, shape))| name == n && value.shape() == shape)
+    }
 }
 
 fn diverged(loss: f64) -> Error {
@@ -126,6 +155,7 @@ impl Trainer {
         F: for<'t, 'p> FnOnce(&Bound<'t, 'p>) -> Result<Var<'t>>,
     {
         self.tape.clear();
+        self.recording = None;
         let value = {
             let bound = params.bind(&self.tape);
             let loss = loss(&bound)?;
@@ -223,6 +253,7 @@ impl Trainer {
             (&self.inputs, &self.targets, &self.labels)
         };
         self.tape.clear();
+        self.recording = None;
         let value = {
             let bound = params.bind(&self.tape);
             let batch = Batch {
@@ -249,6 +280,104 @@ impl Trainer {
     /// The parameters' gradients of the last step.
     pub fn gradients(&self) -> &ParamGradients {
         &self.param_gradients
+    }
+
+    /// Records `loss(params bound on the tape)` once, for
+    /// [`replay_step`](Trainer::replay_step) to replay at every step.
+    ///
+    /// Replay re-evaluates the recorded graph at the parameters' new values, so the
+    /// graph must not depend on them (no `if` on a value; see [`Tape::replay`]) and
+    /// the data it captured stay as recorded: this is for full-batch training, like
+    /// the lecture's XOR network. [`step`](Trainer::step) and [`fit`](Trainer::fit)
+    /// record afresh and drop the recording.
+    ///
+    /// An error, with nothing recorded, when the closure fails or the loss is not a
+    /// scalar.
+    pub fn record<F>(&mut self, params: &Params, loss: F) -> Result<()>
+    where
+        F: for<'t, 'p> FnOnce(&Bound<'t, 'p>) -> Result<Var<'t>>,
+    {
+        self.tape.clear();
+        self.recording = None;
+        let (first, loss) = {
+            let bound = params.bind(&self.tape);
+            let loss = loss(&bound)?;
+            let shape = loss.shape();
+            if shape.numel() != 1 {
+                return Err(Error::NonScalarBackward { shape });
+            }
+            (bound.first(), loss.id())
+        };
+        let layout = params
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.shape().clone()))
+            .collect();
+        self.recording = Some(Recording {
+            first,
+            loss,
+            layout,
+        });
+        Ok(())
+    }
+
+    /// One training step on the loss recorded by [`record`](Trainer::record): writes
+    /// the parameters' current values into the recording, replays it, backpropagates
+    /// and lets `optimizer` update `params`. Returns the loss before the update. After
+    /// the first step this allocates nothing.
+    ///
+    /// An error, leaving `params` unchanged, when nothing is recorded, when `params`
+    /// no longer has the names and shapes it had when recorded, when the loss is not
+    /// finite, or when the optimizer refuses the step.
+    ///
+    /// ```
+    /// use tapegrad::nn::{Params, Trainer};
+    /// use tapegrad::optim::Sgd;
+    /// use tapegrad::Tensor;
+    /// let mut params = Params::new();
+    /// params.insert("w", Tensor::scalar(3.0))?;
+    /// let (mut trainer, mut sgd) = (Trainer::new(), Sgd::new(0.25));
+    /// trainer.record(&params, |p| Ok(p.get("w")?.powi(2)))?;
+    /// assert_eq!(trainer.replay_step(&mut params, &mut sgd)?, 9.0);
+    /// assert_eq!(params.get("w")?.item()?, 1.5); // 3 − 0.25·6
+    /// assert_eq!(trainer.replay_step(&mut params, &mut sgd)?, 2.25);
+    /// assert_eq!(params.get("w")?.item()?, 0.75);
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn replay_step<O>(&mut self, params: &mut Params, optimizer: &mut O) -> Result<f64>
+    where
+        O: Optimizer + ?Sized,
+    {
+        let Some(recording) = &self.recording else {
+            return Err(Error::Invalid {
+                op: "replay_step".into(),
+                reason: "nothing is recorded: call Trainer::record first".into(),
+            });
+        };
+        if !recording.fits(params) {
+            return Err(Error::Invalid {
+                op: "replay_step".into(),
+                reason: "the parameters changed names or shapes since the loss was \
+                         recorded: record it again"
+                    .into(),
+            });
+        }
+        let value = {
+            let bound = Bound::at(&self.tape, params, recording.first);
+            for ((_, var), (_, value)) in bound.vars().zip(params.iter()) {
+                var.set_value(value)?;
+            }
+            self.tape.replay();
+            let loss = Var::new(&self.tape, recording.loss);
+            let value = loss.item()?;
+            if !value.is_finite() {
+                return Err(diverged(value));
+            }
+            loss.backward_into(&mut self.gradients)?;
+            bound.gradients_into(&self.gradients, &mut self.param_gradients)?;
+            value
+        };
+        optimizer.step(params, &self.param_gradients)?;
+        Ok(value)
     }
 }
 
