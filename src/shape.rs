@@ -209,8 +209,13 @@ pub(crate) fn cyclic_len(operand: &Shape, out: &Shape) -> Option<usize> {
     let first = dims.iter().position(|&d| d != 1).unwrap_or(dims.len());
     let tail = &dims[first..];
     let out = out.dims();
-    (tail.len() <= out.len() && out[out.len() - tail.len()..] == *tail)
-        .then(|| tail.iter().product())
+    // An inline loop: the slices are a few axes long, too short for memcmp to pay.
+    (tail.len() <= out.len()
+        && out[out.len() - tail.len()..]
+            .iter()
+            .zip(tail)
+            .all(|(a, b)| a == b))
+    .then(|| tail.iter().product())
 }
 
 impl BroadcastIndex {
