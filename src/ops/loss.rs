@@ -4,7 +4,7 @@
 //! for its loss rather than a chain of elementwise ops. Outputs and targets must have
 //! the same shape (a target is not broadcast: `[4, 1]` against `[4]` would silently
 //! compare every output with every target). Targets are ordinary variables, usually
-//! constants; class labels are integers and travel with the op.
+//! constants; class labels are integers, recorded as a constant input of their loss.
 //!
 //! The lecture uses two squared errors: the mean `(1/N)·Σ(o − y)²` ([`Mse`], what its
 //! XOR code prints) and the half sum `½·Σ(t − o)²` ([`HalfSse`], its E_tot, whose
@@ -17,7 +17,7 @@ use crate::function::{Function, InputGrads};
 use crate::shape::Shape;
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::Var;
-use std::sync::Arc;
+use std::cell::RefCell;
 
 /// The shape check of a loss between outputs and targets: equal shapes, scalar result.
 fn pair_shape(name: &str, inputs: &[&Shape]) -> Result<Shape> {
@@ -377,9 +377,13 @@ impl Function for BceWithLogits {
 /// gradient, softmax minus one-hot.
 ///
 /// Stable: the log-sum-exp subtracts each row's maximum, so logits of ±1000 give a
-/// finite loss and gradient. The labels are part of the op, not an input: they are
-/// integers and have no gradient. Recording fails when there is not one label per row
-/// or a label is not below C.
+/// finite loss and gradient. The op has two inputs, the logits and the labels `[N]`
+/// (class numbers as values; [`Var::softmax_cross_entropy`] records them on the tape as
+/// a constant, so the op itself holds no data and recording it allocates nothing). A
+/// label value names the class nearest to it; the labels get no gradient (their
+/// derivative is 0), and a value that names no class (below 0, or rounding to C or
+/// more) makes the loss NaN. Recording fails when there is not one label per row or,
+/// through `softmax_cross_entropy`, a label is not below C.
 ///
 /// ```
 /// use tapegrad::{Tape, Tensor};
@@ -392,79 +396,83 @@ impl Function for BceWithLogits {
 /// assert!(z.softmax_cross_entropy(&[0, 2]).is_err()); // only classes 0 and 1
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
-#[derive(Clone, Debug)]
-pub struct SoftmaxCrossEntropy {
-    /// The class of each row.
-    pub labels: Arc<[usize]>,
-}
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SoftmaxCrossEntropy;
 
-impl Default for SoftmaxCrossEntropy {
-    fn default() -> Self {
-        SoftmaxCrossEntropy {
-            labels: Arc::from([2, 0]),
-        }
+const SOFTMAX_CROSS_ENTROPY: &str = "softmax_cross_entropy";
+
+fn sce_invalid(reason: String) -> Error {
+    Error::Invalid {
+        op: SOFTMAX_CROSS_ENTROPY.into(),
+        reason,
     }
 }
 
-/// `(rows, classes)` of a logits shape.
-fn rows_and_classes(z: &Shape) -> (usize, usize) {
-    match z.dims() {
-        [c] => (1, *c),
-        [n, c] => (*n, *c),
-        _ => (0, 0),
+/// `(rows, classes)` of logits of shape `[N, C]` or `[C]`; an error for any other shape
+/// or no elements.
+fn rows_and_classes(z: &Shape) -> Result<(usize, usize)> {
+    match *z.dims() {
+        [c] if c > 0 => Ok((1, c)),
+        [n, c] if n > 0 && c > 0 => Ok((n, c)),
+        _ => Err(sce_invalid(format!(
+            "expects non-empty logits of shape [N, C] or [C], got {z}"
+        ))),
     }
+}
+
+/// An error unless there is one label per row.
+fn check_label_count(rows: usize, labels: usize) -> Result<()> {
+    if labels == rows {
+        Ok(())
+    } else {
+        Err(sce_invalid(format!(
+            "{labels} labels for {rows} rows of logits"
+        )))
+    }
+}
+
+/// The class a label value names: the nearest integer, if it is a class below `classes`.
+fn class_of(label: f64, classes: usize) -> Option<usize> {
+    let class = label.round();
+    // A NaN label fails both comparisons.
+    (class >= 0.0 && class < classes as f64).then_some(class as usize)
 }
 
 impl Function for SoftmaxCrossEntropy {
     fn name(&self) -> &str {
-        "softmax_cross_entropy"
+        SOFTMAX_CROSS_ENTROPY
     }
     fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
-        let name = "softmax_cross_entropy";
-        let z = match inputs {
-            [z] => *z,
-            _ => {
-                return Err(Error::Arity {
-                    op: name.into(),
-                    expected: 1,
-                    got: inputs.len(),
-                })
-            }
+        let [z, labels] = inputs else {
+            return Err(Error::Arity {
+                op: SOFTMAX_CROSS_ENTROPY.into(),
+                expected: 2,
+                got: inputs.len(),
+            });
         };
-        let invalid = |reason: String| Error::Invalid {
-            op: name.into(),
-            reason,
-        };
-        if !(1..=2).contains(&z.rank()) || z.numel() == 0 {
-            return Err(invalid(format!(
-                "expects non-empty logits of shape [N, C] or [C], got {z}"
+        let (rows, _) = rows_and_classes(z)?;
+        if labels.rank() > 1 {
+            return Err(sce_invalid(format!(
+                "expects labels of shape [N], got {labels}"
             )));
         }
-        let (rows, classes) = rows_and_classes(z);
-        if self.labels.len() != rows {
-            return Err(invalid(format!(
-                "{} labels for {rows} rows of logits",
-                self.labels.len()
-            )));
-        }
-        if let Some(&label) = self.labels.iter().find(|&&l| l >= classes) {
-            return Err(invalid(format!(
-                "label {label} is out of range for {classes} classes"
-            )));
-        }
+        check_label_count(rows, labels.numel())?;
         Ok(Shape::scalar())
     }
     fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
-        let z = inputs[0].data();
-        let (rows, classes) = rows_and_classes(inputs[0].shape());
+        let (z, labels) = (inputs[0].data(), inputs[1].data());
+        let (rows, classes) = rows_and_classes(inputs[0].shape()).expect("checked when recorded");
         let mut sum = 0.0;
-        for (i, &label) in self.labels.iter().enumerate() {
+        for (i, &label) in labels.iter().enumerate() {
             let row = i * classes;
-            sum += super::softmax::log_sum_exp(z, row, classes, 1) - z[row + label];
+            sum += match class_of(label, classes) {
+                Some(label) => super::softmax::log_sum_exp(z, row, classes, 1) - z[row + label],
+                None => f64::NAN,
+            };
         }
         out[0] = sum / rows as f64;
     }
-    // d/dzᵢⱼ = (softmax(zᵢ)ⱼ − [j = labelᵢ])/N
+    // d/dzᵢⱼ = (softmax(zᵢ)ⱼ − [j = labelᵢ])/N, d/dlabelᵢ = 0
     fn backward_accumulate(
         &self,
         inputs: &[TensorRef<'_>],
@@ -472,15 +480,23 @@ impl Function for SoftmaxCrossEntropy {
         gy: TensorRef<'_>,
         gx: &mut InputGrads<'_>,
     ) -> Result<()> {
-        let z = inputs[0].data();
-        let (rows, classes) = rows_and_classes(inputs[0].shape());
+        if !gx.needs(0) {
+            return Ok(());
+        }
+        let (z, labels) = (inputs[0].data(), inputs[1].data());
+        let (rows, classes) = rows_and_classes(inputs[0].shape())?;
         let scale = gy.data()[0] / rows as f64;
         let g = gx.get_mut(0);
-        for (i, &label) in self.labels.iter().enumerate() {
+        for (i, &label) in labels.iter().enumerate() {
             let row = i * classes;
+            let label = class_of(label, classes);
             let lse = super::softmax::log_sum_exp(z, row, classes, 1);
             for j in 0..classes {
-                let onehot = if j == label { 1.0 } else { 0.0 };
+                let onehot = match label {
+                    Some(label) if label == j => 1.0,
+                    Some(_) => 0.0,
+                    None => f64::NAN,
+                };
                 g[row + j] += scale * ((z[row + j] - lse).exp() - onehot);
             }
         }
@@ -493,26 +509,49 @@ impl Function for SoftmaxCrossEntropy {
         _y: Var<'t>,
         gy: Var<'t>,
     ) -> Result<Vec<Var<'t>>> {
-        let z = inputs[0];
+        let (z, labels) = (inputs[0], inputs[1]);
         let shape = z.shape();
-        let (rows, classes) = rows_and_classes(&shape);
+        let (rows, classes) = rows_and_classes(&shape)?;
         let mut onehot = Tensor::zeros(shape.clone());
-        for (i, &label) in self.labels.iter().enumerate() {
-            onehot.data_mut()[i * classes + label] = 1.0;
+        for (i, &label) in labels.value().data().iter().enumerate() {
+            let class = class_of(label, classes).ok_or_else(|| {
+                sce_invalid(format!("label {label} is not a class below {classes}"))
+            })?;
+            onehot.data_mut()[i * classes + class] = 1.0;
         }
-        let onehot = z.tape().constant_tensor(&onehot);
+        let tape = z.tape();
+        let onehot = tape.constant_tensor(&onehot);
         let softmax = z.softmax(shape.rank() - 1)?;
-        Ok(vec![softmax.try_sub(onehot)?.try_mul(gy / rows as f64)?])
+        let gz = softmax.try_sub(onehot)?.try_mul(gy / rows as f64)?;
+        let glabels = tape.constant_tensor(&Tensor::zeros(labels.shape()));
+        Ok(vec![gz, glabels])
     }
     fn check_at(&self) -> Vec<Vec<Tensor>> {
+        let t = |v: &[f64]| Tensor::new(v.to_vec(), [2, 3]).expect("fits");
         vec![
-            vec![Tensor::new(vec![0.5, -1.0, 2.0, 3.5, 0.25, -2.0], [2, 3]).expect("fits")],
-            vec![Tensor::new(vec![1.0, 1.0, 1.0, -3.0, 0.0, 3.0], [2, 3]).expect("fits")],
+            vec![
+                t(&[0.5, -1.0, 2.0, 3.5, 0.25, -2.0]),
+                Tensor::vector([2.0, 0.0]),
+            ],
+            vec![
+                t(&[1.0, 1.0, 1.0, -3.0, 0.0, 3.0]),
+                Tensor::vector([2.0, 0.0]),
+            ],
+            vec![Tensor::vector([0.5, -1.0, 2.0]), Tensor::vector([1.0])],
         ]
     }
+    /// Random labels are drawn around class 2, where no central difference can round
+    /// them to another class.
     fn domain(&self) -> Vec<(f64, f64)> {
-        vec![(-3.0, 3.0)]
+        vec![(-3.0, 3.0), (1.75, 2.25)]
     }
+}
+
+thread_local! {
+    /// The labels of the last `softmax_cross_entropy` call as numbers, on their way onto
+    /// the tape: one buffer per thread, reused, so that recording the loss allocates
+    /// nothing after the first call.
+    static LABEL_VALUES: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
 }
 
 impl<'t> Var<'t> {
@@ -541,12 +580,31 @@ impl<'t> Var<'t> {
     }
 
     /// Softmax cross-entropy of these logits (`[N, C]` or `[C]`) against one class
-    /// label per row (see [`SoftmaxCrossEntropy`]); an error when the labels do not fit.
+    /// label per row (see [`SoftmaxCrossEntropy`]); an error when the logits have
+    /// another shape, there is not one label per row, or a label is not below the
+    /// number of classes. The labels go onto the tape as a constant `[N]` input of the
+    /// op; on an error nothing is recorded.
     pub fn softmax_cross_entropy(self, labels: &[usize]) -> Result<Var<'t>> {
-        let labels = Arc::from(labels);
+        let (rows, classes) = rows_and_classes(&self.shape())?;
+        check_label_count(rows, labels.len())?;
+        if let Some(&label) = labels.iter().find(|&&l| l >= classes) {
+            return Err(sce_invalid(format!(
+                "label {label} is out of range for {classes} classes"
+            )));
+        }
+        let labels = LABEL_VALUES.with(|values| {
+            let mut values = values.borrow_mut();
+            values.clear();
+            values.extend(labels.iter().map(|&l| l as f64));
+            let shape = Shape::new(&[values.len()]);
+            Ok::<_, Error>(
+                self.tape()
+                    .leaf(TensorRef::new(&values[..], &shape)?, false),
+            )
+        })?;
         self.record(
-            Op::SoftmaxCrossEntropy(SoftmaxCrossEntropy { labels }),
-            &[self],
+            Op::SoftmaxCrossEntropy(SoftmaxCrossEntropy),
+            &[self, labels],
         )
     }
 }
