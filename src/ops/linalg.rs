@@ -1,11 +1,15 @@
 //! Linear algebra: `matmul` (2-D, and batched over leading axes), `transpose` and
 //! `reshape`.
 //!
-//! Matrix products run through a real GEMM kernel (`matrixmultiply::dgemm`, blocked and
-//! vectorised); its `C ← A·B + β·C` form lets backward add `gy·bᵀ` and `aᵀ·gy` straight
-//! into the gradient arena, with the transposes expressed as strides rather than copies.
-//! Products too small for blocking to pay (fewer than [`SMALL_PRODUCT`] multiply-adds)
-//! use a plain loop instead.
+//! Matrix products run through tapegrad's own blocked kernel (`linalg/kernel.rs`:
+//! packed panels, an AVX2/FMA register tile where the processor has one, large products
+//! shared with one helper thread); its `C ← A·B + β·C` form lets backward add `gy·bᵀ`
+//! and `aᵀ·gy` straight into the gradient arena, with the transposes expressed as
+//! strides rather than copies. The kernel packs into per-thread buffers that it keeps,
+//! so after a warm-up step a product allocates nothing. Products too small for blocking
+//! to pay (fewer than [`SMALL_PRODUCT`] multiply-adds) use a plain loop instead.
+
+mod kernel;
 
 use super::{sum_to, Op};
 use crate::error::{Error, Result};
@@ -25,7 +29,6 @@ pub const SMALL_PRODUCT: usize = 4096;
 ///
 /// # Panics
 /// If a slice is shorter than its matrix.
-#[allow(unsafe_code)]
 fn gemm(
     (m, k, n): (usize, usize, usize),
     a: &[f64],
@@ -36,44 +39,20 @@ fn gemm(
     c: &mut [f64],
 ) {
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    if m * k * n >= SMALL_PRODUCT {
+        return kernel::gemm((m, k, n), a, a_transposed, b, b_transposed, beta, c);
+    }
     let (row_a, col_a) = if a_transposed { (1, m) } else { (k, 1) };
     let (row_b, col_b) = if b_transposed { (1, k) } else { (n, 1) };
-    if m * k * n < SMALL_PRODUCT {
-        for i in 0..m {
-            for j in 0..n {
-                let mut sum = 0.0;
-                for p in 0..k {
-                    sum += a[i * row_a + p * col_a] * b[p * row_b + j * col_b];
-                }
-                let slot = &mut c[i * n + j];
-                *slot = if beta == 0.0 { sum } else { sum + beta * *slot };
+    for i in 0..m {
+        for j in 0..n {
+            let mut sum = 0.0;
+            for p in 0..k {
+                sum += a[i * row_a + p * col_a] * b[p * row_b + j * col_b];
             }
+            let slot = &mut c[i * n + j];
+            *slot = if beta == 0.0 { sum } else { sum + beta * *slot };
         }
-        return;
-    }
-    // SAFETY: dgemm reads a[i·row_a + p·col_a] for i < m, p < k; the largest such index
-    // is (m−1)·row_a + (k−1)·col_a = m·k − 1 in either layout, inside `a` by the assert
-    // above; likewise b up to k·n − 1 and c (row stride n, column stride 1) up to
-    // m·n − 1. The three slices come from distinct borrows (`c` is `&mut`), so they do
-    // not overlap, and dgemm keeps no pointer after it returns. Every stride is at most
-    // max(m, n, k), a slice length, which fits in isize.
-    unsafe {
-        matrixmultiply::dgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            row_a as isize,
-            col_a as isize,
-            b.as_ptr(),
-            row_b as isize,
-            col_b as isize,
-            beta,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
     }
 }
 
@@ -582,6 +561,68 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Products large enough for the blocked kernel's edge tiles, its several depth and
+    /// width blocks and (all but the first) the helper thread agree with the triple
+    /// loop, for every transpose flag and β.
+    #[test]
+    fn blocked_products_match_the_triple_loop() {
+        let shapes = [
+            (3, 300, 600),
+            (130, 300, 70),
+            (7, 600, 1100),
+            (128, 784, 12),
+            (1, 5000, 300),
+        ];
+        for &(m, k, n) in &shapes {
+            let a: Vec<f64> = (0..m * k).map(|v| ((v * 7) % 11) as f64 - 5.0).collect();
+            let b: Vec<f64> = (0..k * n).map(|v| ((v * 5) % 13) as f64 * 0.5).collect();
+            let want = naive(m, k, n, &a, &b);
+            let (at, bt) = (transposed(m, k, &a), transposed(k, n, &b));
+            for (a_t, b_t, beta) in [
+                (false, false, 0.0),
+                (true, false, 1.0),
+                (false, true, 0.5),
+                (true, true, 1.0),
+            ] {
+                let aa = if a_t { &at } else { &a };
+                let bb = if b_t { &bt } else { &b };
+                let mut c = vec![f64::NAN; m * n];
+                if beta != 0.0 {
+                    c.fill(2.0);
+                }
+                gemm((m, k, n), aa, a_t, bb, b_t, beta, &mut c);
+                for (got, want) in c.iter().zip(&want) {
+                    let want = want + if beta == 0.0 { 0.0 } else { 2.0 * beta };
+                    assert!(
+                        (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+                        "{m}x{k}x{n} {a_t} {b_t} {beta}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Several threads multiplying at once share one helper thread: whichever gets it
+    /// splits its product, the others multiply alone, and every result is right.
+    #[test]
+    fn products_on_several_threads_at_once_agree() {
+        let (m, k, n) = (64, 200, 100);
+        let a: Vec<f64> = (0..m * k).map(|v| ((v * 7) % 11) as f64 - 5.0).collect();
+        let b: Vec<f64> = (0..k * n).map(|v| ((v * 5) % 13) as f64 * 0.5).collect();
+        let want = naive(m, k, n, &a, &b);
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        let mut c = vec![0.0; m * n];
+                        gemm((m, k, n), &a, false, &b, false, 0.0, &mut c);
+                        assert_eq!(c, want);
+                    }
+                });
+            }
+        });
     }
 
     /// Every node carries its op: the parameters of the matrix ops (a reshape's target
