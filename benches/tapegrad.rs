@@ -5,10 +5,8 @@
 
 use criterion::{criterion_group, Criterion};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tapegrad::{Gradients, Tape, Tensor, Var};
 
@@ -64,60 +62,93 @@ fn selected(group: &str) -> bool {
             .any(|f| f.split('|').any(|part| group.contains(part)))
 }
 
-/// Mean time per iteration of every benchmark, by "group/name", as measured in this run.
-static MEANS: Mutex<BTreeMap<String, (Duration, u64)>> = Mutex::new(BTreeMap::new());
-
-/// Benchmarks `routine` under criterion and records its mean time for the ratio table.
-fn bench(
-    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    group: &str,
-    name: &str,
-    mut routine: impl FnMut(),
-) {
-    let key = format!("{group}/{name}");
-    c.bench_function(name, |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                routine();
-            }
-            let elapsed = start.elapsed();
-            let mut means = MEANS.lock().unwrap();
-            let entry = means.entry(key.clone()).or_insert((Duration::ZERO, 0));
-            entry.0 += elapsed;
-            entry.1 += iters;
-            elapsed
-        })
-    });
+/// The benchmarks of one group: each runs under criterion, then all of them run again
+/// in interleaved rounds (in each round every routine runs three times in a row, in
+/// turn, and its fastest call counts, so that caches are as warm as under criterion),
+/// and the group prints every routine's median time and its median ratio to the
+/// baseline *within a round*. On a shared machine a slow moment then slows both sides
+/// of a ratio, instead of whichever benchmark criterion happened to be timing.
+struct Group<'a> {
+    name: &'static str,
+    routines: Vec<(&'static str, Routine<'a>)>,
 }
 
-fn mean(key: &str) -> Option<f64> {
-    let means = MEANS.lock().unwrap();
-    means.get(key).map(|(d, n)| d.as_secs_f64() / *n as f64)
-}
+/// One benchmarked routine.
+type Routine<'a> = Box<dyn FnMut() + 'a>;
 
-/// Prints each benchmark of `group` as time and ratio to `baseline`, plus `extra` lines.
-fn report(group: &str, baseline: &str, per: Option<(&str, f64)>) {
-    let Some(base) = mean(&format!("{group}/{baseline}")) else {
-        return;
-    };
-    println!("\n== {group}: ratios to {baseline} (this run)");
-    let means = MEANS.lock().unwrap();
-    for (key, (d, n)) in means
-        .iter()
-        .filter(|(k, _)| k.starts_with(&format!("{group}/")))
-    {
-        let t = d.as_secs_f64() / *n as f64;
-        let per_text = per.map_or(String::new(), |(unit, count)| {
-            format!("  {:8.2} ns per {unit}", t * 1e9 / count)
-        });
-        println!(
-            "  {:<34} {:>12.3} ms  {:>6.2}x{per_text}",
-            &key[group.len() + 1..],
-            t * 1e3,
-            t / base
-        );
+impl<'a> Group<'a> {
+    fn new(name: &'static str) -> Self {
+        Group {
+            name,
+            routines: Vec::new(),
+        }
     }
+
+    /// Adds a routine; the first one added is the baseline of the ratios.
+    fn add(&mut self, name: &'static str, routine: impl FnMut() + 'a) {
+        self.routines.push((name, Box::new(routine)));
+    }
+
+    /// Runs the group: criterion with `samples` samples over `seconds` per routine, then
+    /// `rounds` interleaved rounds. `per` divides the times into a per-unit cost.
+    fn run(
+        mut self,
+        c: &mut Criterion,
+        samples: usize,
+        seconds: u64,
+        rounds: usize,
+        per: Option<(&str, f64)>,
+    ) {
+        let mut group = c.benchmark_group(self.name);
+        group
+            .sample_size(samples)
+            .measurement_time(Duration::from_secs(seconds));
+        for (name, routine) in &mut self.routines {
+            group.bench_function(*name, |b| b.iter(&mut *routine));
+        }
+        group.finish();
+        if !selected(self.name) {
+            return;
+        }
+        for (_, routine) in &mut self.routines {
+            routine(); // warm-up
+        }
+        let mut times = vec![Vec::with_capacity(rounds); self.routines.len()];
+        for _ in 0..rounds {
+            for (k, (_, routine)) in self.routines.iter_mut().enumerate() {
+                let mut fastest = f64::INFINITY;
+                for _ in 0..3 {
+                    let start = Instant::now();
+                    routine();
+                    fastest = fastest.min(start.elapsed().as_secs_f64());
+                }
+                times[k].push(fastest);
+            }
+        }
+        let (base_name, base) = (self.routines[0].0, &times[0]);
+        println!(
+            "\n== {}: median of {rounds} interleaved rounds (fastest of 3 calls each), ratio to {base_name} in the same round",
+            self.name
+        );
+        for ((name, _), t) in self.routines.iter().zip(&times) {
+            let ratios: Vec<f64> = t.iter().zip(base).map(|(t, b)| t / b).collect();
+            let time = median(t);
+            let per_text = per.map_or(String::new(), |(unit, count)| {
+                format!("  {:8.2} ns per {unit}", time * 1e9 / count)
+            });
+            println!(
+                "  {name:<34} {:>9.3} ms  {:>6.2}x{per_text}",
+                time * 1e3,
+                median(&ratios)
+            );
+        }
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 // ---------------------------------------------------------------------------------------
@@ -175,29 +206,27 @@ fn w1_record<'t>(tape: &'t Tape, x: &[f64], vars: &mut Vec<Var<'t>>) -> Var<'t> 
 
 fn w1_scalar(c: &mut Criterion) {
     let x = w1_inputs();
+    let x = &x;
+    // Declared before the group, whose routines borrow it.
+    let replay_tape = Tape::with_capacity(6 * W1_N, 6 * W1_N);
+    let mut group = Group::new("w1_scalar");
+    group.add("plain_f64", || {
+        black_box(w1_plain(black_box(x)));
+    });
+    group.add("plain_f64_libm_sin", || {
+        black_box(w1_plain_libm(black_box(x)));
+    });
     let mut g = vec![0.0; W1_N];
-    let name = "w1_scalar";
-    let mut group = c.benchmark_group(name);
-    group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(4));
-
-    bench(&mut group, name, "plain_f64", || {
-        black_box(w1_plain(black_box(&x)));
-    });
-    bench(&mut group, name, "plain_f64_libm_sin", || {
-        black_box(w1_plain_libm(black_box(&x)));
-    });
-    bench(&mut group, name, "hand_gradient", || {
-        black_box(w1_hand_gradient(black_box(&x), &mut g));
+    group.add("hand_gradient", move || {
+        black_box(w1_hand_gradient(black_box(x), &mut g));
     });
 
-    let mut tape = Tape::with_capacity(6 * W1_N, 6 * W1_N);
-    let mut grads = Gradients::new();
-    bench(&mut group, name, "tapegrad_record_backward", || {
+    let (mut tape, mut grads) = (Tape::with_capacity(6 * W1_N, 6 * W1_N), Gradients::new());
+    let mut g = vec![0.0; W1_N];
+    group.add("tapegrad_record_backward", move || {
         tape.clear();
         let mut vars = Vec::with_capacity(W1_N);
-        let y = w1_record(&tape, &x, &mut vars);
+        let y = w1_record(&tape, x, &mut vars);
         y.backward_into(&mut grads).unwrap();
         for (gi, v) in g.iter_mut().zip(&vars) {
             *gi = grads.wrt_scalar(*v).unwrap();
@@ -207,44 +236,39 @@ fn w1_scalar(c: &mut Criterion) {
 
     // Replay: the graph is recorded once; each iteration sets the inputs, recomputes
     // the forward values and backpropagates.
-    let replay_tape = Tape::with_capacity(6 * W1_N, 6 * W1_N);
     let mut vars = Vec::with_capacity(W1_N);
-    let y = w1_record(&replay_tape, &x, &mut vars);
-    bench(&mut group, name, "tapegrad_replay_backward", || {
-        for (v, &xi) in vars.iter().zip(&x) {
+    let y = w1_record(&replay_tape, x, &mut vars);
+    let (mut grads, mut g) = (Gradients::new(), vec![0.0; W1_N]);
+    group.add("tapegrad_replay_backward", move || {
+        for (v, &xi) in vars.iter().zip(x) {
             v.set_scalar(xi).unwrap();
         }
-        replay_tape.replay();
+        y.tape().replay();
         y.backward_into(&mut grads).unwrap();
         for (gi, v) in g.iter_mut().zip(&vars) {
             *gi = grads.wrt_scalar(*v).unwrap();
         }
         black_box(&g);
     });
-    group.finish();
-    report(name, "plain_f64", Some(("input", W1_N as f64)));
+    group.run(c, 20, 4, 40, Some(("input", W1_N as f64)));
 }
 
 fn w1_tensor(c: &mut Criterion) {
     let x = w1_inputs();
     let xt = Tensor::vector(x.clone());
+    let (x, xt) = (&x, &xt);
+    let mut group = Group::new("w1_tensor");
+    group.add("plain_f64", || {
+        black_box(w1_plain(black_box(x)));
+    });
     let mut g = vec![0.0; W1_N];
-    let name = "w1_tensor";
-    let mut group = c.benchmark_group(name);
-    group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(4));
-    bench(&mut group, name, "plain_f64", || {
-        black_box(w1_plain(black_box(&x)));
+    group.add("hand_gradient", move || {
+        black_box(w1_hand_gradient(black_box(x), &mut g));
     });
-    bench(&mut group, name, "hand_gradient", || {
-        black_box(w1_hand_gradient(black_box(&x), &mut g));
-    });
-    let mut tape = Tape::new();
-    let mut grads = Gradients::new();
-    bench(&mut group, name, "tapegrad_record_backward", || {
+    let (mut tape, mut grads, mut g) = (Tape::new(), Gradients::new(), vec![0.0; W1_N]);
+    group.add("tapegrad_record_backward", move || {
         tape.clear();
-        let xv = tape.tensor(&xt);
+        let xv = tape.tensor(xt);
         let head = xv.narrow(0, 0, W1_N - 1).unwrap();
         let tail = xv.narrow(0, 1, W1_N - 1).unwrap();
         let y = (head * tail).sin().sum() + head.tanh().sum();
@@ -252,8 +276,7 @@ fn w1_tensor(c: &mut Criterion) {
         grads.wrt_into(xv, &mut g).unwrap();
         black_box(&g);
     });
-    group.finish();
-    report(name, "plain_f64", Some(("input", W1_N as f64)));
+    group.run(c, 20, 4, 40, Some(("input", W1_N as f64)));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -262,12 +285,8 @@ fn w1_tensor(c: &mut Criterion) {
 const CHEAP_NODES: usize = 1_000_000;
 
 fn cheap_ops(c: &mut Criterion) {
-    let name = "cheap_ops";
-    let mut group = c.benchmark_group(name);
-    group
-        .sample_size(10)
-        .measurement_time(Duration::from_secs(4));
-    bench(&mut group, name, "plain_f64", || {
+    let mut group = Group::new("cheap_ops");
+    group.add("plain_f64", || {
         let (a, b) = (black_box(0.25), black_box(0.999));
         let mut x = black_box(1.0);
         for _ in 0..CHEAP_NODES / 2 {
@@ -275,9 +294,11 @@ fn cheap_ops(c: &mut Criterion) {
         }
         black_box(x);
     });
-    let mut tape = Tape::with_capacity(CHEAP_NODES + 3, CHEAP_NODES + 3);
-    let mut grads = Gradients::new();
-    bench(&mut group, name, "tapegrad_record_backward", || {
+    let (mut tape, mut grads) = (
+        Tape::with_capacity(CHEAP_NODES + 3, CHEAP_NODES + 3),
+        Gradients::new(),
+    );
+    group.add("tapegrad_record_backward", move || {
         tape.clear();
         let (a, b) = (tape.var(0.25), tape.var(0.999));
         let mut x = tape.var(1.0);
@@ -289,7 +310,11 @@ fn cheap_ops(c: &mut Criterion) {
     });
     // The same chain with the two operands as plain numbers: every gradient then flows
     // down the chain, instead of also piling up in two shared variables.
-    bench(&mut group, name, "tapegrad_f64_operands", || {
+    let (mut tape, mut grads) = (
+        Tape::with_capacity(CHEAP_NODES + 3, CHEAP_NODES + 3),
+        Gradients::new(),
+    );
+    group.add("tapegrad_f64_operands", move || {
         tape.clear();
         let x0 = tape.var(1.0);
         let mut x = x0;
@@ -299,8 +324,7 @@ fn cheap_ops(c: &mut Criterion) {
         x.backward_into(&mut grads).unwrap();
         black_box(grads.wrt_scalar(x0).unwrap());
     });
-    group.finish();
-    report(name, "plain_f64", Some(("node", CHEAP_NODES as f64)));
+    group.run(c, 10, 4, 30, Some(("node", CHEAP_NODES as f64)));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -310,18 +334,15 @@ const CHAIN: usize = 1_000_000;
 
 fn w4_chain(c: &mut Criterion) {
     let name = "w4_chain";
-    let mut group = c.benchmark_group(name);
-    group
-        .sample_size(10)
-        .measurement_time(Duration::from_secs(4));
-    bench(&mut group, name, "plain_f64", || {
+    let mut group = Group::new(name);
+    group.add("plain_f64", || {
         let mut x = black_box(0.9f64);
         for _ in 0..CHAIN {
             x = x.sin();
         }
         black_box(x);
     });
-    bench(&mut group, name, "tapegrad_fresh_tape", || {
+    group.add("tapegrad_fresh_tape", || {
         let tape = Tape::new();
         let x0 = tape.var(0.9);
         let mut x = x0;
@@ -330,8 +351,7 @@ fn w4_chain(c: &mut Criterion) {
         }
         black_box(x.backward().unwrap().wrt_scalar(x0).unwrap());
     });
-    group.finish();
-    report(name, "plain_f64", Some(("node", CHAIN as f64)));
+    group.run(c, 10, 4, 15, Some(("node", CHAIN as f64)));
 
     // Peak heap memory while a fresh tape records the chain and backpropagates, and the
     // memory held at the end by a tape sized up front.
@@ -540,41 +560,27 @@ fn xor_by_replay() -> f64 {
 }
 
 fn w2_xor(c: &mut Criterion) {
-    let name = "w2_xor";
-    assert!(
-        (xor_by_hand() - xor_by_tapegrad()).abs() < 1e-9,
-        "both trainings agree"
-    );
-    assert!(
-        (xor_by_hand() - xor_by_replay()).abs() < 1e-9,
-        "replayed training agrees"
-    );
-    assert!(
-        (xor_by_hand() - xor_by_trainer_replay()).abs() < 1e-9,
-        "the replaying trainer agrees"
-    );
-    let mut group = c.benchmark_group(name);
-    group
-        .sample_size(10)
-        .measurement_time(Duration::from_secs(5));
-    bench(&mut group, name, "hand_written_rust", || {
+    for (name, train) in [
+        ("the recording trainer", xor_by_tapegrad as fn() -> f64),
+        ("the replaying trainer", xor_by_trainer_replay),
+        ("replay through the tape", xor_by_replay),
+    ] {
+        assert!((xor_by_hand() - train()).abs() < 1e-9, "{name} agrees");
+    }
+    let mut group = Group::new("w2_xor");
+    group.add("hand_written_rust", || {
         black_box(xor_by_hand());
     });
-    bench(&mut group, name, "tapegrad_trainer", || {
+    group.add("tapegrad_trainer", || {
         black_box(xor_by_tapegrad());
     });
-    bench(&mut group, name, "tapegrad_replay", || {
-        black_box(xor_by_replay());
-    });
-    bench(&mut group, name, "tapegrad_trainer_replay_step", || {
+    group.add("tapegrad_trainer_replay_step", || {
         black_box(xor_by_trainer_replay());
     });
-    group.finish();
-    report(
-        name,
-        "hand_written_rust",
-        Some(("epoch", XOR_EPOCHS as f64)),
-    );
+    group.add("tapegrad_replay", || {
+        black_box(xor_by_replay());
+    });
+    group.run(c, 10, 5, 30, Some(("epoch", XOR_EPOCHS as f64)));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -598,39 +604,36 @@ fn w3_mlp_step(c: &mut Criterion) {
     )
     .unwrap();
     let labels: Vec<usize> = (0..128).map(|k| k % 10).collect();
-    let (mut trainer, mut sgd) = (Trainer::new(), Sgd::new(0.01));
-    let mut group = c.benchmark_group(name);
-    group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(5));
-    let mut forward_tape = Tape::new();
-    bench(&mut group, name, "tapegrad_forward_only", || {
+    let (x, labels, net) = (&x, &labels, &net);
+    let mut group = Group::new(name);
+    let (forward_params, mut forward_tape) = (params.clone(), Tape::new());
+    group.add("tapegrad_forward_only", move || {
         // A fresh recording each time, as a training step makes, without backward.
         forward_tape.clear();
-        let bound = params.bind(&forward_tape);
+        let bound = forward_params.bind(&forward_tape);
         let logits = net
-            .forward(&bound, forward_tape.constant_tensor(&x))
+            .forward(&bound, forward_tape.constant_tensor(x))
             .unwrap();
         black_box(
             logits
-                .softmax_cross_entropy(&labels)
+                .softmax_cross_entropy(labels)
                 .unwrap()
                 .item()
                 .unwrap(),
         );
     });
-    bench(&mut group, name, "tapegrad_step", || {
+    let (mut trainer, mut sgd) = (Trainer::new(), Sgd::new(0.01));
+    group.add("tapegrad_step", move || {
         black_box(
             trainer
                 .step(&mut params, &mut sgd, |p| {
-                    let logits = net.forward(p, p.tape().constant_tensor(&x))?;
-                    logits.softmax_cross_entropy(&labels)
+                    let logits = net.forward(p, p.tape().constant_tensor(x))?;
+                    logits.softmax_cross_entropy(labels)
                 })
                 .unwrap(),
         );
     });
-    group.finish();
-    report(name, "tapegrad_forward_only", None);
+    group.run(c, 20, 5, 60, None);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -693,22 +696,26 @@ fn hvp_vs_gradient(c: &mut Criterion) {
             .map(|i| ((i * 53 % 97) as f64 / 97.0 - 0.5) * 2.0)
             .collect::<Vec<_>>(),
     )];
-    let name = "hvp";
-    let mut group = c.benchmark_group(name);
-    group
-        .sample_size(30)
-        .measurement_time(Duration::from_secs(3));
-    bench(&mut group, name, "gradient", || {
-        black_box(grad(|x| f.eval(x), black_box(&x)).unwrap());
+    // Ten calls per routine, so that one call of the interleaved rounds is long enough
+    // to time.
+    let (f, x, v) = (&f, &x, &v);
+    let mut group = Group::new("hvp");
+    group.add("gradient", || {
+        for _ in 0..10 {
+            black_box(grad(|x| f.eval(x), black_box(x)).unwrap());
+        }
     });
-    bench(&mut group, name, "hvp", || {
-        black_box(hvp(|x| f.eval(x), black_box(&x), black_box(&v)).unwrap());
+    group.add("hvp", || {
+        for _ in 0..10 {
+            black_box(hvp(|x| f.eval(x), black_box(x), black_box(v)).unwrap());
+        }
     });
-    bench(&mut group, name, "hessian", || {
-        black_box(hessian(|x| f.eval(x), black_box(&x)).unwrap());
+    group.add("hessian", || {
+        for _ in 0..10 {
+            black_box(hessian(|x| f.eval(x), black_box(x)).unwrap());
+        }
     });
-    group.finish();
-    report(name, "gradient", None);
+    group.run(c, 30, 3, 30, None);
 }
 
 criterion_group!(
