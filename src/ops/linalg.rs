@@ -89,6 +89,16 @@ struct Layout {
     batch: Shape,
 }
 
+/// `(m, k, n)` of a product of two plain matrices `[m, k]·[k, n]`: the common case,
+/// which needs no batch layout.
+#[inline]
+fn plain_product(a: &Shape, b: &Shape) -> Option<(usize, usize, usize)> {
+    match (a.dims(), b.dims()) {
+        (&[m, k], &[k2, n]) if k == k2 => Some((m, k, n)),
+        _ => None,
+    }
+}
+
 impl Layout {
     fn new(a: &Shape, b: &Shape) -> Result<Layout> {
         let invalid = |reason: String| Error::Invalid {
@@ -171,6 +181,10 @@ impl Function for Matmul {
     }
     fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
         let (a, b) = (inputs[0], inputs[1]);
+        if let Some(mkn) = plain_product(a.shape(), b.shape()) {
+            gemm(mkn, a.data(), false, b.data(), false, 0.0, out);
+            return;
+        }
         let l = Layout::new(a.shape(), b.shape()).expect("checked when recorded");
         let (m, k, n) = (l.m, l.k, l.n);
         if l.b_batch.is_scalar() {
@@ -201,11 +215,20 @@ impl Function for Matmul {
         gx: &mut InputGrads<'_>,
     ) -> Result<()> {
         let (a, b) = (inputs[0], inputs[1]);
-        let l = Layout::new(a.shape(), b.shape())?;
-        let (m, k, n) = (l.m, l.k, l.n);
         let (av, bv, gy) = (a.data(), b.data(), gy.data());
         // A constant operand (the data of a layer) needs no gradient: skip its product.
         let (need_a, need_b) = (gx.needs(0), gx.needs(1));
+        if let Some((m, k, n)) = plain_product(a.shape(), b.shape()) {
+            if need_a {
+                gemm((m, n, k), gy, false, bv, true, 1.0, gx.get_mut(0));
+            }
+            if need_b {
+                gemm((k, m, n), av, true, gy, false, 1.0, gx.get_mut(1));
+            }
+            return Ok(());
+        }
+        let l = Layout::new(a.shape(), b.shape())?;
+        let (m, k, n) = (l.m, l.k, l.n);
         if l.b_batch.is_scalar() {
             let rows = l.batch.numel() * m;
             if need_a {
