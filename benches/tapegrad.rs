@@ -464,6 +464,22 @@ fn xor_params() -> (tapegrad::nn::Params, Tensor, Tensor) {
     (params, x, y)
 }
 
+/// The lecture's XOR loss, ½Σ(t − o)², of the 2-4-1 sigmoid network.
+fn xor_loss<'t>(
+    p: &tapegrad::nn::Bound<'t, '_>,
+    x: &Tensor,
+    y: &Tensor,
+) -> tapegrad::Result<Var<'t>> {
+    let tape = p.tape();
+    let h = tape
+        .constant_tensor(x)
+        .matmul(p.get("w1")?)?
+        .try_add(p.get("b1")?)?
+        .sigmoid();
+    let o = h.matmul(p.get("w2")?)?.try_add(p.get("b2")?)?.sigmoid();
+    o.half_sse(tape.constant_tensor(y))
+}
+
 fn xor_by_tapegrad() -> f64 {
     use tapegrad::nn::Trainer;
     use tapegrad::optim::Sgd;
@@ -471,16 +487,7 @@ fn xor_by_tapegrad() -> f64 {
     let (mut trainer, mut sgd) = (Trainer::new(), Sgd::new(0.1));
     for _ in 0..XOR_EPOCHS {
         trainer
-            .step(&mut params, &mut sgd, |p| {
-                let tape = p.tape();
-                let h = tape
-                    .constant_tensor(&x)
-                    .matmul(p.get("w1")?)?
-                    .try_add(p.get("b1")?)?
-                    .sigmoid();
-                let o = h.matmul(p.get("w2")?)?.try_add(p.get("b2")?)?.sigmoid();
-                o.half_sse(tape.constant_tensor(&y))
-            })
+            .step(&mut params, &mut sgd, |p| xor_loss(p, &x, &y))
             .unwrap();
     }
     params.get("w2").unwrap().data()[0] + params.get("b2").unwrap().data()[0]
@@ -493,18 +500,7 @@ fn xor_by_trainer_replay() -> f64 {
     use tapegrad::optim::Sgd;
     let (mut params, x, y) = xor_params();
     let (mut trainer, mut sgd) = (Trainer::new(), Sgd::new(0.1));
-    trainer
-        .record(&params, |p| {
-            let tape = p.tape();
-            let h = tape
-                .constant_tensor(&x)
-                .matmul(p.get("w1")?)?
-                .try_add(p.get("b1")?)?
-                .sigmoid();
-            let o = h.matmul(p.get("w2")?)?.try_add(p.get("b2")?)?.sigmoid();
-            o.half_sse(tape.constant_tensor(&y))
-        })
-        .unwrap();
+    trainer.record(&params, |p| xor_loss(p, &x, &y)).unwrap();
     for _ in 0..XOR_EPOCHS {
         trainer.replay_step(&mut params, &mut sgd).unwrap();
     }

@@ -662,15 +662,14 @@ impl Tape {
         let offset = inner.slot(n);
         let var = self.push_general(inner, op, &ids, offset, shape_id, requires_grad);
         // The node is recorded first, so that computing its value is replay's code.
-        let Inner {
-            nodes,
-            values,
-            shapes,
-            ops,
-            extra_inputs,
-            ..
-        } = inner;
-        forward_general(nodes, values, shapes, ops, extra_inputs, var.id() as usize);
+        forward_general(
+            &inner.nodes,
+            &mut inner.values,
+            &inner.shapes,
+            &inner.ops,
+            &inner.extra_inputs,
+            var.id() as usize,
+        );
         Ok(var)
     }
 

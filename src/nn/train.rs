@@ -112,6 +112,24 @@ impl Recording {
     }
 }
 
+/// The part of a step between recording and update: checks that `loss` (recorded with
+/// `bound`) is finite, backpropagates and reads the parameters' gradients. Returns the
+/// loss.
+fn backpropagate(
+    loss: Var<'_>,
+    bound: &Bound<'_, '_>,
+    gradients: &mut Gradients,
+    param_gradients: &mut ParamGradients,
+) -> Result<f64> {
+    let value = loss.item()?;
+    if !value.is_finite() {
+        return Err(diverged(value));
+    }
+    loss.backward_into(gradients)?;
+    bound.gradients_into(gradients, param_gradients)?;
+    Ok(value)
+}
+
 fn diverged(loss: f64) -> Error {
     Error::Invalid {
         op: "train".into(),
@@ -159,13 +177,7 @@ impl Trainer {
         let value = {
             let bound = params.bind(&self.tape);
             let loss = loss(&bound)?;
-            let value = loss.item()?;
-            if !value.is_finite() {
-                return Err(diverged(value));
-            }
-            loss.backward_into(&mut self.gradients)?;
-            bound.gradients_into(&self.gradients, &mut self.param_gradients)?;
-            value
+            backpropagate(loss, &bound, &mut self.gradients, &mut self.param_gradients)?
         };
         optimizer.step(params, &self.param_gradients)?;
         Ok(value)
@@ -265,13 +277,7 @@ impl Trainer {
                 indices,
             };
             let loss = loss(&bound, &batch)?;
-            let value = loss.item()?;
-            if !value.is_finite() {
-                return Err(diverged(value));
-            }
-            loss.backward_into(&mut self.gradients)?;
-            bound.gradients_into(&self.gradients, &mut self.param_gradients)?;
-            value
+            backpropagate(loss, &bound, &mut self.gradients, &mut self.param_gradients)?
         };
         optimizer.step(params, &self.param_gradients)?;
         Ok(value)
@@ -368,13 +374,7 @@ impl Trainer {
             }
             self.tape.replay();
             let loss = Var::new(&self.tape, recording.loss);
-            let value = loss.item()?;
-            if !value.is_finite() {
-                return Err(diverged(value));
-            }
-            loss.backward_into(&mut self.gradients)?;
-            bound.gradients_into(&self.gradients, &mut self.param_gradients)?;
-            value
+            backpropagate(loss, &bound, &mut self.gradients, &mut self.param_gradients)?
         };
         optimizer.step(params, &self.param_gradients)?;
         Ok(value)
