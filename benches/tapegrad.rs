@@ -228,9 +228,7 @@ fn w1_scalar(c: &mut Criterion) {
         let mut vars = Vec::with_capacity(W1_N);
         let y = w1_record(&tape, x, &mut vars);
         y.backward_into(&mut grads).unwrap();
-        for (gi, v) in g.iter_mut().zip(&vars) {
-            *gi = grads.wrt_scalar(*v).unwrap();
-        }
+        grads.wrt_scalars(&vars, &mut g).unwrap();
         black_box(&g);
     });
 
@@ -240,14 +238,10 @@ fn w1_scalar(c: &mut Criterion) {
     let y = w1_record(&replay_tape, x, &mut vars);
     let (mut grads, mut g) = (Gradients::new(), vec![0.0; W1_N]);
     group.add("tapegrad_replay_backward", move || {
-        for (v, &xi) in vars.iter().zip(x) {
-            v.set_scalar(xi).unwrap();
-        }
+        y.tape().set_scalars(&vars, x).unwrap();
         y.tape().replay();
         y.backward_into(&mut grads).unwrap();
-        for (gi, v) in g.iter_mut().zip(&vars) {
-            *gi = grads.wrt_scalar(*v).unwrap();
-        }
+        grads.wrt_scalars(&vars, &mut g).unwrap();
         black_box(&g);
     });
     group.run(c, 20, 4, 40, Some(("input", W1_N as f64)));

@@ -98,6 +98,60 @@ impl Gradients {
         }
     }
 
+    /// The gradients with respect to many scalar variables at once, one per slot of
+    /// `out`: [`wrt_scalar`](Gradients::wrt_scalar) for each, with the recording
+    /// checked once. An error, with `out` unchanged, if the lengths differ, a variable
+    /// is not a scalar, or one belongs to another tape or recording.
+    ///
+    /// ```
+    /// use tapegrad::Tape;
+    /// let tape = Tape::new();
+    /// let xs: Vec<_> = (1..=3).map(|k| tape.var(k as f64)).collect();
+    /// let y = xs[0] * xs[1] * xs[2];
+    /// let mut g = [0.0; 3];
+    /// y.backward()?.wrt_scalars(&xs, &mut g)?;
+    /// assert_eq!(g, [6.0, 3.0, 2.0]);
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn wrt_scalars(&self, xs: &[Var<'_>], out: &mut [f64]) -> Result<()> {
+        let op = "wrt_scalars";
+        if xs.len() != out.len() {
+            return Err(Error::Invalid {
+                op: op.into(),
+                reason: format!("{} variables but {} slots", xs.len(), out.len()),
+            });
+        }
+        let Some(first) = xs.first() else {
+            return Ok(());
+        };
+        let tape = first.tape();
+        if tape.id() != self.tape || xs.iter().any(|x| !std::ptr::eq(x.tape(), tape)) {
+            return Err(Error::ForeignVariable { op: op.into() });
+        }
+        let inner = tape.inner.borrow();
+        if inner.generation != self.generation {
+            return Err(Error::StaleGradients);
+        }
+        let nodes = &inner.nodes[..self.nodes.min(inner.nodes.len())];
+        if let Some(x) = xs
+            .iter()
+            .find(|x| !inner.nodes[x.id() as usize].is_scalar())
+        {
+            return Err(Error::NotScalar {
+                op: op.into(),
+                shape: inner.shape(inner.nodes[x.id() as usize].shape()).clone(),
+            });
+        }
+        for (slot, x) in out.iter_mut().zip(xs) {
+            // Zero for a constant and for a variable recorded after the pass.
+            *slot = match nodes.get(x.id() as usize) {
+                Some(node) if node.requires_grad() => self.data[node.offset()],
+                _ => 0.0,
+            };
+        }
+        Ok(())
+    }
+
     /// Copies the gradient with respect to `x` into `out` without allocating; `out`
     /// must have as many elements as `x`.
     pub fn wrt_into(&self, x: Var<'_>, out: &mut [f64]) -> Result<()> {

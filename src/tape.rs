@@ -735,6 +735,61 @@ impl Tape {
         }
     }
 
+    /// Sets many scalar leaves at once, `xs[i]` to `values[i]`, for [`replay`]
+    /// (Tape::replay): [`Var::set_scalar`] for each, with one look at the tape. An
+    /// error, with nothing changed, if the lengths differ or a variable is not a scalar
+    /// leaf of this tape.
+    ///
+    /// ```
+    /// use tapegrad::Tape;
+    /// let tape = Tape::new();
+    /// let xs = [tape.var(1.0), tape.var(2.0)];
+    /// let y = xs[0] * xs[1];
+    /// tape.set_scalars(&xs, &[3.0, 4.0])?;
+    /// tape.replay();
+    /// assert_eq!(y.item()?, 12.0);
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn set_scalars(&self, xs: &[Var<'_>], values: &[f64]) -> Result<()> {
+        if xs.len() != values.len() {
+            return Err(Error::Invalid {
+                op: "set_scalars".into(),
+                reason: format!("{} variables but {} values", xs.len(), values.len()),
+            });
+        }
+        if xs.iter().any(|x| !std::ptr::eq(x.tape(), self)) {
+            return Err(Error::ForeignVariable {
+                op: "set_scalars".into(),
+            });
+        }
+        let mut inner = self.inner.borrow_mut();
+        if let Some(x) = xs.iter().find(|x| {
+            let node = &inner.nodes[x.id() as usize];
+            !(node.is_leaf() && node.is_scalar())
+        }) {
+            let node = &inner.nodes[x.id() as usize];
+            return Err(if node.is_leaf() {
+                Error::NotScalar {
+                    op: "set_scalars".into(),
+                    shape: inner.shape(node.shape()).clone(),
+                }
+            } else {
+                Error::NotALeaf {
+                    op: inner.op(node).name().to_string(),
+                }
+            });
+        }
+        let Inner {
+            nodes,
+            values: arena,
+            ..
+        } = &mut *inner;
+        for (x, &value) in xs.iter().zip(values) {
+            arena[nodes[x.id() as usize].offset()] = value;
+        }
+        Ok(())
+    }
+
     /// Records values computed under this guard without gradient: nodes made while a
     /// [`NoGrad`] guard lives are constants to backward. Guards nest.
     ///

@@ -496,3 +496,72 @@ fn replay_rebuilds_scalar_ops_from_their_parameters() -> Result<()> {
     assert!(report.passed, "{report}");
     Ok(())
 }
+
+#[test]
+fn many_scalars_are_set_and_read_at_once_or_not_at_all() -> Result<()> {
+    let tape = Tape::new();
+    let xs: Vec<Var<'_>> = (1..=4).map(|k| tape.var(f64::from(k))).collect();
+    let c = tape.constant(10.0);
+    let y = (xs[0] * xs[1] + xs[2].sin()) * xs[3] + c;
+    tape.set_scalars(&xs, &[0.5, -2.0, 1.5, 3.0])?;
+    tape.replay();
+    let grads = y.backward()?;
+    let mut g = [f64::NAN; 4];
+    grads.wrt_scalars(&xs, &mut g)?;
+    let one_by_one: Vec<f64> = xs
+        .iter()
+        .map(|&x| grads.wrt_scalar(x))
+        .collect::<Result<_>>()?;
+    assert_eq!(g.to_vec(), one_by_one);
+    assert_eq!(
+        g,
+        [
+            -2.0 * 3.0,
+            0.5 * 3.0,
+            1.5f64.cos() * 3.0,
+            -1.0 + 1.5f64.sin()
+        ]
+    );
+    // A constant has gradient zero, as with wrt_scalar.
+    let mut gc = [f64::NAN];
+    grads.wrt_scalars(&[c], &mut gc)?;
+    assert_eq!(gc, [0.0]);
+
+    // Errors change nothing.
+    let other = Tape::new();
+    let z = other.var(1.0);
+    let v = tape.tensor(&Tensor::vector([1.0, 2.0]));
+    let set = |vars: &[Var<'_>], values: &[f64]| tape.set_scalars(vars, values).unwrap_err();
+    assert!(set(&xs, &[1.0])
+        .to_string()
+        .contains("4 variables but 1 values"));
+    assert!(matches!(
+        set(&[xs[0], z], &[1.0, 2.0]),
+        Error::ForeignVariable { .. }
+    ));
+    assert!(matches!(
+        set(&[xs[0], y], &[1.0, 2.0]),
+        Error::NotALeaf { .. }
+    ));
+    assert!(matches!(
+        set(&[xs[0], v], &[1.0, 2.0]),
+        Error::NotScalar { .. }
+    ));
+    assert_eq!(xs[0].item()?, 0.5);
+
+    let mut out = [7.0; 2];
+    let read = |vars: &[Var<'_>], out: &mut [f64]| grads.wrt_scalars(vars, out).unwrap_err();
+    assert!(read(&xs[..1], &mut out)
+        .to_string()
+        .contains("1 variables but 2 slots"));
+    assert!(matches!(
+        read(&[xs[0], z], &mut out),
+        Error::ForeignVariable { .. }
+    ));
+    assert!(matches!(
+        read(&[xs[0], v], &mut out),
+        Error::NotScalar { .. }
+    ));
+    assert_eq!(out, [7.0; 2]);
+    Ok(())
+}
