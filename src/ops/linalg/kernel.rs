@@ -9,7 +9,8 @@
 //! start on a cache line and grow to their working size on the first products, so that
 //! a training loop's later steps allocate nothing.
 //!
-//! A large product is shared with one helper thread, started on first use and kept:
+//! A large product is shared with one helper thread, started on first use and kept
+//! (unless the environment sets `TAPEGRAD_NUM_THREADS=1`):
 //! `B` is packed once, and both threads take row blocks of `C` from a common queue
 //! until none is left. The caller works through the queue itself, so a helper that is
 //! late (another process holds the other core) only means the caller does more of the
@@ -605,12 +606,23 @@ struct Helper {
     wake: Condvar,
 }
 
-/// The helper, started on first use; `None` on a single core or if no thread could be
+/// True when the environment asks for matrix products on one thread:
+/// `TAPEGRAD_NUM_THREADS=1` (or 0), like `OMP_NUM_THREADS` for BLAS libraries.
+fn one_thread_asked(value: Option<&str>) -> bool {
+    value
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .is_some_and(|n| n <= 1)
+}
+
+/// The helper, started on first use; `None` on a single core, when the environment
+/// asks for one thread (`TAPEGRAD_NUM_THREADS=1`, read once), or if no thread could be
 /// started.
 fn helper() -> Option<&'static Helper> {
     static HELPER: OnceLock<Option<&'static Helper>> = OnceLock::new();
     *HELPER.get_or_init(|| {
-        if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2
+            || one_thread_asked(std::env::var("TAPEGRAD_NUM_THREADS").ok().as_deref())
+        {
             return None;
         }
         let helper: &'static Helper = Box::leak(Box::new(Helper {
@@ -728,7 +740,20 @@ fn run_shared(work: &(dyn Fn() + Sync)) {
 
 #[cfg(test)]
 mod tests {
-    use super::{multiply_tile, TileOut, MR, NR};
+    use super::{multiply_tile, one_thread_asked, TileOut, MR, NR};
+
+    #[test]
+    fn the_environment_can_keep_products_on_one_thread() {
+        for (value, one) in [
+            (None, false),
+            (Some("1"), true),
+            (Some(" 0 "), true),
+            (Some("2"), false),
+            (Some("many"), false),
+        ] {
+            assert_eq!(one_thread_asked(value), one, "{value:?}");
+        }
+    }
 
     /// The portable tile and (where the processor has it) the AVX2 tile agree, into a
     /// tile of `C` for each kind of β and into the scratch tile.
