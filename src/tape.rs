@@ -735,8 +735,8 @@ impl Tape {
         }
     }
 
-    /// Sets many scalar leaves at once, `xs[i]` to `values[i]`, for [`replay`]
-    /// (Tape::replay): [`Var::set_scalar`] for each, with one look at the tape. An
+    /// Sets many scalar leaves at once, `xs[i]` to `values[i]`, for
+    /// [`replay`](Tape::replay): [`Var::set_scalar`] for each, with one look at the tape. An
     /// error, with nothing changed, if the lengths differ or a variable is not a scalar
     /// leaf of this tape.
     ///
