@@ -71,6 +71,22 @@ fn logit_pairs() -> Vec<Vec<Tensor>> {
     ]
 }
 
+/// Σᵢ (oᵢ − tᵢ)², the sum both squared-error losses scale.
+fn sum_of_squares(o: &[f64], t: &[f64]) -> f64 {
+    o.iter().zip(t).map(|(o, t)| (o - t) * (o - t)).sum()
+}
+
+/// Adds the gradients of `scale/2 · Σᵢ (oᵢ − tᵢ)²`: `scale·(oᵢ − tᵢ)` to o's, its
+/// negative to t's.
+fn add_square_gradients(o: &[f64], t: &[f64], scale: f64, gx: &mut InputGrads<'_>) {
+    for (g, (o, t)) in gx.get_mut(0).iter_mut().zip(o.iter().zip(t)) {
+        *g += scale * (o - t);
+    }
+    for (g, (o, t)) in gx.get_mut(1).iter_mut().zip(o.iter().zip(t)) {
+        *g -= scale * (o - t);
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 /// Mean squared error `y = (1/N)·Σᵢ (oᵢ − tᵢ)²` over all N elements.
 /// ∂y/∂oᵢ = 2(oᵢ − tᵢ)/N, ∂y/∂tᵢ = −2(oᵢ − tᵢ)/N.
@@ -98,8 +114,7 @@ impl Function for Mse {
     }
     fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
         let (o, t) = (inputs[0].data(), inputs[1].data());
-        let sum: f64 = o.iter().zip(t).map(|(o, t)| (o - t) * (o - t)).sum();
-        out[0] = sum / o.len() as f64;
+        out[0] = sum_of_squares(o, t) / o.len() as f64;
     }
     // d/doᵢ (1/N)Σ(o − t)² = 2(oᵢ − tᵢ)/N, d/dtᵢ = −2(oᵢ − tᵢ)/N
     fn backward_accumulate(
@@ -110,13 +125,7 @@ impl Function for Mse {
         gx: &mut InputGrads<'_>,
     ) -> Result<()> {
         let (o, t) = (inputs[0].data(), inputs[1].data());
-        let scale = 2.0 * gy.data()[0] / o.len() as f64;
-        for (g, (o, t)) in gx.get_mut(0).iter_mut().zip(o.iter().zip(t)) {
-            *g += scale * (o - t);
-        }
-        for (g, (o, t)) in gx.get_mut(1).iter_mut().zip(o.iter().zip(t)) {
-            *g -= scale * (o - t);
-        }
+        add_square_gradients(o, t, 2.0 * gy.data()[0] / o.len() as f64, gx);
         Ok(())
     }
     backward_via_accumulate!();
@@ -170,7 +179,7 @@ impl Function for HalfSse {
     }
     fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
         let (o, t) = (inputs[0].data(), inputs[1].data());
-        out[0] = 0.5 * o.iter().zip(t).map(|(o, t)| (t - o) * (t - o)).sum::<f64>();
+        out[0] = 0.5 * sum_of_squares(o, t);
     }
     // d/doᵢ ½Σ(t − o)² = oᵢ − tᵢ, d/dtᵢ = tᵢ − oᵢ
     fn backward_accumulate(
@@ -181,13 +190,7 @@ impl Function for HalfSse {
         gx: &mut InputGrads<'_>,
     ) -> Result<()> {
         let (o, t) = (inputs[0].data(), inputs[1].data());
-        let gy = gy.data()[0];
-        for (g, (o, t)) in gx.get_mut(0).iter_mut().zip(o.iter().zip(t)) {
-            *g += gy * (o - t);
-        }
-        for (g, (o, t)) in gx.get_mut(1).iter_mut().zip(o.iter().zip(t)) {
-            *g += gy * (t - o);
-        }
+        add_square_gradients(o, t, gy.data()[0], gx);
         Ok(())
     }
     backward_via_accumulate!();
