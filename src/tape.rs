@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::function::{AsFunction, UserFunction};
-use crate::ops::{Op, OpCode};
+use crate::ops::{Binary, Op, OpCode, Registered, Unary};
 use crate::shape::{cyclic_len, Shape};
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::Var;
@@ -538,82 +538,88 @@ impl Tape {
 
     /// Records `op` applied to `inputs`: checks the tape and shapes, computes the value
     /// into the arena, appends the node. On error nothing is recorded.
-    #[inline(always)]
+    #[inline]
     pub(crate) fn record<'t>(&'t self, op: Op, inputs: &[Var<'t>]) -> Result<Var<'t>> {
-        // Inlined into each op's method, the scalar path sees which op it records and
-        // compiles to that op's arithmetic, with no dispatch.
-        let op = match *inputs {
-            [a] => match self.record_scalar(op, a, None) {
-                Ok(y) => return Ok(y),
-                Err(op) => op,
-            },
-            [a, b] => match self.record_scalar(op, a, Some(b)) {
-                Ok(y) => return Ok(y),
-                Err(op) => op,
-            },
-            _ => op,
-        };
         self.record_general(op, inputs)
     }
 
-    /// The fast path of [`record`](Tape::record): an elementwise built-in op on scalars
-    /// of this tape needs no views or shapes, and its node stores its partial
-    /// derivatives. Gives the op back when it does not apply.
+    /// Records the unary elementwise built-in op `f` on `a`. Inlined into each op's
+    /// method, so that on a scalar of this tape it compiles to that op's arithmetic and
+    /// two appends: the node stores dy/da and the op's parameter, if any (an op whose
+    /// parameter is not one number takes the general path).
     #[inline(always)]
-    fn record_scalar<'t>(
+    pub(crate) fn record_unary<'t, U: Unary + Registered>(
         &'t self,
-        op: Op,
+        f: U,
         a: Var<'t>,
-        b: Option<Var<'t>>,
-    ) -> std::result::Result<Var<'t>, Op> {
-        // A scalar node keeps one number of parameter, in place of a unary op's second
-        // partial; other ops with parameters take the general path.
-        let params = op.has_params();
-        if !std::ptr::eq(a.tape(), self)
-            || b.is_some_and(|b| !std::ptr::eq(b.tape(), self) || params)
-            || (params && op.scalar_param().is_none())
-        {
-            return Err(op);
-        }
-        let mut guard = self.inner.borrow_mut();
-        let inner = &mut *guard;
-        let a_node = &inner.nodes[a.id() as usize];
-        let (a_flags, a_at) = (a_node.flags, a_node.offset());
-        let (b_flags, b_at) = match b {
-            Some(b) => {
-                let b_node = &inner.nodes[b.id() as usize];
-                (b_node.flags, b_node.offset())
+    ) -> Result<Var<'t>> {
+        let param = if std::mem::size_of::<U>() == 0 {
+            Some(0.0)
+        } else {
+            f.param()
+        };
+        if let (Some(param), true) = (param, std::ptr::eq(a.tape(), self)) {
+            let mut guard = self.inner.borrow_mut();
+            let inner = &mut *guard;
+            let a_node = &inner.nodes[a.id() as usize];
+            if a_node.flags & IS_SCALAR != 0 {
+                let a_flags = a_node.flags;
+                let (y, da) = f.value_and_derivative(inner.values[a_node.offset()]);
+                let flags = self.flags(a_flags & REQUIRES_GRAD != 0, true);
+                let offset = inner.push_scalar(y);
+                let node = Node {
+                    args: [a.id(), 0],
+                    offset,
+                    code: U::CODE,
+                    kind: Kind::Unary,
+                    flags,
+                    data: [da.to_bits(), param.to_bits()],
+                };
+                return Ok(self.push(inner, node));
             }
-            None => (IS_SCALAR, 0),
-        };
-        if a_flags & b_flags & IS_SCALAR == 0 {
-            return Err(op);
         }
-        let va = inner.values[a_at];
-        let vb = if b.is_some() { inner.values[b_at] } else { 0.0 };
-        let Some((y, da, db)) = op.scalar_eval(va, vb) else {
-            return Err(op);
-        };
-        let flags = self.flags((a_flags | b_flags) & REQUIRES_GRAD != 0, true);
-        let offset = inner.push_scalar(y);
-        let (kind, args, second) = match b {
-            Some(b) => (Kind::Binary, [a.id(), b.id()], db),
-            None => (Kind::Unary, [a.id(), 0], op.scalar_param().unwrap_or(0.0)),
-        };
-        let node = Node {
-            args,
-            offset,
-            code: op.code(),
-            kind,
-            flags,
-            data: [da.to_bits(), second.to_bits()],
-        };
-        Ok(self.push(inner, node))
+        self.record_general(f.into_op(), &[a])
     }
 
-    /// Everything [`record`](Tape::record)'s fast path does not cover: tensors, user
-    /// functions, errors.
-    #[cold]
+    /// Records the binary elementwise built-in op `f` on `a` and `b`, as
+    /// [`record_unary`](Tape::record_unary) does: on two scalars of this tape the node
+    /// stores ∂y/∂a and ∂y/∂b.
+    #[inline(always)]
+    pub(crate) fn record_binary<'t, B: Binary + Registered>(
+        &'t self,
+        f: B,
+        a: Var<'t>,
+        b: Var<'t>,
+    ) -> Result<Var<'t>> {
+        if std::mem::size_of::<B>() == 0
+            && std::ptr::eq(a.tape(), self)
+            && std::ptr::eq(b.tape(), self)
+        {
+            let mut guard = self.inner.borrow_mut();
+            let inner = &mut *guard;
+            let (a_node, b_node) = (&inner.nodes[a.id() as usize], &inner.nodes[b.id() as usize]);
+            let (a_flags, b_flags) = (a_node.flags, b_node.flags);
+            if a_flags & b_flags & IS_SCALAR != 0 {
+                let (va, vb) = (inner.values[a_node.offset()], inner.values[b_node.offset()]);
+                let (y, da, db) = f.value_and_derivative(va, vb);
+                let flags = self.flags((a_flags | b_flags) & REQUIRES_GRAD != 0, true);
+                let offset = inner.push_scalar(y);
+                let node = Node {
+                    args: [a.id(), b.id()],
+                    offset,
+                    code: B::CODE,
+                    kind: Kind::Binary,
+                    flags,
+                    data: [da.to_bits(), db.to_bits()],
+                };
+                return Ok(self.push(inner, node));
+            }
+        }
+        self.record_general(f.into_op(), &[a, b])
+    }
+
+    /// Records any op as a general node: tensors, general ops, user functions, and the
+    /// elementwise ops that the typed paths hand over; errors leave the tape unchanged.
     #[inline(never)]
     fn record_general<'t>(&'t self, op: Op, inputs: &[Var<'t>]) -> Result<Var<'t>> {
         for x in inputs {

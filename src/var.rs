@@ -11,7 +11,8 @@
 
 use crate::error::{Error, Result};
 use crate::function::AsFunction;
-use crate::ops::Op;
+use crate::ops::arith::{add_scalar, div_scalar, mul_scalar, scalar_div, scalar_sub};
+use crate::ops::{Op, Registered, Unary};
 use crate::shape::Shape;
 use crate::tape::{NodeId, Tape};
 use crate::tensor::Tensor;
@@ -151,6 +152,14 @@ impl<'t> Var<'t> {
         self.tape.record(op, inputs)
     }
 
+    /// Records a unary elementwise built-in op (it cannot fail) on this variable.
+    #[inline(always)]
+    pub(crate) fn elementwise<U: Unary + Registered>(self, f: U) -> Var<'t> {
+        self.tape
+            .record_unary(f, self)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Records a unary built-in op that cannot fail on a variable of this tape.
     #[inline(always)]
     pub(crate) fn unary(self, op: Op) -> Var<'t> {
@@ -183,8 +192,7 @@ macro_rules! binary_operator {
             type Output = Var<'t>;
             #[inline]
             fn $method(self, rhs: f64) -> Var<'t> {
-                let make: fn(f64) -> Op = $with_scalar;
-                self.unary(make(rhs))
+                self.elementwise($with_scalar(rhs))
             }
         }
 
@@ -192,14 +200,13 @@ macro_rules! binary_operator {
             type Output = Var<'t>;
             #[inline]
             fn $method(self, rhs: Var<'t>) -> Var<'t> {
-                let make: fn(f64) -> Op = $scalar_with;
-                rhs.unary(make(self))
+                rhs.elementwise($scalar_with(self))
             }
         }
     };
 }
 
-binary_operator!(Add, add, try_add, Op::add_scalar, Op::add_scalar);
-binary_operator!(Sub, sub, try_sub, |c| Op::add_scalar(-c), Op::scalar_sub);
-binary_operator!(Mul, mul, try_mul, Op::mul_scalar, Op::mul_scalar);
-binary_operator!(Div, div, try_div, Op::div_scalar, Op::scalar_div);
+binary_operator!(Add, add, try_add, add_scalar, add_scalar);
+binary_operator!(Sub, sub, try_sub, |c: f64| add_scalar(-c), scalar_sub);
+binary_operator!(Mul, mul, try_mul, mul_scalar, mul_scalar);
+binary_operator!(Div, div, try_div, div_scalar, scalar_div);

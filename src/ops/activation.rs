@@ -16,7 +16,7 @@
 //! numbers of the first-order rule, conventions at the kinks included; their second
 //! derivative is 0 away from the kinks (for ELU, αeˣ below 0).
 
-use super::{finite, Op, Unary};
+use super::{finite, Unary};
 use crate::error::Result;
 use crate::var::Var;
 
@@ -71,7 +71,7 @@ impl Unary for Step {
 impl<'t> Var<'t> {
     /// The step function, elementwise.
     pub fn step(self) -> Var<'t> {
-        self.unary(Op::Step(Step))
+        self.elementwise(Step)
     }
 }
 
@@ -113,7 +113,7 @@ impl Unary for Sigmoid {
 impl<'t> Var<'t> {
     /// The sigmoid σ(x) = 1/(1 + e⁻ˣ), elementwise.
     pub fn sigmoid(self) -> Var<'t> {
-        self.unary(Op::Sigmoid(Sigmoid))
+        self.elementwise(Sigmoid)
     }
 }
 
@@ -150,7 +150,7 @@ impl Unary for Tanh {
 impl<'t> Var<'t> {
     /// The hyperbolic tangent, elementwise.
     pub fn tanh(self) -> Var<'t> {
-        self.unary(Op::Tanh(Tanh))
+        self.elementwise(Tanh)
     }
 }
 
@@ -197,7 +197,7 @@ impl Unary for Relu {
 impl<'t> Var<'t> {
     /// max(0, x), elementwise.
     pub fn relu(self) -> Var<'t> {
-        self.unary(Op::Relu(Relu))
+        self.elementwise(Relu)
     }
 }
 
@@ -263,7 +263,7 @@ impl<'t> Var<'t> {
     /// Leaky ReLU with slope `alpha` below 0, elementwise; an error if `alpha` is not finite.
     pub fn leaky_relu(self, alpha: f64) -> Result<Var<'t>> {
         let alpha = finite(LeakyRelu::NAME, "alpha", alpha)?;
-        self.record(Op::LeakyRelu(LeakyRelu { alpha }), &[self])
+        self.tape().record_unary(LeakyRelu { alpha }, self)
     }
 }
 
@@ -331,7 +331,7 @@ impl<'t> Var<'t> {
     /// ELU with scale `alpha`, elementwise; an error if `alpha` is not finite.
     pub fn elu(self, alpha: f64) -> Result<Var<'t>> {
         let alpha = finite(Elu::NAME, "alpha", alpha)?;
-        self.record(Op::Elu(Elu { alpha }), &[self])
+        self.tape().record_unary(Elu { alpha }, self)
     }
 }
 
@@ -372,7 +372,7 @@ impl Unary for Softsign {
 impl<'t> Var<'t> {
     /// Softsign x/(1 + |x|), elementwise.
     pub fn softsign(self) -> Var<'t> {
-        self.unary(Op::Softsign(Softsign))
+        self.elementwise(Softsign)
     }
 }
 
@@ -409,7 +409,7 @@ impl Unary for Atan {
 impl<'t> Var<'t> {
     /// The arctangent, elementwise.
     pub fn atan(self) -> Var<'t> {
-        self.unary(Op::Atan(Atan))
+        self.elementwise(Atan)
     }
 }
 
@@ -447,7 +447,7 @@ impl Unary for Gaussian {
 impl<'t> Var<'t> {
     /// The Gaussian exp(−x²), elementwise.
     pub fn gaussian(self) -> Var<'t> {
-        self.unary(Op::Gaussian(Gaussian))
+        self.elementwise(Gaussian)
     }
 }
 
@@ -506,12 +506,12 @@ impl<'t> Var<'t> {
     /// Swish x·σ(βx), elementwise; an error if `beta` is not finite.
     pub fn swish(self, beta: f64) -> Result<Var<'t>> {
         let beta = finite(Swish::NAME, "beta", beta)?;
-        self.record(Op::Swish(Swish { beta }), &[self])
+        self.tape().record_unary(Swish { beta }, self)
     }
 
     /// SiLU x·σ(x), elementwise: Swish with β = 1.
     pub fn silu(self) -> Var<'t> {
-        self.unary(Op::Swish(Swish { beta: 1.0 }))
+        self.elementwise(Swish { beta: 1.0 })
     }
 }
 
@@ -551,7 +551,7 @@ impl Unary for Softplus {
 impl<'t> Var<'t> {
     /// Softplus ln(1 + eˣ), elementwise.
     pub fn softplus(self) -> Var<'t> {
-        self.unary(Op::Softplus(Softplus))
+        self.elementwise(Softplus)
     }
 }
 
@@ -596,6 +596,6 @@ impl Unary for Gelu {
 impl<'t> Var<'t> {
     /// GELU x·Φ(x), elementwise.
     pub fn gelu(self) -> Var<'t> {
-        self.unary(Op::Gelu(Gelu))
+        self.elementwise(Gelu)
     }
 }

@@ -1,7 +1,7 @@
 //! Arithmetic: `add sub mul div` between variables (broadcasting), `neg`, powers, and
 //! the forms with a plain number on one side (`x + 2.0`, `1.0 / x`).
 
-use super::{finite, Binary, Op, Unary};
+use super::{finite, Binary, Unary};
 use crate::error::Result;
 use crate::var::Var;
 
@@ -46,7 +46,7 @@ impl<'t> Var<'t> {
     /// `self + other`, broadcasting; an error on incompatible shapes.
     #[inline]
     pub fn try_add(self, other: Var<'t>) -> Result<Var<'t>> {
-        self.record(Op::Add(Add), &[self, other])
+        self.tape().record_binary(Add, self, other)
     }
 }
 
@@ -90,7 +90,7 @@ impl<'t> Var<'t> {
     /// `self − other`, broadcasting; an error on incompatible shapes.
     #[inline]
     pub fn try_sub(self, other: Var<'t>) -> Result<Var<'t>> {
-        self.record(Op::Sub(Sub), &[self, other])
+        self.tape().record_binary(Sub, self, other)
     }
 }
 
@@ -134,7 +134,7 @@ impl<'t> Var<'t> {
     /// `self · other` elementwise, broadcasting; an error on incompatible shapes.
     #[inline]
     pub fn try_mul(self, other: Var<'t>) -> Result<Var<'t>> {
-        self.record(Op::Mul(Mul), &[self, other])
+        self.tape().record_binary(Mul, self, other)
     }
 }
 
@@ -181,7 +181,7 @@ impl<'t> Var<'t> {
     /// `self / other` elementwise, broadcasting; an error on incompatible shapes.
     #[inline]
     pub fn try_div(self, other: Var<'t>) -> Result<Var<'t>> {
-        self.record(Op::Div(Div), &[self, other])
+        self.tape().record_binary(Div, self, other)
     }
 }
 
@@ -218,7 +218,7 @@ impl Unary for Neg {
 impl<'t> std::ops::Neg for Var<'t> {
     type Output = Var<'t>;
     fn neg(self) -> Var<'t> {
-        self.unary(Op::Neg(Neg))
+        self.elementwise(Neg)
     }
 }
 
@@ -287,7 +287,7 @@ impl<'t> Var<'t> {
     /// `self^p`, elementwise; an error if `p` is not finite.
     pub fn powf(self, p: f64) -> Result<Var<'t>> {
         let p = finite(Powf::NAME, "p", p)?;
-        self.record(Op::Powf(Powf { p }), &[self])
+        self.tape().record_unary(Powf { p }, self)
     }
 }
 
@@ -348,7 +348,7 @@ impl Unary for Powi {
 impl<'t> Var<'t> {
     /// `self^n`, elementwise, for an integer `n`.
     pub fn powi(self, n: i32) -> Var<'t> {
-        self.unary(Op::Powi(Powi { n }))
+        self.elementwise(Powi { n })
     }
 
     /// `self²`, elementwise.
@@ -546,20 +546,28 @@ impl Unary for ScalarDiv {
     }
 }
 
-impl Op {
-    pub(crate) fn add_scalar(c: f64) -> Op {
-        Op::AddScalar(AddScalar { c })
-    }
-    pub(crate) fn mul_scalar(c: f64) -> Op {
-        Op::MulScalar(MulScalar { c })
-    }
-    pub(crate) fn div_scalar(c: f64) -> Op {
-        Op::DivScalar(DivScalar { c })
-    }
-    pub(crate) fn scalar_sub(c: f64) -> Op {
-        Op::ScalarSub(ScalarSub { c })
-    }
-    pub(crate) fn scalar_div(c: f64) -> Op {
-        Op::ScalarDiv(ScalarDiv { c })
-    }
+/// `x + c`, the op of `var + f64` and `f64 + var`.
+#[inline(always)]
+pub(crate) fn add_scalar(c: f64) -> AddScalar {
+    AddScalar { c }
+}
+/// `x · c`, the op of `var * f64` and `f64 * var`.
+#[inline(always)]
+pub(crate) fn mul_scalar(c: f64) -> MulScalar {
+    MulScalar { c }
+}
+/// `x / c`, the op of `var / f64`.
+#[inline(always)]
+pub(crate) fn div_scalar(c: f64) -> DivScalar {
+    DivScalar { c }
+}
+/// `c − x`, the op of `f64 - var`.
+#[inline(always)]
+pub(crate) fn scalar_sub(c: f64) -> ScalarSub {
+    ScalarSub { c }
+}
+/// `c / x`, the op of `f64 / var`.
+#[inline(always)]
+pub(crate) fn scalar_div(c: f64) -> ScalarDiv {
+    ScalarDiv { c }
 }

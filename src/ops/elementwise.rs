@@ -11,7 +11,7 @@
 //! built by [`Var::grad_graph`] can be differentiated again. The values it records are
 //! the same numbers as the first-order rule's.
 
-use super::{Binary, Op, Unary};
+use super::{Binary, Unary};
 use crate::error::Result;
 use crate::var::Var;
 
@@ -49,7 +49,7 @@ impl Unary for Exp {
 impl<'t> Var<'t> {
     /// eˣ, elementwise.
     pub fn exp(self) -> Var<'t> {
-        self.unary(Op::Exp(Exp))
+        self.elementwise(Exp)
     }
 }
 
@@ -89,7 +89,7 @@ impl Unary for Ln {
 impl<'t> Var<'t> {
     /// The natural logarithm, elementwise.
     pub fn ln(self) -> Var<'t> {
-        self.unary(Op::Ln(Ln))
+        self.elementwise(Ln)
     }
 }
 
@@ -129,7 +129,7 @@ impl Unary for Sqrt {
 impl<'t> Var<'t> {
     /// The square root, elementwise.
     pub fn sqrt(self) -> Var<'t> {
-        self.unary(Op::Sqrt(Sqrt))
+        self.elementwise(Sqrt)
     }
 }
 
@@ -173,7 +173,7 @@ impl Unary for Abs {
 impl<'t> Var<'t> {
     /// The absolute value, elementwise.
     pub fn abs(self) -> Var<'t> {
-        self.unary(Op::Abs(Abs))
+        self.elementwise(Abs)
     }
 }
 
@@ -218,7 +218,7 @@ impl Unary for Sin {
 impl<'t> Var<'t> {
     /// The sine, elementwise.
     pub fn sin(self) -> Var<'t> {
-        self.unary(Op::Sin(Sin))
+        self.elementwise(Sin)
     }
 }
 
@@ -260,7 +260,7 @@ impl Unary for Cos {
 impl<'t> Var<'t> {
     /// The cosine, elementwise.
     pub fn cos(self) -> Var<'t> {
-        self.unary(Op::Cos(Cos))
+        self.elementwise(Cos)
     }
 }
 
@@ -300,7 +300,7 @@ impl Unary for Tan {
 impl<'t> Var<'t> {
     /// The tangent, elementwise.
     pub fn tan(self) -> Var<'t> {
-        self.unary(Op::Tan(Tan))
+        self.elementwise(Tan)
     }
 }
 
@@ -349,7 +349,7 @@ impl Unary for Sign {
 impl<'t> Var<'t> {
     /// The sign (−1, 0 or 1), elementwise.
     pub fn sign(self) -> Var<'t> {
-        self.unary(Op::Sign(Sign))
+        self.elementwise(Sign)
     }
 }
 
@@ -392,7 +392,7 @@ impl Unary for Erf {
 impl<'t> Var<'t> {
     /// The error function, elementwise.
     pub fn erf(self) -> Var<'t> {
-        self.unary(Op::Erf(Erf))
+        self.elementwise(Erf)
     }
 }
 
@@ -447,6 +447,6 @@ impl<'t> Var<'t> {
     /// 1 where `self` equals `other`, else 0, elementwise and broadcasting; an error on
     /// incompatible shapes.
     pub fn equal(self, other: Var<'t>) -> Result<Var<'t>> {
-        self.record(Op::Equal(Equal), &[self, other])
+        self.tape().record_binary(Equal, self, other)
     }
 }

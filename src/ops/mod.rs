@@ -41,6 +41,16 @@ use crate::tensor::{Tensor, TensorRef};
 use crate::var::Var;
 use std::sync::Arc;
 
+/// A built-in op's type, with its code and its place in [`Op`]: the tape's typed
+/// recording paths know at compile time which op they record, and build an [`Op`] only
+/// when they take the general path.
+pub(crate) trait Registered: Sized {
+    /// The op's code in a node.
+    const CODE: OpCode;
+    /// The op as an [`Op`].
+    fn into_op(self) -> Op;
+}
+
 /// An elementwise function of one input, given by its value and its derivative.
 pub(crate) trait Unary {
     /// The op's name.
@@ -491,13 +501,6 @@ macro_rules! scalar_rule {
 
 /// A unary op's parameter and the op rebuilt from it, by kind.
 macro_rules! param_rule {
-    (param unary $f:expr) => {
-        Unary::param($f)
-    };
-    (param $kind:ident $f:expr) => {{
-        let _ = $f;
-        None
-    }};
     (rebuild unary $ty:ty, $p:ident) => {
         Some(<$ty as Unary>::with_param($p))
     };
@@ -561,17 +564,6 @@ macro_rules! ops {
                 }
             }
 
-            /// True when the op carries parameters, so that its code alone cannot
-            /// rebuild it.
-            #[inline(always)]
-            pub(crate) fn has_params(&self) -> bool {
-                match self {
-                    Op::Leaf => false,
-                    Op::Custom(_) => true,
-                    $( Op::$variant(_) => std::mem::size_of::<$family::$ty>() != 0, )*
-                }
-            }
-
             /// The op of `code` when it carries no parameters.
             pub(crate) fn from_code(code: OpCode) -> Option<Op> {
                 match code {
@@ -590,27 +582,7 @@ macro_rules! ops {
                 }
             }
 
-            /// (y, ∂y/∂a, ∂y/∂b) of an elementwise built-in op on scalars (b is ignored
-            /// by unary ops); `None` for every other op.
-            #[inline(always)]
-            pub(crate) fn scalar_eval(&self, a: f64, b: f64) -> Option<(f64, f64, f64)> {
-                match self {
-                    $( Op::$variant(f) => scalar_rule!($kind f, a, b), )*
-                    Op::Leaf | Op::Custom(_) => None,
-                }
-            }
-
-            /// The parameter of a unary built-in op that has one number as parameter.
-            #[inline(always)]
-            pub(crate) fn scalar_param(&self) -> Option<f64> {
-                match self {
-                    $( Op::$variant(f) => param_rule!(param $kind f), )*
-                    Op::Leaf | Op::Custom(_) => None,
-                }
-            }
-
-            /// The unary op of `code` with parameter `p` (see
-            /// [`scalar_param`](Op::scalar_param)).
+            /// The unary op of `code` with parameter `p` (see [`Unary::param`]).
             pub(crate) fn from_code_param(code: OpCode, p: f64) -> Option<Op> {
                 match code {
                     $( OpCode::$variant => param_rule!(rebuild $kind $family::$ty, p)
@@ -730,6 +702,14 @@ macro_rules! ops {
         }
 
         $( impl_function!($kind $family::$ty); )*
+
+        $( impl Registered for $family::$ty {
+            const CODE: OpCode = OpCode::$variant;
+            #[inline(always)]
+            fn into_op(self) -> Op {
+                Op::$variant(self)
+            }
+        } )*
 
         /// Every built-in op with its default parameters, in registry order. The
         /// gradient-check tests walk this list.
