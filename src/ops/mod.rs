@@ -591,8 +591,9 @@ macro_rules! ops {
                 }
             }
 
-            /// [`scalar_eval`](Op::scalar_eval) from an op's code and, for a unary op
-            /// with a parameter, the parameter: replay's dispatch, one `match`.
+            /// (y, ∂y/∂a, ∂y/∂b) of the elementwise built-in op of `code` on scalars (b is
+            /// ignored by unary ops), given its parameter if it has one; `None` for every
+            /// other op. Replay's dispatch: one `match`.
             #[inline]
             pub(crate) fn scalar_eval_code(
                 code: OpCode,
