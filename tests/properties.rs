@@ -266,6 +266,28 @@ struct Plan {
     /// Ops recorded and ops skipped for shapes that do not fit, at the drawn point.
     applied: u32,
     skipped: u32,
+    /// Whether some op met its input within 1e-3 of a kink (see [`at_kink`]).
+    near_kink: bool,
+    /// Whether some op gave a value that is not finite, even if a later op (`step`)
+    /// hides it from the output.
+    non_finite: bool,
+}
+
+/// True when `x` lies within 1e-3 of a kink of the op `name`: where the central
+/// difference is the mean of the two one-sided slopes at every step, so comparing two
+/// steps cannot tell the kink from a smooth point. Leaves keep away from 0, but inner
+/// values can land on a kink (`x − x` into `relu`, a scalar broadcast into a tie for
+/// `max`).
+fn at_kink(name: &str, x: &Tensor) -> bool {
+    let d = x.data();
+    match name {
+        "abs" | "relu" | "step" | "leaky_relu" | "elu" | "sign" => d.iter().any(|v| v.abs() < 1e-3),
+        "max" | "max_axis" => d
+            .iter()
+            .enumerate()
+            .any(|(i, a)| d[i + 1..].iter().any(|b| (a - b).abs() < 1e-3)),
+        _ => false,
+    }
 }
 
 impl Plan {
@@ -294,8 +316,11 @@ impl Plan {
     /// The op's result, or `fallback` when the op does not fit its inputs' shapes.
     fn outcome<'t>(&mut self, result: Result<Var<'t>>, fallback: Var<'t>) -> Var<'t> {
         if !self.replaying {
-            match result {
-                Ok(_) => self.applied += 1,
+            match &result {
+                Ok(y) => {
+                    self.applied += 1;
+                    self.non_finite |= !y.value().data().iter().all(|v| v.is_finite());
+                }
                 Err(_) => self.skipped += 1,
             }
         }
@@ -310,6 +335,9 @@ fn eval<'t>(e: &Expr, xs: &[Var<'t>], plan: &mut Plan, catalogue: &Catalogue) ->
             let (name, domain) = catalogue.methods[*k];
             let a = eval(a, xs, plan, catalogue)?;
             let a = plan.squash(a, domain);
+            if !plan.replaying {
+                plan.near_kink |= at_kink(name, &a.value());
+            }
             plan.outcome(method(name, a), a)
         }
         Expr::Binary(k, a, b) => {
@@ -326,8 +354,19 @@ fn eval<'t>(e: &Expr, xs: &[Var<'t>], plan: &mut Plan, catalogue: &Catalogue) ->
             let result = if domain.len() == 2 {
                 let b = eval(b, xs, plan, catalogue)?;
                 let b = plan.squash(b, domain[1]);
+                if !plan.replaying && op.name() == "equal" {
+                    // A tie is a removable jump: ±h both leave it.
+                    let (a, b) = (a.value(), b.value());
+                    plan.near_kink |= a
+                        .data()
+                        .iter()
+                        .any(|x| b.data().iter().any(|y| (x - y).abs() < 1e-3));
+                }
                 a.tape().apply(op, &[a, b])
             } else {
+                if !plan.replaying {
+                    plan.near_kink |= at_kink(op.name(), &a.value());
+                }
                 a.tape().apply(op, &[a])
             };
             plan.outcome(result, a)
@@ -383,7 +422,7 @@ fn check_case(case: &Case, catalogue: &Catalogue, stats: &Stats) -> Result<(), T
         let y = eval(&case.expr, &xs, &mut plan, catalogue).map_err(fail)?;
         stats.applied.set(stats.applied.get() + plan.applied);
         stats.skipped.set(stats.skipped.get() + plan.skipped);
-        if !y.value().data().iter().all(|v| v.is_finite()) {
+        if plan.non_finite || !y.value().data().iter().all(|v| v.is_finite()) {
             stats.discarded.set(stats.discarded.get() + 1);
             return Err(TestCaseError::reject("a value that is not finite"));
         }
@@ -461,7 +500,7 @@ fn check_case(case: &Case, catalogue: &Catalogue, stats: &Stats) -> Result<(), T
                     .zip(f.data())
                     .all(|(&c, &f)| tolerance.accepts(c, f))
             });
-            if smooth {
+            if smooth && !plan.near_kink {
                 return Err(TestCaseError::fail(format!(
                     "the tape's gradient disagrees with central differences:\n{report}\n{finer_report}"
                 )));
@@ -527,4 +566,88 @@ fn random_graphs_match_central_differences_and_record_identically_on_a_reused_ta
         "{} discarded",
         stats.discarded.get()
     );
+}
+
+/// A tie under `max_axis`, where central differences give ½ at every step while the tape
+/// splits the gradient in thirds, is set aside as a kink rather than failed (a shrunk
+/// random case once landed there).
+#[test]
+fn a_tie_under_max_is_a_kink_not_a_failure() {
+    let catalogue = Catalogue::new();
+    let k = catalogue
+        .methods
+        .iter()
+        .position(|(name, _)| *name == "max_axis")
+        .expect("max_axis is a method");
+    let case = Case {
+        inputs: vec![
+            Tensor::scalar(0.01),
+            Tensor::new(vec![0.01; 3], [3]).unwrap(),
+        ],
+        expr: Expr::Method(k, Box::new(Expr::Input(1))),
+    };
+    let stats = Stats::default();
+    let result = check_case(&case, &catalogue, &stats);
+    assert!(
+        matches!(result, Err(TestCaseError::Reject(_))),
+        "{result:?}"
+    );
+    assert_eq!(stats.discarded.get(), 1);
+    // Without the tie the same expression passes.
+    let case = Case {
+        inputs: vec![
+            Tensor::scalar(0.01),
+            Tensor::new(vec![0.3, -0.2, 0.01], [3]).unwrap(),
+        ],
+        ..case
+    };
+    assert!(check_case(&case, &catalogue, &stats).is_ok());
+}
+
+/// A value that is not finite inside the graph sets the case aside even when a later
+/// `step` hides it from the output (the case below once failed: a label the loss does not
+/// accept makes it NaN, `step` turns that into 0, and the gradient stays NaN).
+#[test]
+fn a_hidden_nan_sets_the_case_aside() {
+    let catalogue = Catalogue::new();
+    let method = |name: &str| {
+        catalogue
+            .methods
+            .iter()
+            .position(|(n, _)| *n == name)
+            .expect("a method")
+    };
+    let registered = |name: &str| {
+        catalogue
+            .registered
+            .iter()
+            .position(|(op, _)| op.name() == name)
+            .expect("a registered op")
+    };
+    let input = |i| Box::new(Expr::Input(i));
+    let logits = Expr::Registered(
+        registered("matmul"),
+        Box::new(Expr::Method(method("mean_axis"), input(0))),
+        input(0),
+    );
+    let loss = Expr::Registered(
+        registered("softmax_cross_entropy"),
+        Box::new(logits),
+        input(1),
+    );
+    let neg = |e| Box::new(Expr::Method(method("neg"), Box::new(e)));
+    let case = Case {
+        inputs: vec![
+            Tensor::new(vec![0.01, 0.6943336043582808, -1.219528250742132], [3]).unwrap(),
+            Tensor::scalar(0.01),
+        ],
+        expr: Expr::Method(method("step"), neg(*neg(loss))),
+    };
+    let stats = Stats::default();
+    let result = check_case(&case, &catalogue, &stats);
+    assert!(
+        matches!(result, Err(TestCaseError::Reject(_))),
+        "{result:?}"
+    );
+    assert_eq!(stats.discarded.get(), 1);
 }
