@@ -260,8 +260,7 @@ fn sweep(
     // takes the store-to-load round trip out of a chain's critical path. Any node that
     // could write a gradient replaces or clears the carry.
     let (mut carry_for, mut carry) = (usize::MAX, 0.0);
-    for id in (0..=root as usize).rev() {
-        let node = &nodes[id];
+    for (id, node) in nodes[..=root as usize].iter().enumerate().rev() {
         if !node.requires_grad() {
             continue;
         }
