@@ -286,14 +286,29 @@ impl Inner {
     /// A one-number slot at the end of the recording, holding `y`.
     #[inline(always)]
     fn push_scalar(&mut self, y: f64) -> u32 {
+        let offset = self.scalar_slot();
+        self.values[offset as usize] = y;
+        offset
+    }
+
+    /// A one-number slot at the end of the recording, for the caller to fill. The
+    /// recording paths take it before they compute the value: then no call to grow the
+    /// arena sits between computing a value and storing it, which would spill the value
+    /// to the stack on a dependent chain's critical path.
+    #[inline(always)]
+    fn scalar_slot(&mut self) -> u32 {
         let offset = self.used;
-        if offset < self.values.len() {
-            self.values[offset] = y;
-        } else {
-            self.values.push(y);
+        if offset == self.values.len() {
+            self.grow_values();
         }
         self.used = offset + 1;
         u32::try_from(offset).expect("a tape holds at most 2^32 values")
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow_values(&mut self) {
+        self.values.push(0.0);
     }
 
     fn intern(&mut self, shape: &Shape) -> ShapeId {
@@ -563,10 +578,11 @@ impl Tape {
             let inner = &mut *guard;
             let a_node = &inner.nodes[a.id() as usize];
             if a_node.flags & IS_SCALAR != 0 {
-                let a_flags = a_node.flags;
-                let (y, da) = f.value_and_derivative(inner.values[a_node.offset()]);
+                let (a_flags, a_at) = (a_node.flags, a_node.offset());
+                let offset = inner.scalar_slot();
+                let (y, da) = f.value_and_derivative(inner.values[a_at]);
+                inner.values[offset as usize] = y;
                 let flags = self.flags(a_flags & REQUIRES_GRAD != 0, true);
-                let offset = inner.push_scalar(y);
                 let node = Node {
                     args: [a.id(), 0],
                     offset,
@@ -600,10 +616,11 @@ impl Tape {
             let (a_node, b_node) = (&inner.nodes[a.id() as usize], &inner.nodes[b.id() as usize]);
             let (a_flags, b_flags) = (a_node.flags, b_node.flags);
             if a_flags & b_flags & IS_SCALAR != 0 {
-                let (va, vb) = (inner.values[a_node.offset()], inner.values[b_node.offset()]);
-                let (y, da, db) = f.value_and_derivative(va, vb);
+                let (a_at, b_at) = (a_node.offset(), b_node.offset());
+                let offset = inner.scalar_slot();
+                let (y, da, db) = f.value_and_derivative(inner.values[a_at], inner.values[b_at]);
+                inner.values[offset as usize] = y;
                 let flags = self.flags((a_flags | b_flags) & REQUIRES_GRAD != 0, true);
-                let offset = inner.push_scalar(y);
                 let node = Node {
                     args: [a.id(), b.id()],
                     offset,
