@@ -125,18 +125,23 @@ impl Gradients {
             return Ok(());
         };
         let tape = first.tape();
-        if tape.id() != self.tape || xs.iter().any(|x| !std::ptr::eq(x.tape(), tape)) {
+        if tape.id() != self.tape {
             return Err(Error::ForeignVariable { op: op.into() });
         }
         let inner = tape.inner.borrow();
+        // One pass checks every variable; the error path looks again to report a
+        // foreign variable before a stale pass or a non-scalar.
+        let bad = xs
+            .iter()
+            .find(|x| !std::ptr::eq(x.tape(), tape) || !inner.nodes[x.id() as usize].is_scalar());
+        if bad.is_some() && xs.iter().any(|x| !std::ptr::eq(x.tape(), tape)) {
+            return Err(Error::ForeignVariable { op: op.into() });
+        }
         if inner.generation != self.generation {
             return Err(Error::StaleGradients);
         }
         let nodes = &inner.nodes[..self.nodes.min(inner.nodes.len())];
-        if let Some(x) = xs
-            .iter()
-            .find(|x| !inner.nodes[x.id() as usize].is_scalar())
-        {
+        if let Some(x) = bad {
             return Err(Error::NotScalar {
                 op: op.into(),
                 shape: inner.shape(inner.nodes[x.id() as usize].shape()).clone(),

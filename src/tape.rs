@@ -780,16 +780,20 @@ impl Tape {
                 reason: format!("{} variables but {} values", xs.len(), values.len()),
             });
         }
-        if xs.iter().any(|x| !std::ptr::eq(x.tape(), self)) {
-            return Err(Error::ForeignVariable {
-                op: "set_scalars".into(),
-            });
-        }
         let mut inner = self.inner.borrow_mut();
+        // One pass checks everything; the error path looks again to report a foreign
+        // variable first.
         if let Some(x) = xs.iter().find(|x| {
-            let node = &inner.nodes[x.id() as usize];
-            !(node.is_leaf() && node.is_scalar())
+            !std::ptr::eq(x.tape(), self) || {
+                let node = &inner.nodes[x.id() as usize];
+                !(node.is_leaf() && node.is_scalar())
+            }
         }) {
+            if xs.iter().any(|x| !std::ptr::eq(x.tape(), self)) {
+                return Err(Error::ForeignVariable {
+                    op: "set_scalars".into(),
+                });
+            }
             let node = &inner.nodes[x.id() as usize];
             return Err(if node.is_leaf() {
                 Error::NotScalar {

@@ -543,6 +543,11 @@ fn many_scalars_are_set_and_read_at_once_or_not_at_all() -> Result<()> {
         set(&[xs[0], y], &[1.0, 2.0]),
         Error::NotALeaf { .. }
     ));
+    // A foreign variable is reported first, wherever it stands.
+    assert!(matches!(
+        set(&[y, z], &[1.0, 2.0]),
+        Error::ForeignVariable { .. }
+    ));
     assert!(matches!(
         set(&[xs[0], v], &[1.0, 2.0]),
         Error::NotScalar { .. }
@@ -561,6 +566,10 @@ fn many_scalars_are_set_and_read_at_once_or_not_at_all() -> Result<()> {
     assert!(matches!(
         read(&[xs[0], v], &mut out),
         Error::NotScalar { .. }
+    ));
+    assert!(matches!(
+        read(&[v, z], &mut out),
+        Error::ForeignVariable { .. }
     ));
     assert_eq!(out, [7.0; 2]);
     Ok(())
