@@ -278,8 +278,8 @@ mod slices {
         gy: &[f64],
         gx: &mut [f64],
     ) {
-        for k in 0..gx.len() {
-            gx[k] += gy[k] * op.derivative(x[k], y[k]);
+        for (((gx, &gy), &x), &y) in gx.iter_mut().zip(gy).zip(x).zip(y) {
+            *gx += gy * op.derivative(x, y);
         }
     }
 
@@ -317,8 +317,36 @@ mod slices {
         oa: usize,
         ob: usize,
     ) {
+        let n = y.len();
+        if oa != ob && a.len() == n {
+            // Two nodes: their gradient ranges are disjoint, so each gets its own slice
+            // (and the common equal-shape case runs without bounds checks).
+            let lb = b.len();
+            let (ga, gb) = if oa < ob {
+                let (low, high) = g.split_at_mut(ob);
+                (&mut low[oa..oa + n], &mut high[..lb])
+            } else {
+                let (low, high) = g.split_at_mut(oa);
+                (&mut high[..n], &mut low[ob..ob + lb])
+            };
+            if lb == n {
+                let operands = a.iter().zip(b).zip(y.iter().zip(gy));
+                for ((ga, gb), ((&a, &b), (&y, &gy))) in ga.iter_mut().zip(gb).zip(operands) {
+                    let (da, db) = op.derivative(a, b, y);
+                    *ga += gy * da;
+                    *gb += gy * db;
+                }
+            } else {
+                cyclic(n, lb, |k, ib| {
+                    let (da, db) = op.derivative(a[k], b[ib], y[k]);
+                    ga[k] += gy[k] * da;
+                    gb[ib] += gy[k] * db;
+                });
+            }
+            return;
+        }
         let (mut ia, mut ib) = (0, 0);
-        for k in 0..y.len() {
+        for k in 0..n {
             let (da, db) = op.derivative(a[ia], b[ib], y[k]);
             g[oa + ia] += gy[k] * da;
             g[ob + ib] += gy[k] * db;
