@@ -950,3 +950,64 @@ fn replay_steps_refuse_a_missing_recording_a_changed_store_and_a_bad_loss() -> R
     assert!(trainer.replay_step(&mut params, &mut sgd).is_err());
     Ok(())
 }
+
+/// The trainer and the optimizers check names and shapes in O(1) while a store keeps
+/// its layout stamp; every way of changing a shape must still be caught.
+#[test]
+fn layout_checks_see_every_change_of_names_or_shapes() -> Result<()> {
+    let fresh = || -> Result<Params> {
+        let mut params = Params::new();
+        params.insert("w", Tensor::vector([1.0, 2.0]))?;
+        params.insert("b", Tensor::scalar(0.5))?;
+        Ok(params)
+    };
+    fn loss<'t>(p: &tapegrad::nn::Bound<'t, '_>) -> Result<tapegrad::Var<'t>> {
+        Ok(p.get("w")?.powi(2).sum() + p.get("b")?)
+    }
+    let reshapes: [fn(&mut Params) -> Result<()>; 3] = [
+        |p| {
+            *p.get_mut("w")? = Tensor::vector([1.0, 2.0, 3.0]);
+            Ok(())
+        },
+        |p| {
+            for (_, t) in p.iter_mut() {
+                *t = Tensor::scalar(1.0);
+            }
+            Ok(())
+        },
+        |p| p.insert("c", Tensor::scalar(0.0)),
+    ];
+    for reshape in reshapes {
+        let mut params = fresh()?;
+        let (mut trainer, mut sgd) = (Trainer::new(), Sgd::new(0.1));
+        trainer.record(&params, loss)?;
+        trainer.replay_step(&mut params, &mut sgd)?;
+        let grads = trainer.gradients().clone();
+        assert!(grads.matches(&params));
+        reshape(&mut params)?;
+        assert!(!grads.matches(&params));
+        let before = params.clone();
+        let refused = trainer.replay_step(&mut params, &mut sgd).unwrap_err();
+        assert!(refused.to_string().contains("record it again"), "{refused}");
+        assert!(sgd.step(&mut params, &grads).is_err());
+        assert_eq!(params, before);
+    }
+
+    // Values may change in every way without a new recording.
+    let mut params = fresh()?;
+    let (mut trainer, mut sgd) = (Trainer::new(), Sgd::new(0.1));
+    trainer.record(&params, loss)?;
+    params.set("b", Tensor::scalar(3.0))?;
+    params.get_mut("w")?.data_mut()[0] = 4.0;
+    for (_, t) in params.iter_mut() {
+        t.data_mut()[0] += 1.0;
+    }
+    // w = (5, 2), b = 4: loss 33, dw = (10, 4), db = 1.
+    assert_eq!(trainer.replay_step(&mut params, &mut sgd)?, 33.0);
+    assert_eq!(params.get("w")?, &Tensor::vector([4.0, 1.6]));
+    assert_eq!(params.get("b")?.item()?, 3.9);
+    // A clone has the same layout; gradients read for one store fit its clone.
+    let grads = trainer.gradients().clone();
+    assert!(grads.matches(&params.clone()));
+    Ok(())
+}

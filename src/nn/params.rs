@@ -39,6 +39,15 @@ use rustc_hash::FxBuildHasher;
 type NameMap = IndexMap<String, Tensor, FxBuildHasher>;
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A layout stamp no store has had: a store takes a fresh one whenever its names or
+/// shapes may have changed, so equal non-zero stamps mean equal names and shapes, and
+/// the checks made at every training step cost one comparison. 0 means unknown.
+fn fresh_layout() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
 
 /// The first line of a parameter file.
 const MAGIC: &str = "tapegrad-params 1";
@@ -67,9 +76,23 @@ const MAGIC: &str = "tapegrad-params 1";
 /// assert_eq!(grads.get("b")?.item()?, 1.0);
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default)]
 pub struct Params {
     map: NameMap,
+    /// See [`fresh_layout`]; a clone keeps it until either copy changes.
+    layout: u64,
+}
+
+impl PartialEq for Params {
+    fn eq(&self, other: &Params) -> bool {
+        self.map == other.map
+    }
+}
+
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Params").field("map", &self.map).finish()
+    }
 }
 
 fn invalid(op: &str, reason: impl Into<String>) -> Error {
@@ -107,6 +130,7 @@ impl Params {
             ));
         }
         self.map.insert(name, value);
+        self.layout = fresh_layout();
         Ok(())
     }
 
@@ -120,17 +144,27 @@ impl Params {
     /// The parameter called `name`, mutably; [`Error::UnknownParameter`] if there is
     /// none.
     pub fn get_mut(&mut self, name: &str) -> Result<&mut Tensor> {
-        self.map
+        let slot = self
+            .map
             .get_mut(name)
             .ok_or_else(|| Error::UnknownParameter {
                 name: name.to_string(),
-            })
+            })?;
+        // The caller may give the tensor another shape.
+        self.layout = fresh_layout();
+        Ok(slot)
     }
 
     /// Replaces the value of an existing parameter with one of the same shape. An
     /// error, leaving the store unchanged, for an unknown name or another shape.
     pub fn set(&mut self, name: &str, value: Tensor) -> Result<()> {
-        let slot = self.get_mut(name)?;
+        // Not `get_mut`: the shape stays, so the layout does too.
+        let slot = self
+            .map
+            .get_mut(name)
+            .ok_or_else(|| Error::UnknownParameter {
+                name: name.to_string(),
+            })?;
         if slot.shape() != value.shape() {
             return Err(invalid(
                 "params",
@@ -177,7 +211,20 @@ impl Params {
 
     /// Names and mutable values, in insertion order.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Tensor)> {
+        // The caller may give a tensor another shape.
+        self.layout = fresh_layout();
         self.map.iter_mut().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Every parameter's values, mutably, in order: what optimizers update. Shapes
+    /// cannot change through a slice, so the layout stamp stays.
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut [f64]> {
+        self.map.values_mut().map(Tensor::data_mut)
+    }
+
+    /// The layout stamp (see [`fresh_layout`]).
+    pub(crate) fn layout(&self) -> u64 {
+        self.layout
     }
 
     /// Records every parameter on `tape` as a leaf variable, in order, for one step.
@@ -438,9 +485,12 @@ impl<'t, 'p> Bound<'t, 'p> {
                 .map(|(name, value)| (name.to_string(), Tensor::zeros(value.shape().clone())))
                 .collect();
         }
+        // Until every slot is filled, the gradients belong to no store.
+        out.layout = 0;
         for (i, slot) in out.map.values_mut().enumerate() {
             grads.wrt_into(self.var_at(i), slot.data_mut())?;
         }
+        out.layout = self.params.layout;
         Ok(())
     }
 }
@@ -456,9 +506,25 @@ impl std::fmt::Debug for Bound<'_, '_> {
 
 /// The gradient of every parameter of a [`Params`] store, by name, in the store's
 /// order: what an [`Optimizer`](crate::optim::Optimizer) consumes.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default)]
 pub struct ParamGradients {
     map: NameMap,
+    /// The layout stamp of the store these gradients were read for; 0 when unknown.
+    layout: u64,
+}
+
+impl PartialEq for ParamGradients {
+    fn eq(&self, other: &ParamGradients) -> bool {
+        self.map == other.map
+    }
+}
+
+impl std::fmt::Debug for ParamGradients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParamGradients")
+            .field("map", &self.map)
+            .finish()
+    }
 }
 
 impl ParamGradients {
@@ -479,7 +545,10 @@ impl ParamGradients {
         for (name, value) in pairs {
             store.insert(name, value)?;
         }
-        Ok(ParamGradients { map: store.map })
+        Ok(ParamGradients {
+            map: store.map,
+            layout: 0,
+        })
     }
 
     /// The gradient of the parameter called `name`; [`Error::UnknownParameter`] if
@@ -517,12 +586,13 @@ impl ParamGradients {
 
     /// True if these gradients have the names, order and shapes of `params`.
     pub fn matches(&self, params: &Params) -> bool {
-        self.map.len() == params.map.len()
-            && self
-                .map
-                .iter()
-                .zip(&params.map)
-                .all(|((a, ga), (b, pb))| a == b && ga.shape() == pb.shape())
+        (self.layout != 0 && self.layout == params.layout)
+            || self.map.len() == params.map.len()
+                && self
+                    .map
+                    .iter()
+                    .zip(&params.map)
+                    .all(|((a, ga), (b, pb))| a == b && ga.shape() == pb.shape())
     }
 
     /// The gradients in order, as views.

@@ -99,16 +99,20 @@ struct Recording {
     loss: NodeId,
     /// The parameters' names and shapes when recorded: replay needs the same store.
     layout: Vec<(String, Shape)>,
+    /// The store's layout stamp when recorded: while it is unchanged, so are the names
+    /// and shapes.
+    stamp: u64,
 }
 
 impl Recording {
     /// True if `params` has the names and shapes the recording was made with.
     fn fits(&self, params: &Params) -> bool {
-        params.len() == self.layout.len()
-            && params
-                .iter()
-                .zip(&self.layout)
-                .all(|((name, value), (n, shape))| name == n && value.shape() == shape)
+        (self.stamp != 0 && self.stamp == params.layout())
+            || params.len() == self.layout.len()
+                && params
+                    .iter()
+                    .zip(&self.layout)
+                    .all(|((name, value), (n, shape))| name == n && value.shape() == shape)
     }
 }
 
@@ -322,6 +326,7 @@ impl Trainer {
             first,
             loss,
             layout,
+            stamp: params.layout(),
         });
         Ok(())
     }

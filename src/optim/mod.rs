@@ -208,10 +208,10 @@ fn for_each_parameter<const N: usize>(
     mut update: impl FnMut(&mut [f64], &[f64], [&mut [f64]; N]),
 ) {
     let mut buffers = slots.map(|s| s.buffers.iter_mut());
-    for ((_, w), g) in params.iter_mut().zip(grads.views()) {
+    for (w, g) in params.values_mut().zip(grads.views()) {
         let state = buffers
             .each_mut()
             .map(|b| b.next().expect("sized by prepare").as_mut_slice());
-        update(w.data_mut(), g.data(), state);
+        update(w, g.data(), state);
     }
 }
