@@ -285,12 +285,22 @@ mod slices {
 
     #[inline]
     pub(super) fn binary_forward<B: Binary>(op: &B, a: &[f64], b: &[f64], y: &mut [f64]) {
-        if a.len() == y.len() && b.len() == y.len() {
-            for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+        let n = y.len();
+        if a.len() == n && b.len() == 1 {
+            let b = b[0];
+            for (y, &a) in y.iter_mut().zip(a) {
                 *y = op.value(a, b);
             }
-        } else if a.len() == y.len() {
-            cyclic(y.len(), b.len(), |k, ib| y[k] = op.value(a[k], b[ib]));
+        } else if a.len() == n && !b.is_empty() && n % b.len() == 0 {
+            // `b` repeats over whole rows of the output (equal shapes, a bias row, a
+            // scalar): row by row, without bounds checks.
+            for (y, a) in y.chunks_exact_mut(b.len()).zip(a.chunks_exact(b.len())) {
+                for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+                    *y = op.value(a, b);
+                }
+            }
+        } else if a.len() == n {
+            cyclic(n, b.len(), |k, ib| y[k] = op.value(a[k], b[ib]));
         } else {
             let mut ia = 0;
             cyclic(y.len(), b.len(), |k, ib| {
@@ -329,12 +339,31 @@ mod slices {
                 let (low, high) = g.split_at_mut(oa);
                 (&mut high[..n], &mut low[ob..ob + lb])
             };
-            if lb == n {
-                let operands = a.iter().zip(b).zip(y.iter().zip(gy));
-                for ((ga, gb), ((&a, &b), (&y, &gy))) in ga.iter_mut().zip(gb).zip(operands) {
+            if lb == 1 {
+                // A scalar operand: its gradient sums in a register, in the same order.
+                let (b, mut sum) = (b[0], gb[0]);
+                let operands = a.iter().zip(y.iter().zip(gy));
+                for (ga, (&a, (&y, &gy))) in ga.iter_mut().zip(operands) {
                     let (da, db) = op.derivative(a, b, y);
                     *ga += gy * da;
-                    *gb += gy * db;
+                    sum += gy * db;
+                }
+                gb[0] = sum;
+            } else if lb > 0 && n % lb == 0 {
+                // Row by row (equal shapes are one row), without bounds checks.
+                let rows = ga
+                    .chunks_exact_mut(lb)
+                    .zip(a.chunks_exact(lb))
+                    .zip(y.chunks_exact(lb).zip(gy.chunks_exact(lb)));
+                for ((ga, a), (y, gy)) in rows {
+                    let operands = a.iter().zip(b.iter()).zip(y.iter().zip(gy));
+                    for ((ga, gb), ((&a, &b), (&y, &gy))) in
+                        ga.iter_mut().zip(gb.iter_mut()).zip(operands)
+                    {
+                        let (da, db) = op.derivative(a, b, y);
+                        *ga += gy * da;
+                        *gb += gy * db;
+                    }
                 }
             } else {
                 cyclic(n, lb, |k, ib| {
