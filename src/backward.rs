@@ -7,7 +7,8 @@
 
 use crate::error::{Error, Result};
 use crate::function::InputGrads;
-use crate::tape::{Inner, Kind, Node, NodeId, Tape};
+use crate::ops::linalg::gemm;
+use crate::tape::{Inner, Kind, Node, NodeId, Plan, Tape};
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::Var;
 use smallvec::SmallVec;
@@ -318,20 +319,59 @@ fn general_backward(inner: &Inner, node: &Node, values: &[f64], grads: &mut [f64
     let inputs = inner.inputs(node);
     let (before, from_node) = grads.split_at_mut(node.offset());
     let n = inner.numel(node);
-    // Elementwise ops on tensors skip building views: raw slices suffice.
-    if let Some([(oa, la), (ob, lb)]) = inner.cyclic_operands(node) {
-        let y_at = node.offset();
-        if inner.general_op(node).backward_slices(
-            &values[oa..oa + la],
-            &values[ob..ob + lb],
-            &values[y_at..y_at + n],
-            &from_node[..n],
-            before,
-            oa,
-            ob,
-        ) {
+    match inner.plan(node) {
+        // Elementwise ops on tensors skip building views: raw slices suffice.
+        Plan::Slices([(oa, la), (ob, lb)]) => {
+            let y_at = node.offset();
+            if inner.general_op(node).backward_slices(
+                &values[oa..oa + la],
+                &values[ob..ob + lb],
+                &values[y_at..y_at + n],
+                &from_node[..n],
+                before,
+                oa,
+                ob,
+            ) {
+                return Ok(());
+            }
+        }
+        // d/da (a·b) = gy·bᵀ, d/db (a·b) = aᵀ·gy: the products `Matmul` computes.
+        Plan::Gemm {
+            m,
+            k,
+            n,
+            a,
+            b,
+            need_a,
+            need_b,
+        } => {
+            let gy = &from_node[..m * n];
+            let (av, bv) = (&values[a..a + m * k], &values[b..b + k * n]);
+            if need_a {
+                gemm(
+                    (m, n, k),
+                    gy,
+                    false,
+                    bv,
+                    true,
+                    1.0,
+                    &mut before[a..a + m * k],
+                );
+            }
+            if need_b {
+                gemm(
+                    (k, m, n),
+                    av,
+                    true,
+                    gy,
+                    false,
+                    1.0,
+                    &mut before[b..b + k * n],
+                );
+            }
             return Ok(());
         }
+        Plan::Views => {}
     }
     let shape = inner.shape(node.shape());
     let gy = TensorRef::from_parts(&from_node[..n], shape);

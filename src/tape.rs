@@ -8,6 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::function::{AsFunction, UserFunction};
+use crate::ops::linalg::{gemm, plain_product};
 use crate::ops::{Binary, Op, OpCode, Registered, Unary};
 use crate::shape::{cyclic_len, Shape};
 use crate::tensor::{Tensor, TensorRef};
@@ -202,8 +203,10 @@ pub(crate) struct Inner {
     pub(crate) values: Vec<f64>,
     pub(crate) used: usize,
     pub(crate) shapes: ShapeSet,
-    /// The ops of general nodes and of unary nodes whose op has parameters.
+    /// The ops of general nodes.
     pub(crate) ops: Vec<Op>,
+    /// How each general node runs, by the index of its op in `ops`.
+    pub(crate) plans: Vec<Plan>,
     /// Inputs of nodes that have more than two.
     pub(crate) extra_inputs: Vec<NodeId>,
     /// How many times the tape has been cleared; gradients remember it.
@@ -230,18 +233,10 @@ impl Inner {
         }
     }
 
-    /// For a tensor node of a built-in elementwise op whose operands each repeat
-    /// cyclically over its output (equal shapes, scalars, rows broadcast down leading
-    /// axes): the `(offset, len)` of its one or two operands, for the slice kernels.
+    /// How a general node runs, as fixed when it was recorded.
     #[inline]
-    pub(crate) fn cyclic_operands(&self, node: &Node) -> Option<[(usize, usize); 2]> {
-        elementwise_operands(
-            &self.nodes,
-            &self.shapes,
-            &self.ops,
-            node,
-            &self.extra_inputs,
-        )
+    pub(crate) fn plan(&self, node: &Node) -> Plan {
+        self.plans[node.data[1] as usize]
     }
 
     /// The op that made `node`.
@@ -382,6 +377,7 @@ impl Tape {
                 used: 0,
                 shapes,
                 ops: Vec::new(),
+                plans: Vec::new(),
                 extra_inputs: Vec::new(),
                 generation: 0,
             }),
@@ -424,6 +420,7 @@ impl Tape {
         inner.nodes.clear();
         inner.used = 0;
         inner.ops.clear();
+        inner.plans.clear();
         inner.extra_inputs.clear();
         inner.generation += 1;
     }
@@ -519,7 +516,9 @@ impl Tape {
         let (kind, op_index) = if inputs.is_empty() {
             (Kind::Leaf, 0)
         } else {
+            let plan = plan_of(inner, &op, inputs, shape);
             inner.ops.push(op);
+            inner.plans.push(plan);
             (Kind::General, inner.ops.len() as u64 - 1)
         };
         let node = Node {
@@ -695,7 +694,7 @@ impl Tape {
             &inner.nodes,
             &mut inner.values,
             &inner.shapes,
-            &inner.ops,
+            (&inner.ops, &inner.plans),
             &inner.extra_inputs,
             var.id() as usize,
         );
@@ -733,6 +732,7 @@ impl Tape {
             values,
             shapes,
             ops,
+            plans,
             extra_inputs,
             ..
         } = &mut *guard;
@@ -759,7 +759,9 @@ impl Tape {
                         }
                     }
                 }
-                Kind::General => forward_general(nodes, values, shapes, ops, extra_inputs, id),
+                Kind::General => {
+                    forward_general(nodes, values, shapes, (ops, plans), extra_inputs, id)
+                }
             }
         }
     }
@@ -877,7 +879,7 @@ fn forward_general(
     nodes: &[Node],
     values: &mut [f64],
     shapes: &ShapeSet,
-    ops: &[Op],
+    (ops, plans): (&[Op], &[Plan]),
     extra: &[NodeId],
     id: usize,
 ) {
@@ -886,43 +888,81 @@ fn forward_general(
     let n = shapes.numel(node.shape());
     let (before, out) = values.split_at_mut(node.offset());
     let out = &mut out[..n];
-    // Elementwise ops on tensors skip building views: raw slices suffice.
-    if let Some([(oa, la), (ob, lb)]) = elementwise_operands(nodes, shapes, ops, node, extra) {
-        if op.forward_slices(&before[oa..oa + la], &before[ob..ob + lb], out) {
+    match plans[node.data[1] as usize] {
+        Plan::Slices([(oa, la), (ob, lb)]) => {
+            if op.forward_slices(&before[oa..oa + la], &before[ob..ob + lb], out) {
+                return;
+            }
+        }
+        Plan::Gemm { m, k, n, a, b, .. } => {
+            let (a, b) = (&before[a..a + m * k], &before[b..b + k * n]);
+            gemm((m, k, n), a, false, b, false, 0.0, out);
             return;
         }
+        Plan::Views => {}
     }
     op.forward(&views(nodes, shapes, before, node.inputs(extra)), out);
 }
 
-/// See [`Inner::cyclic_operands`]; a free function so that replay can call it while it
-/// writes into the value arena.
-#[inline]
-fn elementwise_operands(
-    nodes: &[Node],
-    shapes: &ShapeSet,
-    ops: &[Op],
-    node: &Node,
-    extra: &[NodeId],
-) -> Option<[(usize, usize); 2]> {
-    if node.kind != Kind::General || !ops[node.data[1] as usize].is_elementwise() {
-        return None;
-    }
-    let out = node.shape();
-    let mut operands = [(0, 0); 2];
-    let inputs = node.inputs(extra);
-    if inputs.len() > 2 {
-        return None;
-    }
-    for (slot, &i) in operands.iter_mut().zip(inputs) {
-        let input = &nodes[i as usize];
-        let shape = input.shape();
-        if shape != out && cyclic_len(&shapes[shape as usize], &shapes[out as usize]).is_none() {
-            return None;
+/// How a general node runs forward and backward, fixed when it is recorded: offsets
+/// and sizes never change afterwards (replay included), so neither the shapes nor the
+/// op need to be looked at again.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Plan {
+    /// A built-in elementwise op on raw slices: the `(offset, len)` of its one or two
+    /// inputs, each repeating cyclically over the output (equal shapes, scalars, rows
+    /// broadcast down leading axes).
+    Slices([(usize, usize); 2]),
+    /// A product of two plain matrices `[m, k]·[k, n]`, of two different nodes at
+    /// offsets `a` and `b`, and whether each needs its gradient.
+    Gemm {
+        m: usize,
+        k: usize,
+        n: usize,
+        a: usize,
+        b: usize,
+        need_a: bool,
+        need_b: bool,
+    },
+    /// Views of the inputs and the op's own rules.
+    Views,
+}
+
+/// The plan of a general node of `op` on `inputs` with output shape `out`.
+fn plan_of(inner: &Inner, op: &Op, inputs: &[NodeId], out: ShapeId) -> Plan {
+    let (nodes, shapes) = (&inner.nodes, &inner.shapes);
+    if op.is_elementwise() && inputs.len() <= 2 {
+        let mut operands = [(0, 0); 2];
+        for (slot, &i) in operands.iter_mut().zip(inputs) {
+            let input = &nodes[i as usize];
+            let shape = input.shape();
+            if shape != out && cyclic_len(&shapes[shape as usize], &shapes[out as usize]).is_none()
+            {
+                return Plan::Views;
+            }
+            *slot = (input.offset(), shapes.numel(shape));
         }
-        *slot = (input.offset(), shapes.numel(shape));
+        return Plan::Slices(operands);
     }
-    Some(operands)
+    if let (Op::Matmul(_), &[a, b]) = (op, inputs) {
+        let (a, b) = (&nodes[a as usize], &nodes[b as usize]);
+        if a.offset() != b.offset() {
+            if let Some((m, k, n)) =
+                plain_product(&shapes[a.shape() as usize], &shapes[b.shape() as usize])
+            {
+                return Plan::Gemm {
+                    m,
+                    k,
+                    n,
+                    a: a.offset(),
+                    b: b.offset(),
+                    need_a: a.requires_grad(),
+                    need_b: b.requires_grad(),
+                };
+            }
+        }
+    }
+    Plan::Views
 }
 
 /// Views of the values of nodes `ids`, cut from `values` (the arena up to the node that

@@ -29,7 +29,7 @@ pub const SMALL_PRODUCT: usize = 4096;
 ///
 /// # Panics
 /// If a slice is shorter than its matrix.
-fn gemm(
+pub(crate) fn gemm(
     (m, k, n): (usize, usize, usize),
     a: &[f64],
     a_transposed: bool,
@@ -92,7 +92,7 @@ struct Layout {
 /// `(m, k, n)` of a product of two plain matrices `[m, k]·[k, n]`: the common case,
 /// which needs no batch layout.
 #[inline]
-fn plain_product(a: &Shape, b: &Shape) -> Option<(usize, usize, usize)> {
+pub(crate) fn plain_product(a: &Shape, b: &Shape) -> Option<(usize, usize, usize)> {
     match (a.dims(), b.dims()) {
         (&[m, k], &[k2, n]) if k == k2 => Some((m, k, n)),
         _ => None,
