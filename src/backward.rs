@@ -68,6 +68,44 @@ impl Gradients {
         Ok(Some((node.offset(), inner.numel(node))))
     }
 
+    /// Copies the gradients of the consecutive nodes `first, first + 1, …` of `tape`
+    /// into `outs`, in order, with one check of the tape: a parameter store's gradients.
+    /// Each output must have its node's number of elements; a constant, or a node
+    /// recorded after the pass, gets zeros. The errors are [`wrt_into`](Self::wrt_into)'s.
+    pub(crate) fn consecutive_into<'o>(
+        &self,
+        tape: &Tape,
+        first: usize,
+        outs: impl Iterator<Item = &'o mut [f64]>,
+    ) -> Result<()> {
+        if tape.id() != self.tape {
+            return Err(Error::ForeignVariable {
+                op: "gradients".into(),
+            });
+        }
+        let inner = tape.inner.borrow();
+        if inner.generation != self.generation {
+            return Err(Error::StaleGradients);
+        }
+        for (id, out) in (first..).zip(outs) {
+            let node = &inner.nodes[id];
+            let n = inner.numel(node);
+            if out.len() != n {
+                return Err(Error::DataLength {
+                    shape: inner.shape(node.shape()).clone(),
+                    expected: n,
+                    got: out.len(),
+                });
+            }
+            if id < self.nodes && node.requires_grad() {
+                out.copy_from_slice(&self.data[node.offset()..node.offset() + n]);
+            } else {
+                out.fill(0.0);
+            }
+        }
+        Ok(())
+    }
+
     /// Bytes of heap memory held (the gradient arena).
     pub fn heap_bytes(&self) -> usize {
         self.data.capacity() * std::mem::size_of::<f64>()

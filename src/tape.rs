@@ -825,6 +825,42 @@ impl Tape {
         Ok(())
     }
 
+    /// Sets the values of the consecutive leaves `first, first + 1, …` from `values`, in
+    /// order, with one look at the tape: a parameter store's tensors, for replay. The
+    /// errors are [`Var::set_value`]'s, and leave every value unchanged.
+    pub(crate) fn set_consecutive_leaves<'v, I>(&self, first: usize, values: I) -> Result<()>
+    where
+        I: Iterator<Item = &'v Tensor> + Clone,
+    {
+        let mut inner = self.inner.borrow_mut();
+        for (id, value) in (first..).zip(values.clone()) {
+            let node = &inner.nodes[id];
+            if !node.is_leaf() {
+                return Err(Error::NotALeaf {
+                    op: inner.op(node).name().to_string(),
+                });
+            }
+            let shape = inner.shape(node.shape());
+            if shape != value.shape() {
+                return Err(Error::ShapeMismatch {
+                    op: "set_value".into(),
+                    left: shape.clone(),
+                    right: value.shape().clone(),
+                });
+            }
+        }
+        let Inner {
+            nodes,
+            values: arena,
+            ..
+        } = &mut *inner;
+        for (node, value) in nodes[first..].iter().zip(values) {
+            let offset = node.offset();
+            arena[offset..offset + value.numel()].copy_from_slice(value.data());
+        }
+        Ok(())
+    }
+
     /// Records values computed under this guard without gradient: nodes made while a
     /// [`NoGrad`] guard lives are constants to backward. Guards nest.
     ///

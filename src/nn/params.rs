@@ -222,6 +222,11 @@ impl Params {
         self.map.values_mut().map(Tensor::data_mut)
     }
 
+    /// The values, in order.
+    pub(crate) fn tensors(&self) -> impl Iterator<Item = &Tensor> + Clone {
+        self.map.values()
+    }
+
     /// The layout stamp (see [`fresh_layout`]).
     pub(crate) fn layout(&self) -> u64 {
         self.layout
@@ -487,9 +492,8 @@ impl<'t, 'p> Bound<'t, 'p> {
         }
         // Until every slot is filled, the gradients belong to no store.
         out.layout = 0;
-        for (i, slot) in out.map.values_mut().enumerate() {
-            grads.wrt_into(self.var_at(i), slot.data_mut())?;
-        }
+        let slots = out.map.values_mut().map(Tensor::data_mut);
+        grads.consecutive_into(self.tape, self.first, slots)?;
         out.layout = self.params.layout;
         Ok(())
     }

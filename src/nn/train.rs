@@ -374,9 +374,8 @@ impl Trainer {
         }
         let value = {
             let bound = Bound::at(&self.tape, params, recording.first);
-            for ((_, var), (_, value)) in bound.vars().zip(params.iter()) {
-                var.set_value(value)?;
-            }
+            self.tape
+                .set_consecutive_leaves(recording.first, params.tensors())?;
             self.tape.replay();
             let loss = Var::new(&self.tape, recording.loss);
             backpropagate(loss, &bound, &mut self.gradients, &mut self.param_gradients)?
