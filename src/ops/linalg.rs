@@ -177,6 +177,10 @@ impl Function for Matmul {
     }
     fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
         let (a, b) = two_inputs("matmul", inputs)?;
+        // Two plain matrices need no batch layout.
+        if let Some((m, _, n)) = plain_product(a, b) {
+            return Ok(Shape::new(&[m, n]));
+        }
         Ok(Layout::new(a, b)?.output())
     }
     fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
