@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::function::InputGrads;
-use crate::ops::linalg::gemm;
+use crate::ops::linalg::{add_grad_a, add_grad_b};
 use crate::tape::{Inner, Kind, Node, NodeId, Plan, Tape};
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::Var;
@@ -373,7 +373,7 @@ fn general_backward(inner: &Inner, node: &Node, values: &[f64], grads: &mut [f64
                 return Ok(());
             }
         }
-        // d/da (a·b) = gy·bᵀ, d/db (a·b) = aᵀ·gy: the products `Matmul` computes.
+        // The products `Matmul` computes, so the same bits.
         Plan::Gemm {
             m,
             k,
@@ -386,26 +386,10 @@ fn general_backward(inner: &Inner, node: &Node, values: &[f64], grads: &mut [f64
             let gy = &from_node[..m * n];
             let (av, bv) = (&values[a..a + m * k], &values[b..b + k * n]);
             if need_a {
-                gemm(
-                    (m, n, k),
-                    gy,
-                    false,
-                    bv,
-                    true,
-                    1.0,
-                    &mut before[a..a + m * k],
-                );
+                add_grad_a((m, k, n), gy, bv, &mut before[a..a + m * k]);
             }
             if need_b {
-                gemm(
-                    (k, m, n),
-                    av,
-                    true,
-                    gy,
-                    false,
-                    1.0,
-                    &mut before[b..b + k * n],
-                );
+                add_grad_b((m, k, n), av, gy, &mut before[b..b + k * n]);
             }
             return Ok(());
         }

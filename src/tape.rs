@@ -239,6 +239,26 @@ impl Inner {
         self.plans[node.data[1] as usize]
     }
 
+    /// The offset of node `id`'s value if `value` may replace it: the node must be a
+    /// leaf of `value`'s shape ([`Var::set_value`]'s errors otherwise).
+    pub(crate) fn settable_leaf(&self, id: usize, value: &Tensor) -> Result<usize> {
+        let node = &self.nodes[id];
+        if !node.is_leaf() {
+            return Err(Error::NotALeaf {
+                op: self.op(node).name().to_string(),
+            });
+        }
+        let shape = self.shape(node.shape());
+        if shape != value.shape() {
+            return Err(Error::ShapeMismatch {
+                op: "set_value".into(),
+                left: shape.clone(),
+                right: value.shape().clone(),
+            });
+        }
+        Ok(node.offset())
+    }
+
     /// The op that made `node`.
     pub(crate) fn op(&self, node: &Node) -> Op {
         match node.kind {
@@ -834,20 +854,7 @@ impl Tape {
     {
         let mut inner = self.inner.borrow_mut();
         for (id, value) in (first..).zip(values.clone()) {
-            let node = &inner.nodes[id];
-            if !node.is_leaf() {
-                return Err(Error::NotALeaf {
-                    op: inner.op(node).name().to_string(),
-                });
-            }
-            let shape = inner.shape(node.shape());
-            if shape != value.shape() {
-                return Err(Error::ShapeMismatch {
-                    op: "set_value".into(),
-                    left: shape.clone(),
-                    right: value.shape().clone(),
-                });
-            }
+            inner.settable_leaf(id, value)?;
         }
         let Inner {
             nodes,

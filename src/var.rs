@@ -106,21 +106,7 @@ impl<'t> Var<'t> {
     /// leaf or `value` has another shape; nothing changes then.
     pub fn set_value(&self, value: &Tensor) -> Result<()> {
         let mut inner = self.tape.inner.borrow_mut();
-        let node = &inner.nodes[self.id as usize];
-        if !node.is_leaf() {
-            return Err(Error::NotALeaf {
-                op: inner.op(node).name().to_string(),
-            });
-        }
-        let shape = inner.shape(node.shape());
-        if shape != value.shape() {
-            return Err(Error::ShapeMismatch {
-                op: "set_value".into(),
-                left: shape.clone(),
-                right: value.shape().clone(),
-            });
-        }
-        let offset = node.offset();
+        let offset = inner.settable_leaf(self.id as usize, value)?;
         inner.values[offset..offset + value.numel()].copy_from_slice(value.data());
         Ok(())
     }

@@ -56,6 +56,18 @@ pub(crate) fn gemm(
     }
 }
 
+/// Adds the gradient of `a` in `y = a·b` (`[m, k]·[k, n]`), gy·bᵀ, into `ga`.
+#[inline]
+pub(crate) fn add_grad_a((m, k, n): (usize, usize, usize), gy: &[f64], b: &[f64], ga: &mut [f64]) {
+    gemm((m, n, k), gy, false, b, true, 1.0, ga);
+}
+
+/// Adds the gradient of `b` in `y = a·b` (`[m, k]·[k, n]`), aᵀ·gy, into `gb`.
+#[inline]
+pub(crate) fn add_grad_b((m, k, n): (usize, usize, usize), a: &[f64], gy: &[f64], gb: &mut [f64]) {
+    gemm((k, m, n), a, true, gy, false, 1.0, gb);
+}
+
 fn two_inputs<'s>(name: &str, inputs: &[&'s Shape]) -> Result<(&'s Shape, &'s Shape)> {
     match inputs {
         [a, b] => Ok((a, b)),
@@ -224,10 +236,10 @@ impl Function for Matmul {
         let (need_a, need_b) = (gx.needs(0), gx.needs(1));
         if let Some((m, k, n)) = plain_product(a.shape(), b.shape()) {
             if need_a {
-                gemm((m, n, k), gy, false, bv, true, 1.0, gx.get_mut(0));
+                add_grad_a((m, k, n), gy, bv, gx.get_mut(0));
             }
             if need_b {
-                gemm((k, m, n), av, true, gy, false, 1.0, gx.get_mut(1));
+                add_grad_b((m, k, n), av, gy, gx.get_mut(1));
             }
             return Ok(());
         }
@@ -236,10 +248,10 @@ impl Function for Matmul {
         if l.b_batch.is_scalar() {
             let rows = l.batch.numel() * m;
             if need_a {
-                gemm((rows, n, k), gy, false, bv, true, 1.0, gx.get_mut(0));
+                add_grad_a((rows, k, n), gy, bv, gx.get_mut(0));
             }
             if need_b {
-                gemm((k, rows, n), av, true, gy, false, 1.0, gx.get_mut(1));
+                add_grad_b((rows, k, n), av, gy, gx.get_mut(1));
             }
             return Ok(());
         }
