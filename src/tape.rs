@@ -241,6 +241,7 @@ impl Inner {
 
     /// The offset of node `id`'s value if `value` may replace it: the node must be a
     /// leaf of `value`'s shape ([`Var::set_value`]'s errors otherwise).
+    #[inline]
     pub(crate) fn settable_leaf(&self, id: usize, value: &Tensor) -> Result<usize> {
         let node = &self.nodes[id];
         if !node.is_leaf() {
