@@ -7,7 +7,8 @@
 //! and `aᵀ·gy` straight into the gradient arena, with the transposes expressed as
 //! strides rather than copies. The kernel packs into per-thread buffers that it keeps,
 //! so after a warm-up step a product allocates nothing. Products too small for blocking
-//! to pay (fewer than [`SMALL_PRODUCT`] multiply-adds) use a plain loop instead.
+//! to pay (fewer than [`SMALL_PRODUCT`] multiply-adds) use loops that keep up to four
+//! sums in registers, compiled for each transpose flag.
 
 mod kernel;
 
@@ -19,7 +20,7 @@ use crate::tensor::{Tensor, TensorRef};
 use crate::var::Var;
 use smallvec::SmallVec;
 
-/// Below this many multiply-adds (m·k·n) a product uses a plain loop: packing panels
+/// Below this many multiply-adds (m·k·n) a product uses simple loops: packing panels
 /// for the blocked kernel costs more than it saves on tiny matrices.
 pub const SMALL_PRODUCT: usize = 4096;
 
@@ -42,15 +43,86 @@ pub(crate) fn gemm(
     if m * k * n >= SMALL_PRODUCT {
         return kernel::gemm((m, k, n), a, a_transposed, b, b_transposed, beta, c);
     }
-    let (row_a, col_a) = if a_transposed { (1, m) } else { (k, 1) };
-    let (row_b, col_b) = if b_transposed { (1, k) } else { (n, 1) };
-    for i in 0..m {
-        for j in 0..n {
-            let mut sum = 0.0;
-            for p in 0..k {
-                sum += a[i * row_a + p * col_a] * b[p * row_b + j * col_b];
+    let (a, b, c) = (&a[..m * k], &b[..k * n], &mut c[..m * n]);
+    match (a_transposed, b_transposed) {
+        (false, false) => small::<false, false>((m, k, n), a, b, beta, c),
+        (true, false) => small::<true, false>((m, k, n), a, b, beta, c),
+        (false, true) => small::<false, true>((m, k, n), a, b, beta, c),
+        (true, true) => small::<true, true>((m, k, n), a, b, beta, c),
+    }
+}
+
+/// A small product, up to four columns of `c` at a time, with the transposes known at
+/// compile time, and `c`'s width too when it is at most 4 (a network's narrow layers).
+#[inline(always)]
+fn small<const AT: bool, const BT: bool>(
+    mkn: (usize, usize, usize),
+    a: &[f64],
+    b: &[f64],
+    beta: f64,
+    c: &mut [f64],
+) {
+    match mkn.2 {
+        1 => columns::<AT, BT, 1, 1>(mkn, a, b, beta, c, 0),
+        2 => columns::<AT, BT, 2, 2>(mkn, a, b, beta, c, 0),
+        3 => columns::<AT, BT, 3, 3>(mkn, a, b, beta, c, 0),
+        4 => columns::<AT, BT, 4, 4>(mkn, a, b, beta, c, 0),
+        n => {
+            let mut j0 = 0;
+            while j0 + 4 <= n {
+                columns::<AT, BT, 4, 0>(mkn, a, b, beta, c, j0);
+                j0 += 4;
             }
-            let slot = &mut c[i * n + j];
+            match n - j0 {
+                1 => columns::<AT, BT, 1, 0>(mkn, a, b, beta, c, j0),
+                2 => columns::<AT, BT, 2, 0>(mkn, a, b, beta, c, j0),
+                3 => columns::<AT, BT, 3, 0>(mkn, a, b, beta, c, j0),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Columns `j0..j0 + W` of a small product, their sums in registers. `N` is the width
+/// of `c` when it is known at compile time, else 0. Each element sums its products in
+/// the order p = 0, 1, …, k − 1, starting from 0, and then adds `beta·c`: the order
+/// the product has always used, so results keep their bits.
+#[inline(always)]
+fn columns<const AT: bool, const BT: bool, const W: usize, const N: usize>(
+    (m, k, n): (usize, usize, usize),
+    a: &[f64],
+    b: &[f64],
+    beta: f64,
+    c: &mut [f64],
+    j0: usize,
+) {
+    let n = if N == 0 { n } else { N };
+    // With `b` transposed, column j of op(b) is row j of `b`.
+    let b_rows: [&[f64]; W] = std::array::from_fn(|jj| {
+        if BT {
+            &b[(j0 + jj) * k..(j0 + jj + 1) * k]
+        } else {
+            &[]
+        }
+    });
+    for i in 0..m {
+        let mut sums = [0.0; W];
+        let a_row = if AT { &a[i..] } else { &a[i * k..(i + 1) * k] };
+        for p in 0..k {
+            let aip = if AT { a_row[p * m] } else { a_row[p] };
+            if BT {
+                for (sum, row) in sums.iter_mut().zip(&b_rows) {
+                    *sum += aip * row[p];
+                }
+            } else {
+                let b_row = &b[p * n + j0..p * n + j0 + W];
+                for (sum, &bv) in sums.iter_mut().zip(b_row) {
+                    *sum += aip * bv;
+                }
+            }
+        }
+        let row = &mut c[i * n + j0..i * n + j0 + W];
+        for (slot, sum) in row.iter_mut().zip(sums) {
             *slot = if beta == 0.0 { sum } else { sum + beta * *slot };
         }
     }
@@ -597,6 +669,42 @@ mod tests {
                 gemm((m, k, n), aa, a_t, bb, b_t, 1.0, &mut c);
                 for (got, want) in c.iter().zip(&want) {
                     assert!((got - (want + 1.0)).abs() < 1e-9, "{m}x{k}x{n} {a_t} {b_t}");
+                }
+            }
+        }
+    }
+
+    /// The small loop, at every width from 1 to 9 (those it knows at compile time, and
+    /// column blocks with each remainder), every transpose flag and β, gives exactly the
+    /// bits of a triple loop that sums each element in order from 0 and then adds β·c.
+    #[test]
+    fn small_products_keep_the_bits_of_an_in_order_loop() {
+        for (m, k) in [(1, 1), (4, 2), (2, 4), (3, 5), (5, 1)] {
+            for n in 1..=9 {
+                let a: Vec<f64> = (0..m * k).map(|v| (v as f64 * 0.7).sin()).collect();
+                let b: Vec<f64> = (0..k * n).map(|v| (v as f64 * 0.3).cos()).collect();
+                let (at, bt) = (transposed(m, k, &a), transposed(k, n, &b));
+                for (a_t, b_t) in [(false, false), (true, false), (false, true), (true, true)] {
+                    for beta in [0.0, 1.0, 0.5] {
+                        let start: Vec<f64> = (0..m * n).map(|v| v as f64 / 3.0).collect();
+                        let mut want = start.clone();
+                        for i in 0..m {
+                            for j in 0..n {
+                                let mut sum = 0.0;
+                                for p in 0..k {
+                                    sum += a[i * k + p] * b[p * n + j];
+                                }
+                                let slot = &mut want[i * n + j];
+                                *slot = if beta == 0.0 { sum } else { sum + beta * *slot };
+                            }
+                        }
+                        let mut c = start;
+                        let aa = if a_t { &at } else { &a };
+                        let bb = if b_t { &bt } else { &b };
+                        gemm((m, k, n), aa, a_t, bb, b_t, beta, &mut c);
+                        let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&c), bits(&want), "{m}x{k}x{n} {a_t} {b_t} β={beta}");
+                    }
                 }
             }
         }
