@@ -70,6 +70,7 @@ impl Unary for Step {
 
 impl<'t> Var<'t> {
     /// The step function, elementwise.
+    #[inline]
     pub fn step(self) -> Var<'t> {
         self.elementwise(Step)
     }
@@ -112,6 +113,7 @@ impl Unary for Sigmoid {
 
 impl<'t> Var<'t> {
     /// The sigmoid σ(x) = 1/(1 + e⁻ˣ), elementwise.
+    #[inline]
     pub fn sigmoid(self) -> Var<'t> {
         self.elementwise(Sigmoid)
     }
@@ -149,6 +151,7 @@ impl Unary for Tanh {
 
 impl<'t> Var<'t> {
     /// The hyperbolic tangent, elementwise.
+    #[inline]
     pub fn tanh(self) -> Var<'t> {
         self.elementwise(Tanh)
     }
@@ -196,6 +199,7 @@ impl Unary for Relu {
 
 impl<'t> Var<'t> {
     /// max(0, x), elementwise.
+    #[inline]
     pub fn relu(self) -> Var<'t> {
         self.elementwise(Relu)
     }
@@ -371,6 +375,7 @@ impl Unary for Softsign {
 
 impl<'t> Var<'t> {
     /// Softsign x/(1 + |x|), elementwise.
+    #[inline]
     pub fn softsign(self) -> Var<'t> {
         self.elementwise(Softsign)
     }
@@ -408,6 +413,7 @@ impl Unary for Atan {
 
 impl<'t> Var<'t> {
     /// The arctangent, elementwise.
+    #[inline]
     pub fn atan(self) -> Var<'t> {
         self.elementwise(Atan)
     }
@@ -446,6 +452,7 @@ impl Unary for Gaussian {
 
 impl<'t> Var<'t> {
     /// The Gaussian exp(−x²), elementwise.
+    #[inline]
     pub fn gaussian(self) -> Var<'t> {
         self.elementwise(Gaussian)
     }
@@ -510,6 +517,7 @@ impl<'t> Var<'t> {
     }
 
     /// SiLU x·σ(x), elementwise: Swish with β = 1.
+    #[inline]
     pub fn silu(self) -> Var<'t> {
         self.elementwise(Swish { beta: 1.0 })
     }
@@ -550,6 +558,7 @@ impl Unary for Softplus {
 
 impl<'t> Var<'t> {
     /// Softplus ln(1 + eˣ), elementwise.
+    #[inline]
     pub fn softplus(self) -> Var<'t> {
         self.elementwise(Softplus)
     }
@@ -595,6 +604,7 @@ impl Unary for Gelu {
 
 impl<'t> Var<'t> {
     /// GELU x·Φ(x), elementwise.
+    #[inline]
     pub fn gelu(self) -> Var<'t> {
         self.elementwise(Gelu)
     }

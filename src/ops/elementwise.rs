@@ -48,6 +48,7 @@ impl Unary for Exp {
 
 impl<'t> Var<'t> {
     /// eˣ, elementwise.
+    #[inline]
     pub fn exp(self) -> Var<'t> {
         self.elementwise(Exp)
     }
@@ -88,6 +89,7 @@ impl Unary for Ln {
 
 impl<'t> Var<'t> {
     /// The natural logarithm, elementwise.
+    #[inline]
     pub fn ln(self) -> Var<'t> {
         self.elementwise(Ln)
     }
@@ -128,6 +130,7 @@ impl Unary for Sqrt {
 
 impl<'t> Var<'t> {
     /// The square root, elementwise.
+    #[inline]
     pub fn sqrt(self) -> Var<'t> {
         self.elementwise(Sqrt)
     }
@@ -172,6 +175,7 @@ impl Unary for Abs {
 
 impl<'t> Var<'t> {
     /// The absolute value, elementwise.
+    #[inline]
     pub fn abs(self) -> Var<'t> {
         self.elementwise(Abs)
     }
@@ -217,6 +221,7 @@ impl Unary for Sin {
 
 impl<'t> Var<'t> {
     /// The sine, elementwise.
+    #[inline]
     pub fn sin(self) -> Var<'t> {
         self.elementwise(Sin)
     }
@@ -259,6 +264,7 @@ impl Unary for Cos {
 
 impl<'t> Var<'t> {
     /// The cosine, elementwise.
+    #[inline]
     pub fn cos(self) -> Var<'t> {
         self.elementwise(Cos)
     }
@@ -299,6 +305,7 @@ impl Unary for Tan {
 
 impl<'t> Var<'t> {
     /// The tangent, elementwise.
+    #[inline]
     pub fn tan(self) -> Var<'t> {
         self.elementwise(Tan)
     }
@@ -348,6 +355,7 @@ impl Unary for Sign {
 
 impl<'t> Var<'t> {
     /// The sign (−1, 0 or 1), elementwise.
+    #[inline]
     pub fn sign(self) -> Var<'t> {
         self.elementwise(Sign)
     }
@@ -391,6 +399,7 @@ impl Unary for Erf {
 
 impl<'t> Var<'t> {
     /// The error function, elementwise.
+    #[inline]
     pub fn erf(self) -> Var<'t> {
         self.elementwise(Erf)
     }
