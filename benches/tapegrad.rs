@@ -1,7 +1,7 @@
 //! Benchmarks of tapegrad's overhead: gradient time over plain-function time, measured
 //! side by side in one run. Run with `cargo bench --bench tapegrad` (optionally a group
 //! name after `--`). Each group prints the ratio of every benchmark to its plain
-//! baseline at the end.
+//! baseline at the end. `W1_INPUTS=10000` (say) changes the size of the W1 groups.
 
 use criterion::{criterion_group, Criterion};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -154,10 +154,18 @@ fn median(values: &[f64]) -> f64 {
 // ---------------------------------------------------------------------------------------
 // W1: y = Σᵢ sin(xᵢ·xᵢ₊₁) + tanh(xᵢ), i < n − 1.
 
-const W1_N: usize = 100_000;
+/// The number of W1 inputs: 100,000, or `W1_INPUTS` from the environment (to see how
+/// the ratios change once the tape no longer fits in the caches).
+fn w1_n() -> usize {
+    std::env::var("W1_INPUTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n >= 2)
+        .unwrap_or(100_000)
+}
 
 fn w1_inputs() -> Vec<f64> {
-    (0..W1_N)
+    (0..w1_n())
         .map(|i| ((i * 37 % 101) as f64 / 101.0 - 0.5) * 2.0)
         .collect()
 }
@@ -205,10 +213,11 @@ fn w1_record<'t>(tape: &'t Tape, x: &[f64], vars: &mut Vec<Var<'t>>) -> Var<'t> 
 }
 
 fn w1_scalar(c: &mut Criterion) {
+    let n = w1_n();
     let x = w1_inputs();
     let x = &x;
     // Declared before the group, whose routines borrow it.
-    let replay_tape = Tape::with_capacity(6 * W1_N, 6 * W1_N);
+    let replay_tape = Tape::with_capacity(6 * n, 6 * n);
     let mut group = Group::new("w1_scalar");
     group.add("plain_f64", || {
         black_box(w1_plain(black_box(x)));
@@ -216,16 +225,16 @@ fn w1_scalar(c: &mut Criterion) {
     group.add("plain_f64_libm_sin", || {
         black_box(w1_plain_libm(black_box(x)));
     });
-    let mut g = vec![0.0; W1_N];
+    let mut g = vec![0.0; n];
     group.add("hand_gradient", move || {
         black_box(w1_hand_gradient(black_box(x), &mut g));
     });
 
-    let (mut tape, mut grads) = (Tape::with_capacity(6 * W1_N, 6 * W1_N), Gradients::new());
-    let mut g = vec![0.0; W1_N];
+    let (mut tape, mut grads) = (Tape::with_capacity(6 * n, 6 * n), Gradients::new());
+    let mut g = vec![0.0; n];
     group.add("tapegrad_record_backward", move || {
         tape.clear();
-        let mut vars = Vec::with_capacity(W1_N);
+        let mut vars = Vec::with_capacity(n);
         let y = w1_record(&tape, x, &mut vars);
         y.backward_into(&mut grads).unwrap();
         grads.wrt_scalars(&vars, &mut g).unwrap();
@@ -234,9 +243,9 @@ fn w1_scalar(c: &mut Criterion) {
 
     // Replay: the graph is recorded once; each iteration sets the inputs, recomputes
     // the forward values and backpropagates.
-    let mut vars = Vec::with_capacity(W1_N);
+    let mut vars = Vec::with_capacity(n);
     let y = w1_record(&replay_tape, x, &mut vars);
-    let (mut grads, mut g) = (Gradients::new(), vec![0.0; W1_N]);
+    let (mut grads, mut g) = (Gradients::new(), vec![0.0; n]);
     group.add("tapegrad_replay_backward", move || {
         y.tape().set_scalars(&vars, x).unwrap();
         y.tape().replay();
@@ -244,10 +253,11 @@ fn w1_scalar(c: &mut Criterion) {
         grads.wrt_scalars(&vars, &mut g).unwrap();
         black_box(&g);
     });
-    group.run(c, 20, 4, 40, Some(("input", W1_N as f64)));
+    group.run(c, 20, 4, 40, Some(("input", n as f64)));
 }
 
 fn w1_tensor(c: &mut Criterion) {
+    let n = w1_n();
     let x = w1_inputs();
     let xt = Tensor::vector(x.clone());
     let (x, xt) = (&x, &xt);
@@ -255,22 +265,22 @@ fn w1_tensor(c: &mut Criterion) {
     group.add("plain_f64", || {
         black_box(w1_plain(black_box(x)));
     });
-    let mut g = vec![0.0; W1_N];
+    let mut g = vec![0.0; n];
     group.add("hand_gradient", move || {
         black_box(w1_hand_gradient(black_box(x), &mut g));
     });
-    let (mut tape, mut grads, mut g) = (Tape::new(), Gradients::new(), vec![0.0; W1_N]);
+    let (mut tape, mut grads, mut g) = (Tape::new(), Gradients::new(), vec![0.0; n]);
     group.add("tapegrad_record_backward", move || {
         tape.clear();
         let xv = tape.tensor(xt);
-        let head = xv.narrow(0, 0, W1_N - 1).unwrap();
-        let tail = xv.narrow(0, 1, W1_N - 1).unwrap();
+        let head = xv.narrow(0, 0, n - 1).unwrap();
+        let tail = xv.narrow(0, 1, n - 1).unwrap();
         let y = (head * tail).sin().sum() + head.tanh().sum();
         y.backward_into(&mut grads).unwrap();
         grads.wrt_into(xv, &mut g).unwrap();
         black_box(&g);
     });
-    group.run(c, 20, 4, 40, Some(("input", W1_N as f64)));
+    group.run(c, 20, 4, 40, Some(("input", n as f64)));
 }
 
 // ---------------------------------------------------------------------------------------
