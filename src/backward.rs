@@ -312,11 +312,7 @@ fn sweep(
             Kind::Leaf => {}
             // Scalar nodes carry their partial derivatives: two multiply-adds at most.
             Kind::Unary => {
-                let gy = if carry_for == id {
-                    carry
-                } else {
-                    g[node.offset()]
-                };
+                let gy = incoming(g, node, id, (carry_for, carry));
                 let (da, _) = node.partials();
                 let a = node.args()[0] as usize;
                 let a_at = nodes[a].offset();
@@ -325,11 +321,7 @@ fn sweep(
                 (carry_for, carry) = (a, ga);
             }
             Kind::Binary => {
-                let gy = if carry_for == id {
-                    carry
-                } else {
-                    g[node.offset()]
-                };
+                let gy = incoming(g, node, id, (carry_for, carry));
                 let (da, db) = node.partials();
                 let [a, b] = node.args().map(|i| i as usize);
                 let (a_at, b_at) = (nodes[a].offset(), nodes[b].offset());
@@ -347,6 +339,17 @@ fn sweep(
         }
     }
     Ok(())
+}
+
+/// The gradient flowing into scalar node `id`: the carried sum when it is this node's,
+/// else the arena's slot.
+#[inline(always)]
+fn incoming(g: &[f64], node: &Node, id: usize, (carry_for, carry): (usize, f64)) -> f64 {
+    if carry_for == id {
+        carry
+    } else {
+        g[node.offset()]
+    }
 }
 
 /// Backward through a general node: its op's own rule, on views of the arenas. Kept out
