@@ -106,6 +106,15 @@ impl Gradients {
         Ok(())
     }
 
+    /// The arena's numbers `at..at + len`: the gradients of a block of nodes found by
+    /// `Tape::gradient_block`, valid when this pass ran on that recording.
+    ///
+    /// # Panics
+    /// If the range is past the arena.
+    pub(crate) fn block(&self, at: usize, len: usize) -> &[f64] {
+        &self.data[at..at + len]
+    }
+
     /// Bytes of heap memory held (the gradient arena).
     pub fn heap_bytes(&self) -> usize {
         self.data.capacity() * std::mem::size_of::<f64>()

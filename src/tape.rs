@@ -846,6 +846,47 @@ impl Tape {
         Ok(())
     }
 
+    /// Where the values of the `count` consecutive nodes from `first` lie in the arena,
+    /// as `(offset, len)`, when they form one unbroken block of nodes that require
+    /// gradients (a parameter store bound outside any no-grad scope); else `None`. Their
+    /// gradients then lie at the same place in a [`Gradients`](crate::Gradients) arena.
+    pub(crate) fn gradient_block(&self, first: usize, count: usize) -> Option<(usize, usize)> {
+        let inner = self.inner.borrow();
+        let nodes = inner.nodes.get(first..first + count)?;
+        let at = nodes.first().map_or(inner.used, Node::offset);
+        let mut len = 0;
+        for node in nodes {
+            if !node.requires_grad() || node.offset() != at + len {
+                return None;
+            }
+            len += inner.numel(node);
+        }
+        Some((at, len))
+    }
+
+    /// Writes `chunks` one after another into the value arena from `at`: new values for
+    /// a block found by [`gradient_block`](Tape::gradient_block), for replay.
+    ///
+    /// # Panics
+    /// If the chunks run past the arena.
+    pub(crate) fn write_block<'v>(&self, at: usize, chunks: impl Iterator<Item = &'v [f64]>) {
+        let mut inner = self.inner.borrow_mut();
+        let mut to = at;
+        for chunk in chunks {
+            inner.values[to..to + chunk.len()].copy_from_slice(chunk);
+            to += chunk.len();
+        }
+    }
+
+    /// The first number of node `id`'s value: the value of a node known to be a scalar.
+    ///
+    /// # Panics
+    /// If `id` is not a node of this recording.
+    pub(crate) fn first_value(&self, id: NodeId) -> f64 {
+        let inner = self.inner.borrow();
+        inner.values[inner.nodes[id as usize].offset()]
+    }
+
     /// Sets the values of the consecutive leaves `first, first + 1, …` from `values`, in
     /// order, with one look at the tape: a parameter store's tensors, for replay. The
     /// errors are [`Var::set_value`]'s, and leave every value unchanged.

@@ -951,6 +951,28 @@ fn replay_steps_refuse_a_missing_recording_a_changed_store_and_a_bad_loss() -> R
     Ok(())
 }
 
+/// A no-grad guard leaked while recording leaves the trainer's tape without gradients:
+/// the parameters bound afterwards are constants, so a replayed step reads zero
+/// gradients (as a recording step would) and changes nothing.
+#[test]
+fn replay_after_a_leaked_no_grad_guard_reads_zero_gradients() -> Result<()> {
+    let mut params = Params::new();
+    params.insert("w", Tensor::vector([1.0, 2.0]))?;
+    params.insert("b", Tensor::scalar(0.5))?;
+    let (mut trainer, mut sgd) = (Trainer::new(), Sgd::new(0.1));
+    trainer.record(&params, |p| {
+        std::mem::forget(p.tape().no_grad());
+        p.get("b")
+    })?;
+    trainer.record(&params, |p| Ok(p.get("w")?.powi(2).sum() + p.get("b")?))?;
+    let before = params.clone();
+    assert_eq!(trainer.replay_step(&mut params, &mut sgd)?, 5.5);
+    assert_eq!(params, before);
+    assert_eq!(trainer.gradients().get("w")?, &Tensor::vector([0.0, 0.0]));
+    assert_eq!(trainer.gradients().get("b")?.item()?, 0.0);
+    Ok(())
+}
+
 /// The trainer and the optimizers check names and shapes in O(1) while a store keeps
 /// its layout stamp; every way of changing a shape must still be caught.
 #[test]

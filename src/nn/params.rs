@@ -483,13 +483,7 @@ impl<'t, 'p> Bound<'t, 'p> {
     /// [`gradients`](Bound::gradients) into an existing [`ParamGradients`], reusing its
     /// memory: after the first step of a training loop this allocates nothing.
     pub fn gradients_into(&self, grads: &Gradients, out: &mut ParamGradients) -> Result<()> {
-        if !out.matches(self.params) {
-            out.map = self
-                .params
-                .iter()
-                .map(|(name, value)| (name.to_string(), Tensor::zeros(value.shape().clone())))
-                .collect();
-        }
+        out.shape_like(self.params);
         // Until every slot is filled, the gradients belong to no store.
         out.layout = 0;
         let slots = out.map.values_mut().map(Tensor::data_mut);
@@ -597,6 +591,32 @@ impl ParamGradients {
                     .iter()
                     .zip(&params.map)
                     .all(|((a, ga), (b, pb))| a == b && ga.shape() == pb.shape())
+    }
+
+    /// Gives this store the names, order and shapes of `params` (as zeros) unless it
+    /// has them already.
+    fn shape_like(&mut self, params: &Params) {
+        if !self.matches(params) {
+            self.map = params
+                .iter()
+                .map(|(name, value)| (name.to_string(), Tensor::zeros(value.shape().clone())))
+                .collect();
+        }
+    }
+
+    /// Fills these gradients for `params` from `block`, the gradients of every parameter
+    /// one after another in the store's order.
+    ///
+    /// # Panics
+    /// If `block` is shorter than the parameters.
+    pub(crate) fn fill(&mut self, params: &Params, block: &[f64]) {
+        self.shape_like(params);
+        let mut from = 0;
+        for g in self.map.values_mut().map(Tensor::data_mut) {
+            g.copy_from_slice(&block[from..from + g.len()]);
+            from += g.len();
+        }
+        self.layout = params.layout;
     }
 
     /// The gradients in order, as views.

@@ -102,6 +102,9 @@ struct Recording {
     /// The store's layout stamp when recorded: while it is unchanged, so are the names
     /// and shapes.
     stamp: u64,
+    /// Where the parameters' values lie in the value arena, one after another, as
+    /// `(offset, len)` (see `Tape::gradient_block`).
+    block: Option<(usize, usize)>,
 }
 
 impl Recording {
@@ -327,6 +330,7 @@ impl Trainer {
             loss,
             layout,
             stamp: params.layout(),
+            block: self.tape.gradient_block(first, params.len()),
         });
         Ok(())
     }
@@ -372,13 +376,30 @@ impl Trainer {
                     .into(),
             });
         }
-        let value = {
-            let bound = Bound::at(&self.tape, params, recording.first);
-            self.tape
-                .set_consecutive_leaves(recording.first, params.tensors())?;
-            self.tape.replay();
-            let loss = Var::new(&self.tape, recording.loss);
-            backpropagate(loss, &bound, &mut self.gradients, &mut self.param_gradients)?
+        let value = match recording.block {
+            // The parameters' values, and their gradients, lie in one block of each
+            // arena: copied in and out in one pass each, with no look at the nodes.
+            Some((at, len)) => {
+                self.tape
+                    .write_block(at, params.tensors().map(Tensor::data));
+                self.tape.replay();
+                let value = self.tape.first_value(recording.loss);
+                if !value.is_finite() {
+                    return Err(diverged(value));
+                }
+                Var::new(&self.tape, recording.loss).backward_into(&mut self.gradients)?;
+                self.param_gradients
+                    .fill(params, self.gradients.block(at, len));
+                value
+            }
+            None => {
+                let bound = Bound::at(&self.tape, params, recording.first);
+                self.tape
+                    .set_consecutive_leaves(recording.first, params.tensors())?;
+                self.tape.replay();
+                let loss = Var::new(&self.tape, recording.loss);
+                backpropagate(loss, &bound, &mut self.gradients, &mut self.param_gradients)?
+            }
         };
         optimizer.step(params, &self.param_gradients)?;
         Ok(value)
