@@ -365,8 +365,6 @@ fn incoming(g: &[f64], node: &Node, id: usize, (carry_for, carry): (usize, f64))
 /// of line so that the scalar loop around it keeps its values in registers.
 #[inline(never)]
 fn general_backward(inner: &Inner, node: &Node, values: &[f64], grads: &mut [f64]) -> Result<()> {
-    let nodes = &inner.nodes[..];
-    let inputs = inner.inputs(node);
     let (before, from_node) = grads.split_at_mut(node.offset());
     let n = inner.numel(node);
     match inner.plan(node) {
@@ -407,6 +405,16 @@ fn general_backward(inner: &Inner, node: &Node, values: &[f64], grads: &mut [f64
         }
         Plan::Views => {}
     }
+    views_backward(inner, node, values, grads)
+}
+
+/// Backward through a general node by its op's own rule, on views of its inputs.
+#[inline(never)]
+fn views_backward(inner: &Inner, node: &Node, values: &[f64], grads: &mut [f64]) -> Result<()> {
+    let nodes = &inner.nodes[..];
+    let inputs = inner.inputs(node);
+    let (before, from_node) = grads.split_at_mut(node.offset());
+    let n = inner.numel(node);
     let shape = inner.shape(node.shape());
     let gy = TensorRef::from_parts(&from_node[..n], shape);
     let y = TensorRef::from_parts(&values[node.offset()..node.offset() + n], shape);
