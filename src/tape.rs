@@ -996,7 +996,8 @@ fn forward_general(
 pub(crate) enum Plan {
     /// A built-in elementwise op on raw slices: the `(offset, len)` of its one or two
     /// inputs, each repeating cyclically over the output (equal shapes, scalars, rows
-    /// broadcast down leading axes).
+    /// broadcast down leading axes). Also a squared-error loss, of two inputs of equal
+    /// length.
     Slices([(usize, usize); 2]),
     /// A product of two plain matrices `[m, k]·[k, n]`, of two different nodes at
     /// offsets `a` and `b`, and whether each needs its gradient.
@@ -1028,6 +1029,11 @@ fn plan_of(inner: &Inner, op: &Op, inputs: &[NodeId], out: ShapeId) -> Plan {
             *slot = (input.offset(), shapes.numel(shape));
         }
         return Plan::Slices(operands);
+    }
+    if let (true, &[a, b]) = (op.is_squared_error(), inputs) {
+        // Equal shapes, checked when recorded.
+        let (a, b) = (&nodes[a as usize], &nodes[b as usize]);
+        return Plan::Slices([(a.offset(), inner.numel(a)), (b.offset(), inner.numel(b))]);
     }
     if let (Op::Matmul(_), &[a, b]) = (op, inputs) {
         let (a, b) = (&nodes[a as usize], &nodes[b as usize]);

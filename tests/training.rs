@@ -730,6 +730,46 @@ fn graph_backward_rules_agree_with_the_first_order_ones() {
     }
 }
 
+/// The squared-error losses run on raw slices when recorded as built-ins; recorded
+/// through their `Function` impls (as user functions) they run on views. Both give the
+/// same bits, whichever operands need gradients and when both operands are one node.
+#[test]
+fn squared_error_slices_agree_with_their_function_rules_bit_for_bit() -> Result<()> {
+    let o = Tensor::new(vec![0.609, 0.633, -1.25, 2.5, 0.1, 0.75], [3, 2])?;
+    let t = Tensor::new(vec![0.3, 0.9, 1.0, -0.5, 0.0, 0.75], [3, 2])?;
+    let registry = tapegrad::ops::registry();
+    for name in ["mse", "half_sse"] {
+        let f = registry.iter().find(|f| f.name() == name).expect(name);
+        for case in ["constant targets", "variable targets", "one node"] {
+            let run = |builtin: bool| -> Result<(f64, Vec<Tensor>)> {
+                let tape = Tape::new();
+                let vo = tape.tensor(&o);
+                let vt = match case {
+                    "constant targets" => tape.constant_tensor(&t),
+                    "variable targets" => tape.tensor(&t),
+                    _ => vo,
+                };
+                let y = match (builtin, name) {
+                    (true, "mse") => vo.mse(vt)?,
+                    (true, _) => vo.half_sse(vt)?,
+                    (false, _) => tape.apply(f, &[vo, vt])?,
+                };
+                let y = y * 1.5;
+                let grads = y.backward()?;
+                Ok((y.item()?, vec![grads.wrt(vo)?, grads.wrt(vt)?]))
+            };
+            let (slices, views) = (run(true)?, run(false)?);
+            assert_eq!(slices.0.to_bits(), views.0.to_bits(), "{name}, {case}");
+            for (a, b) in slices.1.iter().zip(&views.1) {
+                let bits = |x: &Tensor| x.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(a), bits(b), "{name}, {case}");
+            }
+            assert!(slices.1[0].data().iter().any(|&g| g != 0.0) || case == "one node");
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn batched_matmul_matches_a_loop_of_matrix_products() {
     let mut rng = init::rng(8);

@@ -76,14 +76,64 @@ fn sum_of_squares(o: &[f64], t: &[f64]) -> f64 {
     o.iter().zip(t).map(|(o, t)| (o - t) * (o - t)).sum()
 }
 
-/// Adds the gradients of `scale/2 · Σᵢ (oᵢ − tᵢ)²`: `scale·(oᵢ − tᵢ)` to o's, its
-/// negative to t's.
-fn add_square_gradients(o: &[f64], t: &[f64], scale: f64, gx: &mut InputGrads<'_>) {
-    for (g, (o, t)) in gx.get_mut(0).iter_mut().zip(o.iter().zip(t)) {
+/// Adds the gradients of `scale/2 · Σᵢ (oᵢ − tᵢ)²` into `g`: `scale·(oᵢ − tᵢ)` to o's
+/// at `at_o`, its negative to t's at `at_t` (the offsets may be equal, for `x` against
+/// itself).
+pub(super) fn add_square_gradients(
+    o: &[f64],
+    t: &[f64],
+    scale: f64,
+    g: &mut [f64],
+    at_o: usize,
+    at_t: usize,
+) {
+    let n = o.len();
+    for (g, (o, t)) in g[at_o..at_o + n].iter_mut().zip(o.iter().zip(t)) {
         *g += scale * (o - t);
     }
-    for (g, (o, t)) in gx.get_mut(1).iter_mut().zip(o.iter().zip(t)) {
+    for (g, (o, t)) in g[at_t..at_t + n].iter_mut().zip(o.iter().zip(t)) {
         *g -= scale * (o - t);
+    }
+}
+
+/// The `backward_accumulate` of a squared-error loss, on views.
+fn add_squared_error_gradients<L: SquaredError>(
+    loss: &L,
+    inputs: &[TensorRef<'_>],
+    gy: TensorRef<'_>,
+    gx: &mut InputGrads<'_>,
+) {
+    let (o, t) = (inputs[0].data(), inputs[1].data());
+    let scale = loss.scale(gy.data()[0], o.len());
+    let (g, at_o, at_t) = gx.pair();
+    add_square_gradients(o, t, scale, g, at_o, at_t);
+}
+
+/// The squared-error losses on raw slices, for replay and backward: both operands have
+/// the same length (their shapes are checked when recorded).
+pub(crate) trait SquaredError {
+    /// The loss of outputs `o` against targets `t`.
+    fn value(&self, o: &[f64], t: &[f64]) -> f64;
+    /// The factor of `oᵢ − tᵢ` in the gradient of `oᵢ`, given the upstream gradient
+    /// `gy` and the number of elements `n`.
+    fn scale(&self, gy: f64, n: usize) -> f64;
+}
+
+impl SquaredError for Mse {
+    fn value(&self, o: &[f64], t: &[f64]) -> f64 {
+        sum_of_squares(o, t) / o.len() as f64
+    }
+    fn scale(&self, gy: f64, n: usize) -> f64 {
+        2.0 * gy / n as f64
+    }
+}
+
+impl SquaredError for HalfSse {
+    fn value(&self, o: &[f64], t: &[f64]) -> f64 {
+        0.5 * sum_of_squares(o, t)
+    }
+    fn scale(&self, gy: f64, _n: usize) -> f64 {
+        gy
     }
 }
 
@@ -113,8 +163,7 @@ impl Function for Mse {
         pair_shape("mse", inputs)
     }
     fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
-        let (o, t) = (inputs[0].data(), inputs[1].data());
-        out[0] = sum_of_squares(o, t) / o.len() as f64;
+        out[0] = SquaredError::value(self, inputs[0].data(), inputs[1].data());
     }
     // d/doᵢ (1/N)Σ(o − t)² = 2(oᵢ − tᵢ)/N, d/dtᵢ = −2(oᵢ − tᵢ)/N
     fn backward_accumulate(
@@ -124,8 +173,7 @@ impl Function for Mse {
         gy: TensorRef<'_>,
         gx: &mut InputGrads<'_>,
     ) -> Result<()> {
-        let (o, t) = (inputs[0].data(), inputs[1].data());
-        add_square_gradients(o, t, 2.0 * gy.data()[0] / o.len() as f64, gx);
+        add_squared_error_gradients(self, inputs, gy, gx);
         Ok(())
     }
     backward_via_accumulate!();
@@ -178,8 +226,7 @@ impl Function for HalfSse {
         pair_shape("half_sse", inputs)
     }
     fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
-        let (o, t) = (inputs[0].data(), inputs[1].data());
-        out[0] = 0.5 * sum_of_squares(o, t);
+        out[0] = SquaredError::value(self, inputs[0].data(), inputs[1].data());
     }
     // d/doᵢ ½Σ(t − o)² = oᵢ − tᵢ, d/dtᵢ = tᵢ − oᵢ
     fn backward_accumulate(
@@ -189,8 +236,7 @@ impl Function for HalfSse {
         gy: TensorRef<'_>,
         gx: &mut InputGrads<'_>,
     ) -> Result<()> {
-        let (o, t) = (inputs[0].data(), inputs[1].data());
-        add_square_gradients(o, t, gy.data()[0], gx);
+        add_squared_error_gradients(self, inputs, gy, gx);
         Ok(())
     }
     backward_via_accumulate!();

@@ -402,6 +402,10 @@ macro_rules! slice_rule {
         slices::binary_forward($f, $a, $b, $y);
         true
     }};
+    (forward squared $f:expr, $a:ident, $b:ident, $y:ident) => {{
+        $y[0] = loss::SquaredError::value($f, $a, $b);
+        true
+    }};
     (forward general $f:expr, $a:ident, $b:ident, $y:ident) => {{
         let _ = ($f, $a, $b, $y);
         false
@@ -414,6 +418,12 @@ macro_rules! slice_rule {
     }};
     (backward binary $f:expr, $a:ident, $b:ident, $y:ident, $gy:ident, $g:ident, $oa:ident, $ob:ident) => {{
         slices::binary_backward($f, $a, $b, $y, $gy, $g, $oa, $ob);
+        true
+    }};
+    (backward squared $f:expr, $a:ident, $b:ident, $y:ident, $gy:ident, $g:ident, $oa:ident, $ob:ident) => {{
+        let _ = $y;
+        let scale = loss::SquaredError::scale($f, $gy[0], $a.len());
+        loss::add_square_gradients($a, $b, scale, $g, $oa, $ob);
         true
     }};
     (backward general $f:expr, $a:ident, $b:ident, $y:ident, $gy:ident, $g:ident, $oa:ident, $ob:ident) => {{
@@ -525,6 +535,7 @@ macro_rules! impl_function {
             }
         }
     };
+    (squared $ty:ty) => {};
     (general $ty:ty) => {};
 }
 
@@ -535,7 +546,21 @@ macro_rules! elementwise {
     (binary) => {
         true
     };
+    (squared) => {
+        false
+    };
     (general) => {
+        false
+    };
+}
+
+/// True for the squared-error losses, whose two operands have equal shapes and whose
+/// value is one number: they run on raw slices too.
+macro_rules! squared {
+    (squared) => {
+        true
+    };
+    ($kind:ident) => {
         false
     };
 }
@@ -550,7 +575,7 @@ macro_rules! scalar_rule {
     (binary $f:expr, $a:ident, $b:ident) => {
         Some(Binary::value_and_derivative($f, $a, $b))
     };
-    (general $f:expr, $a:ident, $b:ident) => {{
+    ($kind:ident $f:expr, $a:ident, $b:ident) => {{
         let _ = ($f, $a, $b);
         None
     }};
@@ -570,7 +595,8 @@ macro_rules! param_rule {
 /// The registry: one line per built-in op, `kind Variant = family::Struct;`.
 ///
 /// `unary` and `binary` ops get their `Function` impl from their `Unary` / `Binary`
-/// rule; `general` ops implement `Function` by hand in their file.
+/// rule; `squared` (the squared-error losses, which also run on raw slices through
+/// `loss::SquaredError`) and `general` ops implement `Function` by hand in their file.
 macro_rules! ops {
     ($( $kind:ident $variant:ident = $family:ident :: $ty:ident; )*) => {
         /// What made a node: a leaf, a built-in op (with its parameters) or a user function.
@@ -639,6 +665,15 @@ macro_rules! ops {
                 }
             }
 
+            /// True for the squared-error losses (`mse`, `half_sse`): two operands of
+            /// equal shapes, one number out, with slice kernels of their own.
+            pub(crate) fn is_squared_error(&self) -> bool {
+                match self {
+                    $( Op::$variant(_) => squared!($kind), )*
+                    Op::Leaf | Op::Custom(_) => false,
+                }
+            }
+
             /// The unary op of `code` with parameter `p` (see [`Unary::param`]).
             pub(crate) fn from_code_param(code: OpCode, p: f64) -> Option<Op> {
                 match code {
@@ -674,7 +709,8 @@ macro_rules! ops {
             }
 
             /// Forward of an elementwise built-in op on slices: `y[k] = f(a[k % a.len()],
-            /// b[k % b.len()])` (`b` is ignored by unary ops, whose `a` has `y`'s length).
+            /// b[k % b.len()])` (`b` is ignored by unary ops, whose `a` has `y`'s length);
+            /// of a squared-error loss, its one number from equal-length `a` and `b`.
             /// `false`, doing nothing, for every other op.
             #[inline]
             pub(crate) fn forward_slices(&self, a: &[f64], b: &[f64], y: &mut [f64]) -> bool {
@@ -684,9 +720,9 @@ macro_rules! ops {
                 }
             }
 
-            /// Backward of an elementwise built-in op on slices: adds the gradients of `a`
-            /// and `b` into `g` at offsets `oa` and `ob`. `false`, doing nothing, for
-            /// every other op.
+            /// Backward of an elementwise built-in op, or of a squared-error loss, on
+            /// slices: adds the gradients of `a` and `b` into `g` at offsets `oa` and
+            /// `ob`. `false`, doing nothing, for every other op.
             #[allow(clippy::too_many_arguments)]
             #[inline]
             pub(crate) fn backward_slices(
@@ -829,8 +865,8 @@ ops! {
     general Reshape = linalg::Reshape;
     general Softmax = softmax::Softmax;
     general LogSoftmax = softmax::LogSoftmax;
-    general Mse = loss::Mse;
-    general HalfSse = loss::HalfSse;
+    squared Mse = loss::Mse;
+    squared HalfSse = loss::HalfSse;
     general Bce = loss::Bce;
     general BceWithLogits = loss::BceWithLogits;
     general SoftmaxCrossEntropy = loss::SoftmaxCrossEntropy;
