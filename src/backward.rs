@@ -342,7 +342,9 @@ fn sweep(
                 (carry_for, carry) = if b >= a { (b, gb) } else { (a, ga) };
             }
             Kind::General => {
-                general_backward(&inner, node, values, g)?;
+                if !planned_backward(&inner, node, values, g) {
+                    views_backward(&inner, node, values, g)?;
+                }
                 (carry_for, carry) = (usize::MAX, 0.0);
             }
         }
@@ -361,17 +363,18 @@ fn incoming(g: &[f64], node: &Node, id: usize, (carry_for, carry): (usize, f64))
     }
 }
 
-/// Backward through a general node: its op's own rule, on views of the arenas. Kept out
-/// of line so that the scalar loop around it keeps its values in registers.
+/// Backward through a general node by its plan (slice kernels or a plain product);
+/// `false`, doing nothing, when the node has no such plan. Kept out of line so that the
+/// scalar loop around it keeps its values in registers.
 #[inline(never)]
-fn general_backward(inner: &Inner, node: &Node, values: &[f64], grads: &mut [f64]) -> Result<()> {
+fn planned_backward(inner: &Inner, node: &Node, values: &[f64], grads: &mut [f64]) -> bool {
     let (before, from_node) = grads.split_at_mut(node.offset());
     let n = inner.numel(node);
     match inner.plan(node) {
         // Elementwise ops on tensors skip building views: raw slices suffice.
         Plan::Slices([(oa, la), (ob, lb)]) => {
             let y_at = node.offset();
-            if inner.general_op(node).backward_slices(
+            inner.general_op(node).backward_slices(
                 &values[oa..oa + la],
                 &values[ob..ob + lb],
                 &values[y_at..y_at + n],
@@ -379,9 +382,7 @@ fn general_backward(inner: &Inner, node: &Node, values: &[f64], grads: &mut [f64
                 before,
                 oa,
                 ob,
-            ) {
-                return Ok(());
-            }
+            )
         }
         // The products `Matmul` computes, so the same bits.
         Plan::Gemm {
@@ -401,11 +402,10 @@ fn general_backward(inner: &Inner, node: &Node, values: &[f64], grads: &mut [f64
             if need_b {
                 add_grad_b((m, k, n), av, gy, &mut before[b..b + k * n]);
             }
-            return Ok(());
+            true
         }
-        Plan::Views => {}
+        Plan::Views => false,
     }
-    views_backward(inner, node, values, grads)
 }
 
 /// Backward through a general node by its op's own rule, on views of its inputs.
