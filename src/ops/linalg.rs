@@ -107,17 +107,29 @@ fn columns<const AT: bool, const BT: bool, const W: usize, const N: usize>(
     });
     for i in 0..m {
         let mut sums = [0.0; W];
-        let a_row = if AT { &a[i..] } else { &a[i * k..(i + 1) * k] };
-        for p in 0..k {
-            let aip = if AT { a_row[p * m] } else { a_row[p] };
-            if BT {
+        if BT {
+            let a_row = if AT { &a[i..] } else { &a[i * k..(i + 1) * k] };
+            for p in 0..k {
+                let aip = if AT { a_row[p * m] } else { a_row[p] };
                 for (sum, row) in sums.iter_mut().zip(&b_rows) {
                     *sum += aip * row[p];
                 }
-            } else {
-                let b_row = &b[p * n + j0..p * n + j0 + W];
-                for (sum, &bv) in sums.iter_mut().zip(b_row) {
+            }
+        } else {
+            // Row p of `b` (and, transposed, row p of `a`) as whole chunks: no bounds
+            // check inside the loop.
+            let mut add = |aip: f64, b_row: &[f64]| {
+                for (sum, &bv) in sums.iter_mut().zip(&b_row[j0..j0 + W]) {
                     *sum += aip * bv;
+                }
+            };
+            if AT {
+                for (a_row, b_row) in a.chunks_exact(m).zip(b.chunks_exact(n)) {
+                    add(a_row[i], b_row);
+                }
+            } else {
+                for (&aip, b_row) in a[i * k..(i + 1) * k].iter().zip(b.chunks_exact(n)) {
+                    add(aip, b_row);
                 }
             }
         }
