@@ -368,16 +368,17 @@ fn incoming(g: &[f64], node: &Node, id: usize, (carry_for, carry): (usize, f64))
 /// scalar loop around it keeps its values in registers.
 #[inline(never)]
 fn planned_backward(inner: &Inner, node: &Node, values: &[f64], grads: &mut [f64]) -> bool {
-    let (before, from_node) = grads.split_at_mut(node.offset());
-    let n = inner.numel(node);
     match inner.plan(node) {
         // Elementwise ops on tensors skip building views: raw slices suffice.
-        Plan::Slices([(oa, la), (ob, lb)]) => {
-            let y_at = node.offset();
+        Plan::Slices {
+            inputs: [(oa, la), (ob, lb)],
+            y: (oy, n),
+        } => {
+            let (before, from_node) = grads.split_at_mut(oy);
             inner.general_op(node).backward_slices(
                 &values[oa..oa + la],
                 &values[ob..ob + lb],
-                &values[y_at..y_at + n],
+                &values[oy..oy + n],
                 &from_node[..n],
                 before,
                 oa,
@@ -391,9 +392,11 @@ fn planned_backward(inner: &Inner, node: &Node, values: &[f64], grads: &mut [f64
             n,
             a,
             b,
+            c,
             need_a,
             need_b,
         } => {
+            let (before, from_node) = grads.split_at_mut(c);
             let gy = &from_node[..m * n];
             let (av, bv) = (&values[a..a + m * k], &values[b..b + k * n]);
             if need_a {

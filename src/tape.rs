@@ -537,7 +537,7 @@ impl Tape {
         let (kind, op_index) = if inputs.is_empty() {
             (Kind::Leaf, 0)
         } else {
-            let plan = plan_of(inner, &op, inputs, shape);
+            let plan = plan_of(inner, &op, inputs, shape, offset as usize);
             inner.ops.push(op);
             inner.plans.push(plan);
             (Kind::General, inner.ops.len() as u64 - 1)
@@ -969,24 +969,34 @@ fn forward_general(
     id: usize,
 ) {
     let node = &nodes[id];
-    let op = &ops[node.data[1] as usize];
-    let n = shapes.numel(node.shape());
-    let (before, out) = values.split_at_mut(node.offset());
-    let out = &mut out[..n];
-    match plans[node.data[1] as usize] {
-        Plan::Slices([(oa, la), (ob, lb)]) => {
-            if op.forward_slices(&before[oa..oa + la], &before[ob..ob + lb], out) {
+    let at = node.data[1] as usize;
+    let op = &ops[at];
+    match plans[at] {
+        Plan::Slices {
+            inputs: [(oa, la), (ob, lb)],
+            y: (oy, n),
+        } => {
+            let (before, out) = values.split_at_mut(oy);
+            if op.forward_slices(&before[oa..oa + la], &before[ob..ob + lb], &mut out[..n]) {
                 return;
             }
         }
-        Plan::Gemm { m, k, n, a, b, .. } => {
+        Plan::Gemm {
+            m, k, n, a, b, c, ..
+        } => {
+            let (before, out) = values.split_at_mut(c);
             let (a, b) = (&before[a..a + m * k], &before[b..b + k * n]);
-            gemm((m, k, n), a, false, b, false, 0.0, out);
+            gemm((m, k, n), a, false, b, false, 0.0, &mut out[..m * n]);
             return;
         }
         Plan::Views => {}
     }
-    op.forward(&views(nodes, shapes, before, node.inputs(extra)), out);
+    let n = shapes.numel(node.shape());
+    let (before, out) = values.split_at_mut(node.offset());
+    op.forward(
+        &views(nodes, shapes, before, node.inputs(extra)),
+        &mut out[..n],
+    );
 }
 
 /// How a general node runs forward and backward, fixed when it is recorded: offsets
@@ -996,17 +1006,22 @@ fn forward_general(
 pub(crate) enum Plan {
     /// A built-in elementwise op on raw slices: the `(offset, len)` of its one or two
     /// inputs, each repeating cyclically over the output (equal shapes, scalars, rows
-    /// broadcast down leading axes). Also a squared-error loss, of two inputs of equal
-    /// length.
-    Slices([(usize, usize); 2]),
+    /// broadcast down leading axes), and of its output. Also a squared-error loss, of
+    /// two inputs of equal length.
+    Slices {
+        inputs: [(usize, usize); 2],
+        y: (usize, usize),
+    },
     /// A product of two plain matrices `[m, k]·[k, n]`, of two different nodes at
-    /// offsets `a` and `b`, and whether each needs its gradient.
+    /// offsets `a` and `b`, into the output at offset `c`, and whether each input
+    /// needs its gradient.
     Gemm {
         m: usize,
         k: usize,
         n: usize,
         a: usize,
         b: usize,
+        c: usize,
         need_a: bool,
         need_b: bool,
     },
@@ -1014,9 +1029,11 @@ pub(crate) enum Plan {
     Views,
 }
 
-/// The plan of a general node of `op` on `inputs` with output shape `out`.
-fn plan_of(inner: &Inner, op: &Op, inputs: &[NodeId], out: ShapeId) -> Plan {
+/// The plan of a general node of `op` on `inputs` with output shape `out`, its value
+/// at offset `at`.
+fn plan_of(inner: &Inner, op: &Op, inputs: &[NodeId], out: ShapeId, at: usize) -> Plan {
     let (nodes, shapes) = (&inner.nodes, &inner.shapes);
+    let y = (at, shapes.numel(out));
     if op.is_elementwise() && inputs.len() <= 2 {
         let mut operands = [(0, 0); 2];
         for (slot, &i) in operands.iter_mut().zip(inputs) {
@@ -1028,12 +1045,18 @@ fn plan_of(inner: &Inner, op: &Op, inputs: &[NodeId], out: ShapeId) -> Plan {
             }
             *slot = (input.offset(), shapes.numel(shape));
         }
-        return Plan::Slices(operands);
+        return Plan::Slices {
+            inputs: operands,
+            y,
+        };
     }
     if let (true, &[a, b]) = (op.is_squared_error(), inputs) {
         // Equal shapes, checked when recorded.
         let (a, b) = (&nodes[a as usize], &nodes[b as usize]);
-        return Plan::Slices([(a.offset(), inner.numel(a)), (b.offset(), inner.numel(b))]);
+        return Plan::Slices {
+            inputs: [(a.offset(), inner.numel(a)), (b.offset(), inner.numel(b))],
+            y,
+        };
     }
     if let (Op::Matmul(_), &[a, b]) = (op, inputs) {
         let (a, b) = (&nodes[a as usize], &nodes[b as usize]);
@@ -1047,6 +1070,7 @@ fn plan_of(inner: &Inner, op: &Op, inputs: &[NodeId], out: ShapeId) -> Plan {
                     n,
                     a: a.offset(),
                     b: b.offset(),
+                    c: at,
                     need_a: a.requires_grad(),
                     need_b: b.requires_grad(),
                 };
