@@ -1033,13 +1033,17 @@ pub(crate) enum Plan {
 /// at offset `at`.
 fn plan_of(inner: &Inner, op: &Op, inputs: &[NodeId], out: ShapeId, at: usize) -> Plan {
     let (nodes, shapes) = (&inner.nodes, &inner.shapes);
-    let y = (at, shapes.numel(out));
-    if op.is_elementwise() && inputs.len() <= 2 {
+    let squared = op.is_squared_error();
+    if (op.is_elementwise() || squared) && inputs.len() <= 2 {
         let mut operands = [(0, 0); 2];
         for (slot, &i) in operands.iter_mut().zip(inputs) {
             let input = &nodes[i as usize];
             let shape = input.shape();
-            if shape != out && cyclic_len(&shapes[shape as usize], &shapes[out as usize]).is_none()
+            // A squared-error loss's operands have one shape (checked when recorded);
+            // an elementwise op's must repeat cyclically over the output.
+            if !squared
+                && shape != out
+                && cyclic_len(&shapes[shape as usize], &shapes[out as usize]).is_none()
             {
                 return Plan::Views;
             }
@@ -1047,15 +1051,7 @@ fn plan_of(inner: &Inner, op: &Op, inputs: &[NodeId], out: ShapeId, at: usize) -
         }
         return Plan::Slices {
             inputs: operands,
-            y,
-        };
-    }
-    if let (true, &[a, b]) = (op.is_squared_error(), inputs) {
-        // Equal shapes, checked when recorded.
-        let (a, b) = (&nodes[a as usize], &nodes[b as usize]);
-        return Plan::Slices {
-            inputs: [(a.offset(), inner.numel(a)), (b.offset(), inner.numel(b))],
-            y,
+            y: (at, shapes.numel(out)),
         };
     }
     if let (Op::Matmul(_), &[a, b]) = (op, inputs) {
