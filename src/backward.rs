@@ -304,9 +304,22 @@ fn sweep(
         Some(s) => grads.data[at..at + n].copy_from_slice(s.data()),
     }
 
-    let (nodes, values) = (&inner.nodes[..], &inner.values[..]);
     // A slice, not the Vec: its pointer and length stay in registers across the loop.
     let g: &mut [f64] = &mut grads.data;
+    if inner.dense {
+        sweep_nodes::<true>(&inner, root, g)
+    } else {
+        sweep_nodes::<false>(&inner, root, g)
+    }
+}
+
+/// The sweep's walk, from `root` back to the first node. With `DENSE` (see
+/// `Inner::dense`), an input's gradient sits at its node's id, so the walk loads no
+/// input node.
+#[inline(always)]
+fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) -> Result<()> {
+    let (nodes, values) = (&inner.nodes[..], &inner.values[..]);
+    let at = |id: usize| if DENSE { id } else { nodes[id].offset() };
     // The last sum written into a scalar input's gradient stays in a register
     // (`carry`, the gradient of node `carry_for`): if the sweep reaches that input
     // before any other node writes to it, the sum is final and needs no load, which
@@ -324,7 +337,7 @@ fn sweep(
                 let gy = incoming(g, node, id, (carry_for, carry));
                 let (da, _) = node.partials();
                 let a = node.args()[0] as usize;
-                let a_at = nodes[a].offset();
+                let a_at = at(a);
                 let ga = g[a_at] + gy * da;
                 g[a_at] = ga;
                 (carry_for, carry) = (a, ga);
@@ -333,7 +346,7 @@ fn sweep(
                 let gy = incoming(g, node, id, (carry_for, carry));
                 let (da, db) = node.partials();
                 let [a, b] = node.args().map(|i| i as usize);
-                let (a_at, b_at) = (nodes[a].offset(), nodes[b].offset());
+                let (a_at, b_at) = (at(a), at(b));
                 let ga = g[a_at] + gy * da;
                 g[a_at] = ga;
                 let gb = g[b_at] + gy * db;
@@ -342,8 +355,8 @@ fn sweep(
                 (carry_for, carry) = if b >= a { (b, gb) } else { (a, ga) };
             }
             Kind::General => {
-                if !planned_backward(&inner, node, values, g) {
-                    views_backward(&inner, node, values, g)?;
+                if !planned_backward(inner, node, values, g) {
+                    views_backward(inner, node, values, g)?;
                 }
                 (carry_for, carry) = (usize::MAX, 0.0);
             }

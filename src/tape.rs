@@ -211,6 +211,10 @@ pub(crate) struct Inner {
     pub(crate) extra_inputs: Vec<NodeId>,
     /// How many times the tape has been cleared; gradients remember it.
     pub(crate) generation: u64,
+    /// True while every node's value starts at the slot numbered like the node (a tape
+    /// of scalars): replay and backward then find an input's value without loading its
+    /// node.
+    pub(crate) dense: bool,
 }
 
 impl Inner {
@@ -401,6 +405,7 @@ impl Tape {
                 plans: Vec::new(),
                 extra_inputs: Vec::new(),
                 generation: 0,
+                dense: true,
             }),
             no_grad: Cell::new(0),
         }
@@ -444,6 +449,7 @@ impl Tape {
         inner.plans.clear();
         inner.extra_inputs.clear();
         inner.generation += 1;
+        inner.dense = true;
     }
 
     /// A scalar leaf variable: gradients are computed for it.
@@ -506,6 +512,7 @@ impl Tape {
     #[inline(always)]
     fn push(&self, inner: &mut Inner, node: Node) -> Var<'_> {
         let id = NodeId::try_from(inner.nodes.len()).expect("a tape holds at most 2^32 nodes");
+        inner.dense &= node.offset == id;
         inner.nodes.push(node);
         Var::new(self, id)
     }
@@ -755,35 +762,14 @@ impl Tape {
             ops,
             plans,
             extra_inputs,
+            dense,
             ..
         } = &mut *guard;
-        // Slices, not the Vecs: their pointers and lengths stay in registers.
-        let (nodes, values): (&mut [Node], &mut [f64]) = (nodes, values);
-        for id in 0..nodes.len() {
-            let node = nodes[id];
-            match node.kind {
-                Kind::Leaf => {}
-                Kind::Unary | Kind::Binary => {
-                    let [a, b] = node.args();
-                    let va = values[nodes[a as usize].offset()];
-                    let vb = if node.kind == Kind::Binary {
-                        values[nodes[b as usize].offset()]
-                    } else {
-                        0.0
-                    };
-                    if let Some((y, da, db)) = Op::scalar_eval_code(node.code, node.param(), va, vb)
-                    {
-                        values[node.offset()] = y;
-                        nodes[id].data[0] = da.to_bits();
-                        if node.kind == Kind::Binary {
-                            nodes[id].data[1] = db.to_bits();
-                        }
-                    }
-                }
-                Kind::General => {
-                    forward_general(nodes, values, shapes, (ops, plans), extra_inputs, id)
-                }
-            }
+        let general = (&*shapes, (&ops[..], &plans[..]), &extra_inputs[..]);
+        if *dense {
+            replay_dense(nodes, values, general);
+        } else {
+            replay_nodes::<false>(nodes, values, general);
         }
     }
 
@@ -955,6 +941,58 @@ pub struct NoGrad<'t> {
 impl Drop for NoGrad<'_> {
     fn drop(&mut self) {
         self.tape.no_grad.set(self.tape.no_grad.get() - 1);
+    }
+}
+
+/// Replay's walk over a dense tape, kept out of line so that the walk over other tapes
+/// keeps its small frame.
+#[inline(never)]
+fn replay_dense(
+    nodes: &mut [Node],
+    values: &mut [f64],
+    general: (&ShapeSet, (&[Op], &[Plan]), &[NodeId]),
+) {
+    replay_nodes::<true>(nodes, values, general);
+}
+
+/// Replay's walk over the nodes. With `DENSE` (see `Inner::dense`), an input's value
+/// sits at its node's id, so the walk loads no input node.
+#[inline(always)]
+fn replay_nodes<const DENSE: bool>(
+    // Slices, not the Vecs: their pointers and lengths stay in registers.
+    nodes: &mut [Node],
+    values: &mut [f64],
+    (shapes, (ops, plans), extra_inputs): (&ShapeSet, (&[Op], &[Plan]), &[NodeId]),
+) {
+    let at = |nodes: &[Node], id: NodeId| {
+        if DENSE {
+            id as usize
+        } else {
+            nodes[id as usize].offset()
+        }
+    };
+    for id in 0..nodes.len() {
+        let node = nodes[id];
+        match node.kind {
+            Kind::Leaf => {}
+            Kind::Unary | Kind::Binary => {
+                let [a, b] = node.args();
+                let va = values[at(nodes, a)];
+                let vb = if node.kind == Kind::Binary {
+                    values[at(nodes, b)]
+                } else {
+                    0.0
+                };
+                if let Some((y, da, db)) = Op::scalar_eval_code(node.code, node.param(), va, vb) {
+                    values[if DENSE { id } else { node.offset() }] = y;
+                    nodes[id].data[0] = da.to_bits();
+                    if node.kind == Kind::Binary {
+                        nodes[id].data[1] = db.to_bits();
+                    }
+                }
+            }
+            Kind::General => forward_general(nodes, values, shapes, (ops, plans), extra_inputs, id),
+        }
     }
 }
 

@@ -379,6 +379,32 @@ fn replay_is_bit_identical_to_recording_afresh() -> Result<()> {
     Ok(())
 }
 
+/// On a tape of scalars alone each node's value sits at the slot numbered like the
+/// node, which replay and backward rely on; a tensor recorded first moves every slot.
+#[test]
+fn scalar_replay_and_backward_hold_whether_or_not_slots_match_node_ids() -> Result<()> {
+    let mut tape = Tape::new();
+    for shifted in [false, true, false] {
+        tape.clear();
+        if shifted {
+            let _ = tape.tensor(&Tensor::vector([9.0, 9.0, 9.0]));
+        }
+        let (x, y) = (tape.var(0.5), tape.var(-1.5));
+        let f = (x * y).sin() + x.tanh() * y;
+        for (a, b) in [(0.5, -1.5), (2.0, 0.25), (-0.75, 3.0)] {
+            x.set_scalar(a)?;
+            y.set_scalar(b)?;
+            tape.replay();
+            let (c, t) = ((a * b).cos(), a.tanh());
+            assert!((f.item()? - ((a * b).sin() + t * b)).abs() < 1e-14);
+            let g = f.backward()?;
+            assert!((g.wrt_scalar(x)? - (c * b + (1.0 - t * t) * b)).abs() < 1e-14);
+            assert!((g.wrt_scalar(y)? - (c * a + t)).abs() < 1e-14);
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn only_leaves_of_the_same_shape_can_be_set() -> Result<()> {
     let tape = Tape::new();

@@ -686,7 +686,7 @@ macro_rules! ops {
             /// (y, ∂y/∂a, ∂y/∂b) of the elementwise built-in op of `code` on scalars (b is
             /// ignored by unary ops), given its parameter if it has one; `None` for every
             /// other op. Replay's dispatch: one `match`.
-            #[inline]
+            #[inline(always)]
             pub(crate) fn scalar_eval_code(
                 code: OpCode,
                 param: f64,
