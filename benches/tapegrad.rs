@@ -8,7 +8,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tapegrad::{Gradients, Tape, Tensor, Var};
+use tapegrad::{Gradients, Tape, Tensor, Var, Vars};
 
 /// The system allocator, keeping count of the bytes live and their peak, so that W4 can
 /// report peak memory. A reallocation counts its old and new blocks together, as if it
@@ -202,14 +202,14 @@ fn w1_hand_gradient(x: &[f64], g: &mut [f64]) -> f64 {
     y
 }
 
-fn w1_record<'t>(tape: &'t Tape, x: &[f64], vars: &mut Vec<Var<'t>>) -> Var<'t> {
-    vars.clear();
-    vars.extend(x.iter().map(|&v| tape.var(v)));
+/// W1 recorded on `tape`, its inputs one block of scalar variables.
+fn w1_record<'t>(tape: &'t Tape, x: &[f64]) -> (Vars<'t>, Var<'t>) {
+    let xs = tape.vars(x);
     let mut y = tape.constant(0.0);
-    for i in 0..x.len() - 1 {
-        y = y + ((vars[i] * vars[i + 1]).sin() + vars[i].tanh());
+    for (a, b) in xs.iter().zip(xs.iter().skip(1)) {
+        y = y + ((a * b).sin() + a.tanh());
     }
-    y
+    (xs, y)
 }
 
 fn w1_scalar(c: &mut Criterion) {
@@ -234,23 +234,21 @@ fn w1_scalar(c: &mut Criterion) {
     let mut g = vec![0.0; n];
     group.add("tapegrad_record_backward", move || {
         tape.clear();
-        let mut vars = Vec::with_capacity(n);
-        let y = w1_record(&tape, x, &mut vars);
+        let (xs, y) = w1_record(&tape, x);
         y.backward_into(&mut grads).unwrap();
-        grads.wrt_scalars(&vars, &mut g).unwrap();
+        grads.wrt_vars(xs, &mut g).unwrap();
         black_box(&g);
     });
 
     // Replay: the graph is recorded once; each iteration sets the inputs, recomputes
     // the forward values and backpropagates.
-    let mut vars = Vec::with_capacity(n);
-    let y = w1_record(&replay_tape, x, &mut vars);
+    let (xs, y) = w1_record(&replay_tape, x);
     let (mut grads, mut g) = (Gradients::new(), vec![0.0; n]);
     group.add("tapegrad_replay_backward", move || {
-        y.tape().set_scalars(&vars, x).unwrap();
+        xs.set(x).unwrap();
         y.tape().replay();
         y.backward_into(&mut grads).unwrap();
-        grads.wrt_scalars(&vars, &mut g).unwrap();
+        grads.wrt_vars(xs, &mut g).unwrap();
         black_box(&g);
     });
     group.run(c, 20, 4, 40, Some(("input", n as f64)));

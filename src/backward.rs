@@ -10,7 +10,7 @@ use crate::function::InputGrads;
 use crate::ops::linalg::{add_grad_a, add_grad_b};
 use crate::tape::{Inner, Kind, Node, NodeId, Plan, Tape};
 use crate::tensor::{Tensor, TensorRef};
-use crate::var::Var;
+use crate::var::{Var, Vars};
 use smallvec::SmallVec;
 
 /// The gradients of one backward pass: ∂y/∂x for every variable x recorded before it.
@@ -201,6 +201,44 @@ impl Gradients {
                 Some(node) if node.requires_grad() => self.data[node.offset()],
                 _ => 0.0,
             };
+        }
+        Ok(())
+    }
+
+    /// The gradients with respect to the variables of a [`Vars`] block, one per slot of
+    /// `out`, in one copy: what [`wrt_scalars`](Gradients::wrt_scalars) gives for the
+    /// same variables (zeros if they are constants or were recorded after this pass).
+    /// An error, with `out` unchanged, if the lengths differ or the variables belong to
+    /// another tape or recording.
+    ///
+    /// ```
+    /// use tapegrad::Tape;
+    /// let tape = Tape::new();
+    /// let x = tape.vars(&[1.0, 2.0, 3.0]);
+    /// let y = x.iter().fold(tape.constant(1.0), |y, v| y * v);
+    /// let mut g = [0.0; 3];
+    /// y.backward()?.wrt_vars(x, &mut g)?;
+    /// assert_eq!(g, [6.0, 3.0, 2.0]);
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn wrt_vars(&self, xs: Vars<'_>, out: &mut [f64]) -> Result<()> {
+        let op = "wrt_vars";
+        if xs.len != out.len() {
+            return Err(Error::Invalid {
+                op: op.into(),
+                reason: format!("{} variables but {} slots", xs.len, out.len()),
+            });
+        }
+        if xs.tape.id() != self.tape {
+            return Err(Error::ForeignVariable { op: op.into() });
+        }
+        if xs.tape.inner.borrow().generation != self.generation {
+            return Err(Error::StaleGradients);
+        }
+        if xs.requires_grad && (xs.first as usize) < self.nodes {
+            out.copy_from_slice(&self.data[xs.slot..xs.slot + xs.len]);
+        } else {
+            out.fill(0.0);
         }
         Ok(())
     }

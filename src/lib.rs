@@ -70,7 +70,7 @@ pub use function::{AsFunction, Function, InputGrads, ScalarFunction};
 pub use shape::Shape;
 pub use tape::{NoGrad, Tape};
 pub use tensor::{Tensor, TensorRef};
-pub use var::Var;
+pub use var::{Var, Vars};
 
 /// The README's code, compiled and run as a doctest so that it stays true.
 #[doc = include_str!("../README.md")]

@@ -12,7 +12,7 @@ use crate::ops::linalg::{gemm, plain_product};
 use crate::ops::{Binary, Op, OpCode, Registered, Unary};
 use crate::shape::{cyclic_len, Shape};
 use crate::tensor::{Tensor, TensorRef};
-use crate::var::Var;
+use crate::var::{Var, Vars};
 use indexmap::IndexSet;
 use rustc_hash::FxBuildHasher;
 
@@ -120,6 +120,19 @@ pub(crate) struct Node {
 }
 
 impl Node {
+    /// A scalar leaf whose value sits at `offset`.
+    #[inline(always)]
+    fn scalar_leaf(offset: u32, flags: u8) -> Node {
+        Node {
+            args: [0, 0],
+            offset,
+            code: OpCode::Leaf,
+            kind: Kind::Leaf,
+            flags,
+            data: [u64::from(SCALAR), 0],
+        }
+    }
+
     /// Where the node's value (and gradient) starts in the arenas.
     #[inline(always)]
     pub(crate) fn offset(&self) -> usize {
@@ -479,15 +492,46 @@ impl Tape {
     fn leaf_scalar(&self, value: f64, requires_grad: bool) -> Var<'_> {
         let mut inner = self.inner.borrow_mut();
         let offset = inner.push_scalar(value);
-        let node = Node {
-            args: [0, 0],
-            offset,
-            code: OpCode::Leaf,
-            kind: Kind::Leaf,
-            flags: self.flags(requires_grad, true),
-            data: [u64::from(SCALAR), 0],
-        };
+        let node = Node::scalar_leaf(offset, self.flags(requires_grad, true));
         self.push(&mut inner, node)
+    }
+
+    /// Scalar leaf variables, one per value, recorded one after another with their
+    /// values in one block: [`var`](Tape::var) for each value, with one look at the
+    /// tape. [`Vars`] sets their values and reads their gradients in one copy.
+    ///
+    /// ```
+    /// use tapegrad::Tape;
+    /// let tape = Tape::new();
+    /// let x = tape.vars(&[3.0, 4.0]);
+    /// let (a, b) = (x.get(0).unwrap(), x.get(1).unwrap());
+    /// let grads = (a * b).backward()?;
+    /// assert_eq!(grads.wrt_scalar(a)?, 4.0);
+    /// assert_eq!(x.len(), 2);
+    /// assert!(x.get(2).is_none());
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn vars(&self, values: &[f64]) -> Vars<'_> {
+        let mut inner = self.inner.borrow_mut();
+        let len = values.len();
+        let first = inner.nodes.len();
+        NodeId::try_from(first + len).expect("a tape holds at most 2^32 nodes");
+        let slot = inner.slot(len);
+        u32::try_from(slot + len).expect("a tape holds at most 2^32 values");
+        inner.values[slot..slot + len].copy_from_slice(values);
+        let flags = self.flags(true, true);
+        // The slots follow the nodes one for one: the tape stays dense if the first does.
+        inner.dense &= slot == first;
+        inner
+            .nodes
+            .extend((slot..slot + len).map(|at| Node::scalar_leaf(at as u32, flags)));
+        Vars {
+            tape: self,
+            first: first as NodeId,
+            len,
+            slot,
+            requires_grad: flags & REQUIRES_GRAD != 0,
+        }
     }
 
     pub(crate) fn leaf(&self, value: TensorRef<'_>, requires_grad: bool) -> Var<'_> {

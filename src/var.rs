@@ -161,6 +161,99 @@ impl fmt::Debug for Var<'_> {
     }
 }
 
+/// Scalar input variables recorded one after another by [`Tape::vars`], their values in
+/// one block of the tape: the vector input x of a function f: ℝⁿ → ℝ written on scalars.
+///
+/// [`set`](Vars::set) writes new values for [`Tape::replay`], and
+/// [`Gradients::wrt_vars`](crate::Gradients::wrt_vars) reads the gradient, each in one
+/// copy with no look at the single variables; the results are those of
+/// [`Tape::set_scalars`] and [`Gradients::wrt_scalars`](crate::Gradients::wrt_scalars)
+/// on the same variables. A `Copy` handle, like [`Var`].
+///
+/// ```
+/// use tapegrad::{Gradients, Tape};
+/// let tape = Tape::new();
+/// let x = tape.vars(&[1.0, 2.0, 3.0]);
+/// // f(x) = Σ xᵢ·xᵢ₊₁
+/// let f = x.iter().zip(x.iter().skip(1)).fold(tape.constant(0.0), |f, (a, b)| f + a * b);
+/// let (mut grads, mut g) = (Gradients::new(), [0.0; 3]);
+/// f.backward_into(&mut grads)?;
+/// grads.wrt_vars(x, &mut g)?;
+/// assert_eq!((f.item()?, g), (8.0, [2.0, 4.0, 2.0]));
+///
+/// x.set(&[0.5, -1.0, 4.0])?;
+/// tape.replay();
+/// f.backward_into(&mut grads)?;
+/// grads.wrt_vars(x, &mut g)?;
+/// assert_eq!((f.item()?, g), (-4.5, [-1.0, 4.5, -1.0]));
+/// assert!(x.set(&[1.0]).is_err());
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy)]
+pub struct Vars<'t> {
+    pub(crate) tape: &'t Tape,
+    /// The first variable's node; the others follow it.
+    pub(crate) first: NodeId,
+    pub(crate) len: usize,
+    /// Where the first variable's value (and gradient) sits in the arenas.
+    pub(crate) slot: usize,
+    /// False when recorded under a no-grad guard: then they are constants.
+    pub(crate) requires_grad: bool,
+}
+
+impl<'t> Vars<'t> {
+    /// The tape the variables are recorded on.
+    pub fn tape(&self) -> &'t Tape {
+        self.tape
+    }
+
+    /// How many variables there are.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Variable `i`, or `None` past the end.
+    pub fn get(&self, i: usize) -> Option<Var<'t>> {
+        (i < self.len).then(|| Var::new(self.tape, self.first + i as NodeId))
+    }
+
+    /// The variables in order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = Var<'t>> + ExactSizeIterator + Clone {
+        let tape = self.tape;
+        (self.first..self.first + self.len as NodeId).map(move |id| Var::new(tape, id))
+    }
+
+    /// The variables' current values.
+    pub fn values(&self) -> Vec<f64> {
+        self.tape.inner.borrow().values[self.slot..self.slot + self.len].to_vec()
+    }
+
+    /// Replaces the variables' values, `values[i]` for variable `i`, for
+    /// [`Tape::replay`]; an error, changing nothing, if the lengths differ.
+    pub fn set(&self, values: &[f64]) -> Result<()> {
+        if values.len() != self.len {
+            return Err(Error::Invalid {
+                op: "set".into(),
+                reason: format!("{} variables but {} values", self.len, values.len()),
+            });
+        }
+        let mut inner = self.tape.inner.borrow_mut();
+        inner.values[self.slot..self.slot + self.len].copy_from_slice(values);
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Vars<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 /// `var op var`, `var op f64` and `f64 op var` for one operator.
 macro_rules! binary_operator {
     ($trait:ident, $method:ident, $try_method:ident, $with_scalar:expr, $scalar_with:expr) => {
