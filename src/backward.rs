@@ -344,7 +344,7 @@ fn sweep(
 
     // A slice, not the Vec: its pointer and length stay in registers across the loop.
     let g: &mut [f64] = &mut grads.data;
-    if inner.dense {
+    if inner.dense() {
         sweep_nodes::<true>(&inner, root, g)
     } else {
         sweep_nodes::<false>(&inner, root, g)
@@ -352,7 +352,7 @@ fn sweep(
 }
 
 /// The sweep's walk, from `root` back to the first node. With `DENSE` (see
-/// `Inner::dense`), an input's gradient sits at its node's id, so the walk loads no
+/// [`Inner::dense`]), an input's gradient sits at its node's id, so the walk loads no
 /// input node.
 #[inline(always)]
 fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) -> Result<()> {

@@ -209,6 +209,9 @@ impl Node {
 }
 
 /// The tape's storage.
+/// The message of the panic when a recording outgrows 32-bit slot numbers.
+const TOO_MANY_VALUES: &str = "a tape holds at most 2^32 values";
+
 pub(crate) struct Inner {
     pub(crate) nodes: Vec<Node>,
     /// The value arena. Its first `used` numbers belong to the recording; the rest is
@@ -224,10 +227,8 @@ pub(crate) struct Inner {
     pub(crate) extra_inputs: Vec<NodeId>,
     /// How many times the tape has been cleared; gradients remember it.
     pub(crate) generation: u64,
-    /// True while every node's value starts at the slot numbered like the node (a tape
-    /// of scalars): replay and backward then find an input's value without loading its
-    /// node.
-    pub(crate) dense: bool,
+    /// True once a slot of no numbers was taken (an empty tensor); see [`Inner::dense`].
+    empty_slots: bool,
 }
 
 impl Inner {
@@ -304,13 +305,24 @@ impl Inner {
         )
     }
 
+    /// True if every node's value sits at the slot numbered like the node, as on a
+    /// tape of scalars: replay and backward then find an input's slot without loading
+    /// its node. Each node takes one slot or more, in order, unless some took none; so
+    /// with no empty slot, as many slots as nodes means one each.
+    #[inline]
+    pub(crate) fn dense(&self) -> bool {
+        !self.empty_slots && self.used == self.nodes.len()
+    }
+
     /// A slot of `n` numbers at the end of the recording; its contents are whatever
     /// an earlier recording left there (zero the first time), for the caller to write.
     #[inline]
     fn slot(&mut self, n: usize) -> usize {
+        self.empty_slots |= n == 0;
         let offset = self.used;
         self.used += n;
         if self.used > self.values.len() {
+            u32::try_from(self.used - 1).expect(TOO_MANY_VALUES);
             self.values.resize(self.used, 0.0);
         }
         offset
@@ -323,10 +335,12 @@ impl Inner {
         if offset < self.values.len() {
             self.values[offset] = y;
         } else {
-            self.values.push(y);
+            self.grow_values();
+            self.values[offset] = y;
         }
         self.used = offset + 1;
-        u32::try_from(offset).expect("a tape holds at most 2^32 values")
+        // Below the arena's length, which its growth keeps at most 2^32.
+        offset as u32
     }
 
     /// A one-number slot at the end of the recording, for the caller to fill. The
@@ -340,12 +354,14 @@ impl Inner {
             self.grow_values();
         }
         self.used = offset + 1;
-        u32::try_from(offset).expect("a tape holds at most 2^32 values")
+        // Below the arena's length, which its growth keeps at most 2^32.
+        offset as u32
     }
 
     #[cold]
     #[inline(never)]
     fn grow_values(&mut self) {
+        u32::try_from(self.values.len()).expect(TOO_MANY_VALUES);
         self.values.push(0.0);
     }
 
@@ -418,7 +434,7 @@ impl Tape {
                 plans: Vec::new(),
                 extra_inputs: Vec::new(),
                 generation: 0,
-                dense: true,
+                empty_slots: false,
             }),
             no_grad: Cell::new(0),
         }
@@ -462,7 +478,7 @@ impl Tape {
         inner.plans.clear();
         inner.extra_inputs.clear();
         inner.generation += 1;
-        inner.dense = true;
+        inner.empty_slots = false;
     }
 
     /// A scalar leaf variable: gradients are computed for it.
@@ -517,11 +533,8 @@ impl Tape {
         let first = inner.nodes.len();
         NodeId::try_from(first + len).expect("a tape holds at most 2^32 nodes");
         let slot = inner.slot(len);
-        u32::try_from(slot + len).expect("a tape holds at most 2^32 values");
         inner.values[slot..slot + len].copy_from_slice(values);
         let flags = self.flags(true, true);
-        // The slots follow the nodes one for one: the tape stays dense if the first does.
-        inner.dense &= slot == first;
         inner
             .nodes
             .extend((slot..slot + len).map(|at| Node::scalar_leaf(at as u32, flags)));
@@ -556,7 +569,6 @@ impl Tape {
     #[inline(always)]
     fn push(&self, inner: &mut Inner, node: Node) -> Var<'_> {
         let id = NodeId::try_from(inner.nodes.len()).expect("a tape holds at most 2^32 nodes");
-        inner.dense &= node.offset == id;
         inner.nodes.push(node);
         Var::new(self, id)
     }
@@ -571,7 +583,7 @@ impl Tape {
         shape: ShapeId,
         requires_grad: bool,
     ) -> Var<'_> {
-        let offset = u32::try_from(offset).expect("a tape holds at most 2^32 values");
+        let offset = u32::try_from(offset).expect(TOO_MANY_VALUES);
         let arity = u32::try_from(inputs.len()).expect("a function takes at most 2^32 inputs");
         let args = match *inputs {
             [] => [0, 0],
@@ -799,6 +811,7 @@ impl Tape {
     /// ```
     pub fn replay(&self) {
         let mut guard = self.inner.borrow_mut();
+        let dense = guard.dense();
         let Inner {
             nodes,
             values,
@@ -806,11 +819,10 @@ impl Tape {
             ops,
             plans,
             extra_inputs,
-            dense,
             ..
         } = &mut *guard;
         let general = (&*shapes, (&ops[..], &plans[..]), &extra_inputs[..]);
-        if *dense {
+        if dense {
             replay_dense(nodes, values, general);
         } else {
             replay_nodes::<false>(nodes, values, general);
@@ -999,7 +1011,7 @@ fn replay_dense(
     replay_nodes::<true>(nodes, values, general);
 }
 
-/// Replay's walk over the nodes. With `DENSE` (see `Inner::dense`), an input's value
+/// Replay's walk over the nodes. With `DENSE` (see [`Inner::dense`]), an input's value
 /// sits at its node's id, so the walk loads no input node.
 #[inline(always)]
 fn replay_nodes<const DENSE: bool>(
