@@ -384,12 +384,23 @@ fn replay_is_bit_identical_to_recording_afresh() -> Result<()> {
 #[test]
 fn scalar_replay_and_backward_hold_whether_or_not_slots_match_node_ids() -> Result<()> {
     let mut tape = Tape::new();
-    for shifted in [false, true, false] {
+    for layout in ["scalars", "tensor first", "empty tensor first", "scalars"] {
         tape.clear();
-        if shifted {
-            let _ = tape.tensor(&Tensor::vector([9.0, 9.0, 9.0]));
+        match layout {
+            "tensor first" => {
+                let _ = tape.tensor(&Tensor::vector([9.0, 9.0, 9.0]));
+            }
+            // One slot fewer than nodes before the scalars, one more after them: as
+            // many slots as nodes in all, but no slot numbered like its node.
+            "empty tensor first" => {
+                let _ = tape.tensor(&Tensor::vector(Vec::new()));
+            }
+            _ => {}
         }
         let (x, y) = (tape.var(0.5), tape.var(-1.5));
+        if layout == "empty tensor first" {
+            let _ = tape.tensor(&Tensor::vector([9.0, 9.0]));
+        }
         let f = (x * y).sin() + x.tanh() * y;
         for (a, b) in [(0.5, -1.5), (2.0, 0.25), (-0.75, 3.0)] {
             x.set_scalar(a)?;
