@@ -235,7 +235,7 @@ impl Gradients {
         if xs.tape.inner.borrow().generation != self.generation {
             return Err(Error::StaleGradients);
         }
-        if xs.requires_grad && (xs.first as usize) < self.nodes {
+        if xs.requires_grad() && (xs.first as usize) < self.nodes {
             out.copy_from_slice(&self.data[xs.slot..xs.slot + xs.len]);
         } else {
             out.fill(0.0);

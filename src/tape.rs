@@ -358,6 +358,13 @@ impl Inner {
         offset as u32
     }
 
+    /// The hint (see [`Tape::scalar_hint`]) of node `id`: 0 unless it is a scalar.
+    #[inline(always)]
+    fn node_hint(&self, id: NodeId) -> u32 {
+        let node = &self.nodes[id as usize];
+        Tape::scalar_hint(node.offset(), node.flags)
+    }
+
     #[cold]
     #[inline(never)]
     fn grow_values(&mut self) {
@@ -406,6 +413,9 @@ pub struct Tape {
     id: u64,
     pub(crate) inner: RefCell<Inner>,
     no_grad: Cell<u32>,
+    /// `REQUIRES_GRAD` outside no-grad scopes, 0 inside: new nodes' flags are masked
+    /// with it.
+    grad_mask: Cell<u8>,
 }
 
 impl Default for Tape {
@@ -437,6 +447,7 @@ impl Tape {
                 empty_slots: false,
             }),
             no_grad: Cell::new(0),
+            grad_mask: Cell::new(REQUIRES_GRAD),
         }
     }
 
@@ -543,7 +554,7 @@ impl Tape {
             first: first as NodeId,
             len,
             slot,
-            requires_grad: flags & REQUIRES_GRAD != 0,
+            flags,
         }
     }
 
@@ -558,11 +569,26 @@ impl Tape {
     /// The flags of a new node.
     #[inline(always)]
     fn flags(&self, requires_grad: bool, scalar: bool) -> u8 {
-        let mut flags = if scalar { IS_SCALAR } else { 0 };
-        if requires_grad && self.no_grad.get() == 0 {
-            flags |= REQUIRES_GRAD;
+        let scalar = if scalar { IS_SCALAR } else { 0 };
+        scalar | (if requires_grad { REQUIRES_GRAD } else { 0 } & self.grad_mask.get())
+    }
+
+    /// True if node flags `flags` let gradients flow.
+    #[inline(always)]
+    pub(crate) fn flags_require_grad(flags: u8) -> bool {
+        flags & REQUIRES_GRAD != 0
+    }
+
+    /// A scalar node's slot and flags packed in 32 bits for its [`Var`], so that
+    /// recording on it needs not load its node: `slot << 2 | flags`, or 0 (not known)
+    /// when the node is not a scalar or its slot needs more than 30 bits.
+    #[inline(always)]
+    pub(crate) fn scalar_hint(slot: usize, flags: u8) -> u32 {
+        if flags & IS_SCALAR != 0 && slot < 1 << 30 {
+            (slot as u32) << 2 | u32::from(flags)
+        } else {
+            0
         }
-        flags
     }
 
     /// Appends a node and returns its variable.
@@ -570,7 +596,7 @@ impl Tape {
     fn push(&self, inner: &mut Inner, node: Node) -> Var<'_> {
         let id = NodeId::try_from(inner.nodes.len()).expect("a tape holds at most 2^32 nodes");
         inner.nodes.push(node);
-        Var::new(self, id)
+        Var::with_hint(self, id, Tape::scalar_hint(node.offset(), node.flags))
     }
 
     /// Appends a leaf (`op` is `Op::Leaf`) or a general node.
@@ -661,28 +687,58 @@ impl Tape {
         } else {
             f.param()
         };
+        match param {
+            Some(param) if std::ptr::eq(a.tape(), self) && a.hint() != 0 => {
+                self.record_scalar_unary(f, param, a.id(), a.hint())
+            }
+            _ => self.record_unary_unhinted(f, param, a),
+        }
+    }
+
+    /// [`record_unary`](Tape::record_unary) on a variable without a hint: reads its
+    /// node. Out of line, to keep the inlined path small.
+    #[inline(never)]
+    fn record_unary_unhinted<'t, U: Unary + Registered>(
+        &'t self,
+        f: U,
+        param: Option<f64>,
+        a: Var<'t>,
+    ) -> Result<Var<'t>> {
         if let (Some(param), true) = (param, std::ptr::eq(a.tape(), self)) {
-            let mut guard = self.inner.borrow_mut();
-            let inner = &mut *guard;
-            let a_node = &inner.nodes[a.id() as usize];
-            if a_node.flags & IS_SCALAR != 0 {
-                let (a_flags, a_at) = (a_node.flags, a_node.offset());
-                let offset = inner.scalar_slot();
-                let (y, da) = f.value_and_derivative(inner.values[a_at]);
-                inner.values[offset as usize] = y;
-                let flags = self.flags(a_flags & REQUIRES_GRAD != 0, true);
-                let node = Node {
-                    args: [a.id(), 0],
-                    offset,
-                    code: U::CODE,
-                    kind: Kind::Unary,
-                    flags,
-                    data: [da.to_bits(), param.to_bits()],
-                };
-                return Ok(self.push(inner, node));
+            let ha = self.inner.borrow().node_hint(a.id());
+            if ha != 0 {
+                return self.record_scalar_unary(f, param, a.id(), ha);
             }
         }
         self.record_general(f.into_op(), &[a])
+    }
+
+    /// Records unary op `f` (with parameter `param`) on the scalar node `a` of hint
+    /// `ha`: the value, then a node with dy/da and the parameter.
+    #[inline(always)]
+    fn record_scalar_unary<U: Unary + Registered>(
+        &self,
+        f: U,
+        param: f64,
+        a: NodeId,
+        ha: u32,
+    ) -> Result<Var<'_>> {
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        let offset = inner.scalar_slot();
+        let (y, da) = f.value_and_derivative(inner.values[(ha >> 2) as usize]);
+        inner.values[offset as usize] = y;
+        // The mask keeps the hint's `REQUIRES_GRAD` bit only.
+        let flags = IS_SCALAR | (ha as u8 & self.grad_mask.get());
+        let node = Node {
+            args: [a, 0],
+            offset,
+            code: U::CODE,
+            kind: Kind::Unary,
+            flags,
+            data: [da.to_bits(), param.to_bits()],
+        };
+        Ok(self.push(inner, node))
     }
 
     /// Records the binary elementwise built-in op `f` on `a` and `b`, as
@@ -695,33 +751,69 @@ impl Tape {
         a: Var<'t>,
         b: Var<'t>,
     ) -> Result<Var<'t>> {
+        let (ha, hb) = (a.hint(), b.hint());
+        if std::mem::size_of::<B>() == 0
+            && std::ptr::eq(a.tape(), self)
+            && std::ptr::eq(b.tape(), self)
+            && ha != 0
+            && hb != 0
+        {
+            return self.record_scalar_binary(f, [a.id(), b.id()], ha, hb);
+        }
+        self.record_binary_unhinted(f, a, b)
+    }
+
+    /// [`record_binary`](Tape::record_binary) on variables without hints: reads their
+    /// nodes. Out of line, to keep the inlined path small.
+    #[inline(never)]
+    fn record_binary_unhinted<'t, B: Binary + Registered>(
+        &'t self,
+        f: B,
+        a: Var<'t>,
+        b: Var<'t>,
+    ) -> Result<Var<'t>> {
         if std::mem::size_of::<B>() == 0
             && std::ptr::eq(a.tape(), self)
             && std::ptr::eq(b.tape(), self)
         {
-            let mut guard = self.inner.borrow_mut();
-            let inner = &mut *guard;
-            let (a_node, b_node) = (&inner.nodes[a.id() as usize], &inner.nodes[b.id() as usize]);
-            let (a_flags, b_flags) = (a_node.flags, b_node.flags);
-            if a_flags & b_flags & IS_SCALAR != 0 {
-                // Unlike the unary path, taking the slot first measured slower here
-                // (more live values than registers).
-                let (va, vb) = (inner.values[a_node.offset()], inner.values[b_node.offset()]);
-                let (y, da, db) = f.value_and_derivative(va, vb);
-                let flags = self.flags((a_flags | b_flags) & REQUIRES_GRAD != 0, true);
-                let offset = inner.push_scalar(y);
-                let node = Node {
-                    args: [a.id(), b.id()],
-                    offset,
-                    code: B::CODE,
-                    kind: Kind::Binary,
-                    flags,
-                    data: [da.to_bits(), db.to_bits()],
-                };
-                return Ok(self.push(inner, node));
+            let (ha, hb) = {
+                let inner = self.inner.borrow();
+                (inner.node_hint(a.id()), inner.node_hint(b.id()))
+            };
+            if ha != 0 && hb != 0 {
+                return self.record_scalar_binary(f, [a.id(), b.id()], ha, hb);
             }
         }
         self.record_general(f.into_op(), &[a, b])
+    }
+
+    /// Records binary op `f` on the scalar nodes `args` of hints `ha` and `hb`: the
+    /// value, then a node with ∂y/∂a and ∂y/∂b.
+    #[inline(always)]
+    fn record_scalar_binary<B: Binary + Registered>(
+        &self,
+        f: B,
+        args: [NodeId; 2],
+        ha: u32,
+        hb: u32,
+    ) -> Result<Var<'_>> {
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        let va = inner.values[(ha >> 2) as usize];
+        let vb = inner.values[(hb >> 2) as usize];
+        let (y, da, db) = f.value_and_derivative(va, vb);
+        // The mask keeps the hints' `REQUIRES_GRAD` bit only.
+        let flags = IS_SCALAR | ((ha | hb) as u8 & self.grad_mask.get());
+        let offset = inner.push_scalar(y);
+        let node = Node {
+            args,
+            offset,
+            code: B::CODE,
+            kind: Kind::Binary,
+            flags,
+            data: [da.to_bits(), db.to_bits()],
+        };
+        Ok(self.push(inner, node))
     }
 
     /// Records any op as a general node: tensors, general ops, user functions, and the
@@ -969,6 +1061,7 @@ impl Tape {
     /// ```
     pub fn no_grad(&self) -> NoGrad<'_> {
         self.no_grad.set(self.no_grad.get() + 1);
+        self.grad_mask.set(0);
         NoGrad { tape: self }
     }
 
@@ -996,7 +1089,11 @@ pub struct NoGrad<'t> {
 
 impl Drop for NoGrad<'_> {
     fn drop(&mut self) {
-        self.tape.no_grad.set(self.tape.no_grad.get() - 1);
+        let depth = self.tape.no_grad.get() - 1;
+        self.tape.no_grad.set(depth);
+        if depth == 0 {
+            self.tape.grad_mask.set(REQUIRES_GRAD);
+        }
     }
 }
 

@@ -36,11 +36,27 @@ use std::ops::{Add, Div, Mul, Sub};
 pub struct Var<'t> {
     tape: &'t Tape,
     id: NodeId,
+    /// What the recording paths need of a scalar node without loading it: its slot and
+    /// flags, packed by [`Tape::scalar_hint`]; zero when not known.
+    hint: u32,
 }
 
 impl<'t> Var<'t> {
+    /// The variable of node `id`, with nothing known of the node.
     pub(crate) fn new(tape: &'t Tape, id: NodeId) -> Self {
-        Var { tape, id }
+        Var { tape, id, hint: 0 }
+    }
+
+    /// The variable of node `id`, with its node's hint (see [`Tape::scalar_hint`]).
+    #[inline(always)]
+    pub(crate) fn with_hint(tape: &'t Tape, id: NodeId, hint: u32) -> Self {
+        Var { tape, id, hint }
+    }
+
+    /// The node's slot and flags when it is a scalar whose slot fits the hint, else 0.
+    #[inline(always)]
+    pub(crate) fn hint(&self) -> u32 {
+        self.hint
     }
 
     /// The tape this variable is recorded on.
@@ -197,11 +213,17 @@ pub struct Vars<'t> {
     pub(crate) len: usize,
     /// Where the first variable's value (and gradient) sits in the arenas.
     pub(crate) slot: usize,
-    /// False when recorded under a no-grad guard: then they are constants.
-    pub(crate) requires_grad: bool,
+    /// The variables' node flags; without gradients when recorded under a no-grad
+    /// guard: then they are constants.
+    pub(crate) flags: u8,
 }
 
 impl<'t> Vars<'t> {
+    /// False when recorded under a no-grad guard.
+    pub(crate) fn requires_grad(&self) -> bool {
+        Tape::flags_require_grad(self.flags)
+    }
+
     /// The tape the variables are recorded on.
     pub fn tape(&self) -> &'t Tape {
         self.tape
@@ -219,13 +241,19 @@ impl<'t> Vars<'t> {
 
     /// Variable `i`, or `None` past the end.
     pub fn get(&self, i: usize) -> Option<Var<'t>> {
-        (i < self.len).then(|| Var::new(self.tape, self.first + i as NodeId))
+        (i < self.len).then(|| {
+            let hint = Tape::scalar_hint(self.slot + i, self.flags);
+            Var::with_hint(self.tape, self.first + i as NodeId, hint)
+        })
     }
 
     /// The variables in order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = Var<'t>> + ExactSizeIterator + Clone {
-        let tape = self.tape;
-        (self.first..self.first + self.len as NodeId).map(move |id| Var::new(tape, id))
+        let (tape, first, slot, flags) = (self.tape, self.first, self.slot, self.flags);
+        (first..first + self.len as NodeId).map(move |id| {
+            let hint = Tape::scalar_hint(slot + (id - first) as usize, flags);
+            Var::with_hint(tape, id, hint)
+        })
     }
 
     /// The variables' current values.

@@ -708,3 +708,74 @@ fn a_block_of_vars_reports_bad_input_and_changes_nothing() -> Result<()> {
     assert!(tape.vars(&[]).is_empty());
     Ok(())
 }
+
+/// f(a, b) = sin(a·b) + tanh(a) − b/a, with its value and gradient in closed form.
+fn f_and_closed_form<'t>(a: Var<'t>, b: Var<'t>) -> (Var<'t>, [f64; 3]) {
+    let (x, y) = (a.item().unwrap(), b.item().unwrap());
+    let value = (x * y).sin() + x.tanh() - y / x;
+    let da = (x * y).cos() * y + 1.0 - x.tanh().powi(2) + y / (x * x);
+    let db = (x * y).cos() * x - 1.0 / x;
+    ((a * b).sin() + a.tanh() - b / a, [value, da, db])
+}
+
+#[test]
+fn scalars_from_every_source_record_the_same_function() -> Result<()> {
+    let (a0, b0) = (0.7, -1.3);
+    let mut params = tapegrad::nn::Params::new();
+    params.insert("a", Tensor::scalar(a0))?;
+    params.insert("b", Tensor::scalar(b0))?;
+    // With and without a tensor first: value slots equal to node ids, or not.
+    for shifted in [false, true] {
+        let tape = Tape::new();
+        if shifted {
+            let _ = tape.tensor(&Tensor::vector([1.0, 2.0, 3.0]));
+        }
+        let block = tape.vars(&[5.0, a0, b0]);
+        let summed = tape.tensor(&Tensor::vector([a0, 0.0])).sum();
+        let bound = params.bind(&tape);
+        let sources = [
+            (tape.var(a0), tape.var(b0)),
+            (block.get(1).unwrap(), block.get(2).unwrap()),
+            (block.iter().nth(1).unwrap(), block.iter().nth(2).unwrap()),
+            (bound.get("a")?, bound.get("b")?),
+            (summed, tape.var(b0).detach()),
+        ];
+        for (k, (a, b)) in sources.into_iter().enumerate() {
+            let (y, [value, da, db]) = f_and_closed_form(a, b);
+            assert!((y.item()? - value).abs() < 1e-14, "source {k}");
+            let grads = y.backward()?;
+            assert!((grads.wrt_scalar(a)? - da).abs() < 1e-13, "source {k}");
+            // The detached b is a constant.
+            let db = if k == 4 { 0.0 } else { db };
+            assert!((grads.wrt_scalar(b)? - db).abs() < 1e-13, "source {k}");
+            assert!(y.requires_grad());
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn an_inner_no_grad_guard_ending_first_keeps_the_outer_scope() -> Result<()> {
+    let tape = Tape::new();
+    let x = tape.var(2.0);
+    let xs = tape.vars(&[2.0]);
+    let outer = tape.no_grad();
+    let inner = tape.no_grad();
+    drop(inner);
+    assert!(tape.is_no_grad());
+    let c = x * 3.0;
+    let d = xs.get(0).unwrap() * x;
+    let constants = tape.vars(&[1.0]);
+    assert!(!c.requires_grad() && !d.requires_grad());
+    assert!(!constants.get(0).unwrap().requires_grad());
+    drop(outer);
+    assert!(!tape.is_no_grad());
+    let y = x * c + d * x + constants.get(0).unwrap() * x;
+    assert!(y.requires_grad());
+    // y = x·6 + 4·x + 1·x with c, d and the constant frozen.
+    let grads = y.backward()?;
+    assert_eq!(grads.wrt_scalar(x)?, 11.0);
+    assert_eq!(grads.wrt_scalar(xs.get(0).unwrap())?, 0.0);
+    assert_eq!(grads.wrt_scalar(constants.get(0).unwrap())?, 0.0);
+    Ok(())
+}
