@@ -182,11 +182,51 @@ impl<'t> Var<'t> {
 }
 
 // ---------------------------------------------------------------------------------------
+/// Sine and cosine of `x` with the bits of `libm::sincos`. For π/4 ≥ |x| ≥ 2⁻²⁷·√2, where
+/// no argument reduction is needed, it evaluates `libm`'s two polynomials (from
+/// FreeBSD's msun) inline; every other `x` goes to `libm`.
+#[inline(always)]
+pub(crate) fn sincos(x: f64) -> (f64, f64) {
+    // |x|'s high word, compared with those of 2⁻²⁷·√2 and π/4, as `libm` does.
+    let high = (x.to_bits() >> 32) as u32 & 0x7fff_ffff;
+    if !(0x3e46_a09e..=0x3fe9_21fb).contains(&high) {
+        return libm::sincos(x);
+    }
+    const S: [f64; 6] = [
+        -0.166_666_666_666_666_32,
+        0.008_333_333_333_322_49,
+        -1.984_126_982_985_795e-4,
+        2.755_731_370_707_006_8e-6,
+        -2.505_076_025_340_686_3e-8,
+        1.589_690_995_211_55e-10,
+    ];
+    const C: [f64; 6] = [
+        0.041_666_666_666_666_6,
+        -0.001_388_888_888_887_411,
+        2.480_158_728_947_673e-5,
+        -2.755_731_435_139_066_3e-7,
+        2.087_572_321_298_175e-9,
+        -1.135_964_755_778_819_5e-11,
+    ];
+    let z = x * x;
+    let w = z * z;
+    let r = S[1] + z * (S[2] + z * S[3]) + z * w * (S[4] + z * S[5]);
+    let sin = x + z * x * (S[0] + z * r);
+    let r = z * (C[0] + z * (C[1] + z * C[2])) + w * w * (C[3] + z * (C[4] + z * C[5]));
+    let hz = 0.5 * z;
+    let one_minus_hz = 1.0 - hz;
+    // `libm` subtracts x·0 from z·r, which is positive here: that changes no bit.
+    let cos = one_minus_hz + (((1.0 - one_minus_hz) - hz) + z * r);
+    (sin, cos)
+}
+
+// ---------------------------------------------------------------------------------------
 /// `y = sin x`. dy/dx = cos x.
 ///
 /// Sine and cosine come from the `libm` crate: the same bits on every platform, and a
 /// scalar node gets both from one range reduction (`libm::sincos`), which costs about
-/// as much as one sine.
+/// as much as one sine. For |x| ≤ π/4 the node evaluates `libm`'s polynomials inline,
+/// with the same bits.
 ///
 /// ```
 /// use tapegrad::Tape;
@@ -209,7 +249,7 @@ impl Unary for Sin {
     }
     #[inline(always)]
     fn value_and_derivative(&self, x: f64) -> (f64, f64) {
-        libm::sincos(x)
+        sincos(x)
     }
     fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
         Ok(x.cos())
@@ -251,7 +291,7 @@ impl Unary for Cos {
     }
     #[inline(always)]
     fn value_and_derivative(&self, x: f64) -> (f64, f64) {
-        let (s, c) = libm::sincos(x);
+        let (s, c) = sincos(x);
         (c, -s)
     }
     fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
@@ -457,5 +497,41 @@ impl<'t> Var<'t> {
     /// incompatible shapes.
     pub fn equal(self, other: Var<'t>) -> Result<Var<'t>> {
         self.tape().record_binary(Equal, self, other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sincos;
+
+    #[test]
+    fn inline_sincos_has_the_bits_of_libm() {
+        let pi_4 = std::f64::consts::FRAC_PI_4;
+        let edges = [
+            pi_4,
+            f64::from_bits(pi_4.to_bits() + 1),
+            f64::from_bits(pi_4.to_bits() - 1),
+            f64::from_bits(0x3e46_a09e_0000_0000),
+            f64::from_bits(0x3e46_a09d_ffff_ffff),
+            2f64.powi(-27),
+            1e-300,
+            0.0,
+            f64::INFINITY,
+            f64::NAN,
+            1e300,
+        ];
+        // Steps that are not multiples of a power of two reach every exponent range.
+        let sweep = (-200_000..=200_000).map(|k| k as f64 * 4.1e-6);
+        let tiny = (0..2000).map(|k| 1e-12 * 1.013f64.powi(k));
+        for x in edges.into_iter().chain(sweep).chain(tiny) {
+            for x in [x, -x] {
+                let ((s, c), (ls, lc)) = (sincos(x), libm::sincos(x));
+                assert_eq!(
+                    (s.to_bits(), c.to_bits()),
+                    (ls.to_bits(), lc.to_bits()),
+                    "x = {x:e}"
+                );
+            }
+        }
     }
 }
