@@ -364,7 +364,10 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
     // takes the store-to-load round trip out of a chain's critical path. Any node that
     // could write a gradient replaces or clears the carry.
     let (mut carry_for, mut carry) = (usize::MAX, 0.0);
-    for (id, node) in nodes[..=root as usize].iter().enumerate().rev() {
+    // The leading leaves have nothing to do (and the root may be one of them).
+    let start = inner.leaf_prefix.min(root as usize + 1);
+    for (k, node) in nodes[start..=root as usize].iter().enumerate().rev() {
+        let id = start + k;
         if !node.requires_grad() {
             continue;
         }

@@ -229,6 +229,9 @@ pub(crate) struct Inner {
     pub(crate) generation: u64,
     /// True once a slot of no numbers was taken (an empty tensor); see [`Inner::dense`].
     empty_slots: bool,
+    /// How many nodes, from the first, are leaves: replay and the backward sweep,
+    /// which have nothing to do at a leaf, start after them.
+    pub(crate) leaf_prefix: usize,
 }
 
 impl Inner {
@@ -445,6 +448,7 @@ impl Tape {
                 extra_inputs: Vec::new(),
                 generation: 0,
                 empty_slots: false,
+                leaf_prefix: 0,
             }),
             no_grad: Cell::new(0),
             grad_mask: Cell::new(REQUIRES_GRAD),
@@ -490,6 +494,7 @@ impl Tape {
         inner.extra_inputs.clear();
         inner.generation += 1;
         inner.empty_slots = false;
+        inner.leaf_prefix = 0;
     }
 
     /// A scalar leaf variable: gradients are computed for it.
@@ -549,6 +554,9 @@ impl Tape {
         inner
             .nodes
             .extend((slot..slot + len).map(|at| Node::scalar_leaf(at as u32, flags)));
+        if inner.leaf_prefix == first {
+            inner.leaf_prefix = first + len;
+        }
         Vars {
             tape: self,
             first: first as NodeId,
@@ -595,6 +603,10 @@ impl Tape {
     #[inline(always)]
     fn push(&self, inner: &mut Inner, node: Node) -> Var<'_> {
         let id = NodeId::try_from(inner.nodes.len()).expect("a tape holds at most 2^32 nodes");
+        // Known at compile time for the op paths, which inline this.
+        if node.kind == Kind::Leaf && inner.leaf_prefix == inner.nodes.len() {
+            inner.leaf_prefix += 1;
+        }
         inner.nodes.push(node);
         Var::with_hint(self, id, Tape::scalar_hint(node.offset(), node.flags))
     }
@@ -903,7 +915,7 @@ impl Tape {
     /// ```
     pub fn replay(&self) {
         let mut guard = self.inner.borrow_mut();
-        let dense = guard.dense();
+        let (dense, start) = (guard.dense(), guard.leaf_prefix);
         let Inner {
             nodes,
             values,
@@ -915,9 +927,9 @@ impl Tape {
         } = &mut *guard;
         let general = (&*shapes, (&ops[..], &plans[..]), &extra_inputs[..]);
         if dense {
-            replay_dense(nodes, values, general);
+            replay_dense(nodes, start, values, general);
         } else {
-            replay_nodes::<false>(nodes, values, general);
+            replay_nodes::<false>(nodes, start, values, general);
         }
     }
 
@@ -1102,18 +1114,21 @@ impl Drop for NoGrad<'_> {
 #[inline(never)]
 fn replay_dense(
     nodes: &mut [Node],
+    start: usize,
     values: &mut [f64],
     general: (&ShapeSet, (&[Op], &[Plan]), &[NodeId]),
 ) {
-    replay_nodes::<true>(nodes, values, general);
+    replay_nodes::<true>(nodes, start, values, general);
 }
 
-/// Replay's walk over the nodes. With `DENSE` (see [`Inner::dense`]), an input's value
-/// sits at its node's id, so the walk loads no input node.
+/// Replay's walk over the nodes from `start` (the leaves before it have nothing to
+/// do). With `DENSE` (see [`Inner::dense`]), an input's value sits at its node's id, so
+/// the walk loads no input node.
 #[inline(always)]
 fn replay_nodes<const DENSE: bool>(
     // Slices, not the Vecs: their pointers and lengths stay in registers.
     nodes: &mut [Node],
+    start: usize,
     values: &mut [f64],
     (shapes, (ops, plans), extra_inputs): (&ShapeSet, (&[Op], &[Plan]), &[NodeId]),
 ) {
@@ -1124,7 +1139,7 @@ fn replay_nodes<const DENSE: bool>(
             nodes[id as usize].offset()
         }
     };
-    for id in 0..nodes.len() {
+    for id in start..nodes.len() {
         let node = nodes[id];
         match node.kind {
             Kind::Leaf => {}

@@ -779,3 +779,30 @@ fn an_inner_no_grad_guard_ending_first_keeps_the_outer_scope() -> Result<()> {
     assert_eq!(grads.wrt_scalar(constants.get(0).unwrap())?, 0.0);
     Ok(())
 }
+
+#[test]
+fn replay_and_backward_skip_only_the_leading_leaves() -> Result<()> {
+    let tape = Tape::new();
+    let x = tape.vars(&[1.5, -0.5]);
+    let (a, b) = (x.get(0).unwrap(), x.get(1).unwrap());
+    let p = a * b; // the first op, right after the leaves
+    let c = tape.var(2.0); // a leaf after an op
+    let y = p * c + a;
+    // Backward from a leading leaf.
+    let from_leaf = a.backward()?;
+    assert_eq!(
+        (from_leaf.wrt_scalar(a)?, from_leaf.wrt_scalar(b)?),
+        (1.0, 0.0)
+    );
+    for ([u, v], w) in [([1.5, -0.5], 2.0), ([3.0, 0.25], 4.0)] {
+        x.set(&[u, v])?;
+        c.set_scalar(w)?;
+        tape.replay();
+        assert_eq!((p.item()?, y.item()?), (u * v, u * v * w + u));
+        let g = y.backward()?;
+        assert_eq!(g.wrt_scalar(a)?, v * w + 1.0);
+        assert_eq!(g.wrt_scalar(b)?, u * w);
+        assert_eq!(g.wrt_scalar(c)?, u * v);
+    }
+    Ok(())
+}
