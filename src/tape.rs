@@ -701,10 +701,39 @@ impl Tape {
         };
         match param {
             Some(param) if std::ptr::eq(a.tape(), self) && a.hint() != 0 => {
-                self.record_scalar_unary(f, param, a.id(), a.hint())
+                Ok(self.record_scalar_unary(f, param, a.id(), a.hint()))
             }
             _ => self.record_unary_unhinted(f, param, a),
         }
+    }
+
+    /// [`record_unary`](Tape::record_unary) for the methods that cannot fail on a
+    /// variable of this tape: no `Result` on the scalar path, so that the variable
+    /// stays in registers; any error (a foreign variable) panics with its message.
+    #[inline(always)]
+    pub(crate) fn unary_or_panic<'t, U: Unary + Registered>(&'t self, f: U, a: Var<'t>) -> Var<'t> {
+        let param = if std::mem::size_of::<U>() == 0 {
+            Some(0.0)
+        } else {
+            f.param()
+        };
+        match param {
+            Some(param) if std::ptr::eq(a.tape(), self) && a.hint() != 0 => {
+                self.record_scalar_unary(f, param, a.id(), a.hint())
+            }
+            _ => self.unary_or_panic_unhinted(f, param, a),
+        }
+    }
+
+    #[inline(never)]
+    fn unary_or_panic_unhinted<'t, U: Unary + Registered>(
+        &'t self,
+        f: U,
+        param: Option<f64>,
+        a: Var<'t>,
+    ) -> Var<'t> {
+        self.record_unary_unhinted(f, param, a)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// [`record_unary`](Tape::record_unary) on a variable without a hint: reads its
@@ -719,7 +748,7 @@ impl Tape {
         if let (Some(param), true) = (param, std::ptr::eq(a.tape(), self)) {
             let ha = self.inner.borrow().node_hint(a.id());
             if ha != 0 {
-                return self.record_scalar_unary(f, param, a.id(), ha);
+                return Ok(self.record_scalar_unary(f, param, a.id(), ha));
             }
         }
         self.record_general(f.into_op(), &[a])
@@ -734,7 +763,7 @@ impl Tape {
         param: f64,
         a: NodeId,
         ha: u32,
-    ) -> Result<Var<'_>> {
+    ) -> Var<'_> {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
         let offset = inner.scalar_slot();
@@ -750,7 +779,7 @@ impl Tape {
             flags,
             data: [da.to_bits(), param.to_bits()],
         };
-        Ok(self.push(inner, node))
+        self.push(inner, node)
     }
 
     /// Records the binary elementwise built-in op `f` on `a` and `b`, as
@@ -770,9 +799,42 @@ impl Tape {
             && ha != 0
             && hb != 0
         {
-            return self.record_scalar_binary(f, [a.id(), b.id()], ha, hb);
+            return Ok(self.record_scalar_binary(f, [a.id(), b.id()], ha, hb));
         }
         self.record_binary_unhinted(f, a, b)
+    }
+
+    /// [`record_binary`](Tape::record_binary) for the operators: no `Result` on the
+    /// scalar path, as for [`unary_or_panic`](Tape::unary_or_panic); errors (shapes
+    /// that do not broadcast, a foreign variable) panic with their message.
+    #[inline(always)]
+    pub(crate) fn binary_or_panic<'t, B: Binary + Registered>(
+        &'t self,
+        f: B,
+        a: Var<'t>,
+        b: Var<'t>,
+    ) -> Var<'t> {
+        let (ha, hb) = (a.hint(), b.hint());
+        if std::mem::size_of::<B>() == 0
+            && std::ptr::eq(a.tape(), self)
+            && std::ptr::eq(b.tape(), self)
+            && ha != 0
+            && hb != 0
+        {
+            return self.record_scalar_binary(f, [a.id(), b.id()], ha, hb);
+        }
+        self.binary_or_panic_unhinted(f, a, b)
+    }
+
+    #[inline(never)]
+    fn binary_or_panic_unhinted<'t, B: Binary + Registered>(
+        &'t self,
+        f: B,
+        a: Var<'t>,
+        b: Var<'t>,
+    ) -> Var<'t> {
+        self.record_binary_unhinted(f, a, b)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// [`record_binary`](Tape::record_binary) on variables without hints: reads their
@@ -793,7 +855,7 @@ impl Tape {
                 (inner.node_hint(a.id()), inner.node_hint(b.id()))
             };
             if ha != 0 && hb != 0 {
-                return self.record_scalar_binary(f, [a.id(), b.id()], ha, hb);
+                return Ok(self.record_scalar_binary(f, [a.id(), b.id()], ha, hb));
             }
         }
         self.record_general(f.into_op(), &[a, b])
@@ -808,7 +870,7 @@ impl Tape {
         args: [NodeId; 2],
         ha: u32,
         hb: u32,
-    ) -> Result<Var<'_>> {
+    ) -> Var<'_> {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
         let va = inner.values[(ha >> 2) as usize];
@@ -825,7 +887,7 @@ impl Tape {
             flags,
             data: [da.to_bits(), db.to_bits()],
         };
-        Ok(self.push(inner, node))
+        self.push(inner, node)
     }
 
     /// Records any op as a general node: tensors, general ops, user functions, and the

@@ -11,7 +11,7 @@
 
 use crate::error::{Error, Result};
 use crate::function::AsFunction;
-use crate::ops::arith::{add_scalar, div_scalar, mul_scalar, scalar_div, scalar_sub};
+use crate::ops::arith::{self, add_scalar, div_scalar, mul_scalar, scalar_div, scalar_sub};
 use crate::ops::{Op, Registered, Unary};
 use crate::shape::Shape;
 use crate::tape::{NodeId, Tape};
@@ -157,9 +157,7 @@ impl<'t> Var<'t> {
     /// Records a unary elementwise built-in op (it cannot fail) on this variable.
     #[inline(always)]
     pub(crate) fn elementwise<U: Unary + Registered>(self, f: U) -> Var<'t> {
-        self.tape
-            .record_unary(f, self)
-            .unwrap_or_else(|e| panic!("{e}"))
+        self.tape.unary_or_panic(f, self)
     }
 
     /// Records a unary built-in op that cannot fail on a variable of this tape.
@@ -284,14 +282,14 @@ impl fmt::Debug for Vars<'_> {
 
 /// `var op var`, `var op f64` and `f64 op var` for one operator.
 macro_rules! binary_operator {
-    ($trait:ident, $method:ident, $try_method:ident, $with_scalar:expr, $scalar_with:expr) => {
+    ($trait:ident, $method:ident, $with_scalar:expr, $scalar_with:expr) => {
         impl<'t> $trait for Var<'t> {
             type Output = Var<'t>;
             /// # Panics
             /// On shapes that cannot be broadcast together, or variables of different tapes.
             #[inline]
             fn $method(self, rhs: Var<'t>) -> Var<'t> {
-                self.$try_method(rhs).unwrap_or_else(|e| panic!("{e}"))
+                self.tape().binary_or_panic(arith::$trait, self, rhs)
             }
         }
 
@@ -313,7 +311,7 @@ macro_rules! binary_operator {
     };
 }
 
-binary_operator!(Add, add, try_add, add_scalar, add_scalar);
-binary_operator!(Sub, sub, try_sub, |c: f64| add_scalar(-c), scalar_sub);
-binary_operator!(Mul, mul, try_mul, mul_scalar, mul_scalar);
-binary_operator!(Div, div, try_div, div_scalar, scalar_div);
+binary_operator!(Add, add, add_scalar, add_scalar);
+binary_operator!(Sub, sub, |c: f64| add_scalar(-c), scalar_sub);
+binary_operator!(Mul, mul, mul_scalar, mul_scalar);
+binary_operator!(Div, div, div_scalar, scalar_div);
