@@ -694,16 +694,9 @@ impl Tape {
         f: U,
         a: Var<'t>,
     ) -> Result<Var<'t>> {
-        let param = if std::mem::size_of::<U>() == 0 {
-            Some(0.0)
-        } else {
-            f.param()
-        };
-        match param {
-            Some(param) if std::ptr::eq(a.tape(), self) && a.hint() != 0 => {
-                Ok(self.record_scalar_unary(f, param, a.id(), a.hint()))
-            }
-            _ => self.record_unary_unhinted(f, param, a),
+        match self.hinted_unary(&f, a) {
+            Some(param) => Ok(self.record_scalar_unary(f, param, a.id(), a.hint())),
+            None => self.record_unary_unhinted(f, a),
         }
     }
 
@@ -712,27 +705,22 @@ impl Tape {
     /// stays in registers; any error (a foreign variable) panics with its message.
     #[inline(always)]
     pub(crate) fn unary_or_panic<'t, U: Unary + Registered>(&'t self, f: U, a: Var<'t>) -> Var<'t> {
-        let param = if std::mem::size_of::<U>() == 0 {
-            Some(0.0)
-        } else {
-            f.param()
-        };
-        match param {
-            Some(param) if std::ptr::eq(a.tape(), self) && a.hint() != 0 => {
-                self.record_scalar_unary(f, param, a.id(), a.hint())
-            }
-            _ => self.unary_or_panic_unhinted(f, param, a),
+        match self.hinted_unary(&f, a) {
+            Some(param) => self.record_scalar_unary(f, param, a.id(), a.hint()),
+            None => self.unary_or_panic_unhinted(f, a),
         }
     }
 
+    /// The parameter of `f` (0 for an op without one) when the inlined path can record
+    /// it on `a`: a scalar of this tape with a hint, and a parameter that is one number.
+    #[inline(always)]
+    fn hinted_unary<U: Unary + Registered>(&self, f: &U, a: Var<'_>) -> Option<f64> {
+        scalar_param(f).filter(|_| std::ptr::eq(a.tape(), self) && a.hint() != 0)
+    }
+
     #[inline(never)]
-    fn unary_or_panic_unhinted<'t, U: Unary + Registered>(
-        &'t self,
-        f: U,
-        param: Option<f64>,
-        a: Var<'t>,
-    ) -> Var<'t> {
-        self.record_unary_unhinted(f, param, a)
+    fn unary_or_panic_unhinted<'t, U: Unary + Registered>(&'t self, f: U, a: Var<'t>) -> Var<'t> {
+        self.record_unary_unhinted(f, a)
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -742,10 +730,9 @@ impl Tape {
     fn record_unary_unhinted<'t, U: Unary + Registered>(
         &'t self,
         f: U,
-        param: Option<f64>,
         a: Var<'t>,
     ) -> Result<Var<'t>> {
-        if let (Some(param), true) = (param, std::ptr::eq(a.tape(), self)) {
+        if let (Some(param), true) = (scalar_param(&f), std::ptr::eq(a.tape(), self)) {
             let ha = self.inner.borrow().node_hint(a.id());
             if ha != 0 {
                 return Ok(self.record_scalar_unary(f, param, a.id(), ha));
@@ -792,14 +779,8 @@ impl Tape {
         a: Var<'t>,
         b: Var<'t>,
     ) -> Result<Var<'t>> {
-        let (ha, hb) = (a.hint(), b.hint());
-        if std::mem::size_of::<B>() == 0
-            && std::ptr::eq(a.tape(), self)
-            && std::ptr::eq(b.tape(), self)
-            && ha != 0
-            && hb != 0
-        {
-            return Ok(self.record_scalar_binary(f, [a.id(), b.id()], ha, hb));
+        if self.hinted_binary::<B>(a, b) {
+            return Ok(self.record_scalar_binary(f, [a.id(), b.id()], a.hint(), b.hint()));
         }
         self.record_binary_unhinted(f, a, b)
     }
@@ -814,16 +795,21 @@ impl Tape {
         a: Var<'t>,
         b: Var<'t>,
     ) -> Var<'t> {
-        let (ha, hb) = (a.hint(), b.hint());
-        if std::mem::size_of::<B>() == 0
-            && std::ptr::eq(a.tape(), self)
-            && std::ptr::eq(b.tape(), self)
-            && ha != 0
-            && hb != 0
-        {
-            return self.record_scalar_binary(f, [a.id(), b.id()], ha, hb);
+        if self.hinted_binary::<B>(a, b) {
+            return self.record_scalar_binary(f, [a.id(), b.id()], a.hint(), b.hint());
         }
         self.binary_or_panic_unhinted(f, a, b)
+    }
+
+    /// True when the inlined path can record `B` on `a` and `b`: scalars of this tape
+    /// with hints, and an op without parameters.
+    #[inline(always)]
+    fn hinted_binary<B: Binary>(&self, a: Var<'_>, b: Var<'_>) -> bool {
+        std::mem::size_of::<B>() == 0
+            && std::ptr::eq(a.tape(), self)
+            && std::ptr::eq(b.tape(), self)
+            && a.hint() != 0
+            && b.hint() != 0
     }
 
     #[inline(never)]
@@ -1168,6 +1154,18 @@ impl Drop for NoGrad<'_> {
         if depth == 0 {
             self.tape.grad_mask.set(REQUIRES_GRAD);
         }
+    }
+}
+
+/// What a scalar node of unary op `f` stores beside dy/da: its parameter, 0 for an op
+/// without one, or `None` when the parameter is not one number (then the op takes the
+/// general path).
+#[inline(always)]
+fn scalar_param<U: Unary>(f: &U) -> Option<f64> {
+    if std::mem::size_of::<U>() == 0 {
+        Some(0.0)
+    } else {
+        f.param()
     }
 }
 
