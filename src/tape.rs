@@ -588,7 +588,7 @@ impl Tape {
     }
 
     /// A scalar node's slot and flags packed in 32 bits for its [`Var`], so that
-    /// recording on it needs not load its node: `slot << 2 | flags`, or 0 (not known)
+    /// recording on it need not load its node: `slot << 2 | flags`, or 0 (not known)
     /// when the node is not a scalar or its slot needs more than 30 bits.
     #[inline(always)]
     pub(crate) fn scalar_hint(slot: usize, flags: u8) -> u32 {
