@@ -208,10 +208,10 @@ impl Node {
     }
 }
 
-/// The tape's storage.
 /// The message of the panic when a recording outgrows 32-bit slot numbers.
 const TOO_MANY_VALUES: &str = "a tape holds at most 2^32 values";
 
+/// The tape's storage.
 pub(crate) struct Inner {
     pub(crate) nodes: Vec<Node>,
     /// The value arena. Its first `used` numbers belong to the recording; the rest is
