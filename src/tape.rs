@@ -707,7 +707,9 @@ impl Tape {
     pub(crate) fn unary_or_panic<'t, U: Unary + Registered>(&'t self, f: U, a: Var<'t>) -> Var<'t> {
         match self.hinted_unary(&f, a) {
             Some(param) => self.record_scalar_unary(f, param, a.id(), a.hint()),
-            None => self.unary_or_panic_unhinted(f, a),
+            None => self
+                .record_unary_unhinted(f, a)
+                .unwrap_or_else(|e| panic!("{e}")),
         }
     }
 
@@ -716,12 +718,6 @@ impl Tape {
     #[inline(always)]
     fn hinted_unary<U: Unary + Registered>(&self, f: &U, a: Var<'_>) -> Option<f64> {
         scalar_param(f).filter(|_| std::ptr::eq(a.tape(), self) && a.hint() != 0)
-    }
-
-    #[inline(never)]
-    fn unary_or_panic_unhinted<'t, U: Unary + Registered>(&'t self, f: U, a: Var<'t>) -> Var<'t> {
-        self.record_unary_unhinted(f, a)
-            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// [`record_unary`](Tape::record_unary) on a variable without a hint: reads its
@@ -798,7 +794,8 @@ impl Tape {
         if self.hinted_binary::<B>(a, b) {
             return self.record_scalar_binary(f, [a.id(), b.id()], a.hint(), b.hint());
         }
-        self.binary_or_panic_unhinted(f, a, b)
+        self.record_binary_unhinted(f, a, b)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// True when the inlined path can record `B` on `a` and `b`: scalars of this tape
@@ -810,17 +807,6 @@ impl Tape {
             && std::ptr::eq(b.tape(), self)
             && a.hint() != 0
             && b.hint() != 0
-    }
-
-    #[inline(never)]
-    fn binary_or_panic_unhinted<'t, B: Binary + Registered>(
-        &'t self,
-        f: B,
-        a: Var<'t>,
-        b: Var<'t>,
-    ) -> Var<'t> {
-        self.record_binary_unhinted(f, a, b)
-            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// [`record_binary`](Tape::record_binary) on variables without hints: reads their
