@@ -49,6 +49,7 @@ pub struct Step;
 
 impl Unary for Step {
     const NAME: &'static str = "step";
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         if x > 0.0 {
             1.0
@@ -57,6 +58,7 @@ impl Unary for Step {
         }
     }
     // d/dx step = 0 (undefined at 0; 0 by convention)
+    #[inline]
     fn derivative(&self, _x: f64, _y: f64) -> f64 {
         0.0
     }
@@ -96,10 +98,12 @@ pub struct Sigmoid;
 
 impl Unary for Sigmoid {
     const NAME: &'static str = "sigmoid";
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         sigmoid(x)
     }
     // d/dx σ = σ(1 − σ)
+    #[inline]
     fn derivative(&self, _x: f64, y: f64) -> f64 {
         y * (1.0 - y)
     }
@@ -175,10 +179,12 @@ pub struct Tanh;
 
 impl Unary for Tanh {
     const NAME: &'static str = "tanh";
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         tanh(x)
     }
     // d/dx tanh = 1 − tanh²
+    #[inline]
     fn derivative(&self, _x: f64, y: f64) -> f64 {
         1.0 - y * y
     }
@@ -214,6 +220,7 @@ pub struct Relu;
 
 impl Unary for Relu {
     const NAME: &'static str = "relu";
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         if x < 0.0 {
             0.0
@@ -222,6 +229,7 @@ impl Unary for Relu {
         }
     }
     // d/dx max(0, x) = [x > 0]
+    #[inline]
     fn derivative(&self, x: f64, _y: f64) -> f64 {
         if x > 0.0 {
             1.0
@@ -279,6 +287,7 @@ impl Unary for LeakyRelu {
     fn with_param(p: f64) -> Self {
         LeakyRelu { alpha: p }
     }
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         if x > 0.0 {
             x
@@ -287,6 +296,7 @@ impl Unary for LeakyRelu {
         }
     }
     // d/dx = 1 for x > 0, α otherwise
+    #[inline]
     fn derivative(&self, x: f64, _y: f64) -> f64 {
         if x > 0.0 {
             1.0
@@ -345,6 +355,7 @@ impl Unary for Elu {
     fn with_param(p: f64) -> Self {
         Elu { alpha: p }
     }
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         if x > 0.0 {
             x
@@ -353,6 +364,7 @@ impl Unary for Elu {
         }
     }
     // d/dx = 1 for x > 0, αeˣ otherwise
+    #[inline]
     fn derivative(&self, x: f64, _y: f64) -> f64 {
         if x > 0.0 {
             1.0
@@ -397,10 +409,12 @@ pub struct Softsign;
 
 impl Unary for Softsign {
     const NAME: &'static str = "softsign";
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         x / (1.0 + x.abs())
     }
     // d/dx x/(1 + |x|) = 1/(1 + |x|)²
+    #[inline]
     fn derivative(&self, x: f64, _y: f64) -> f64 {
         let d = 1.0 + x.abs();
         1.0 / (d * d)
@@ -437,10 +451,12 @@ pub struct Atan;
 
 impl Unary for Atan {
     const NAME: &'static str = "atan";
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         x.atan()
     }
     // d/dx atan x = 1/(1 + x²)
+    #[inline]
     fn derivative(&self, x: f64, _y: f64) -> f64 {
         1.0 / (1.0 + x * x)
     }
@@ -476,10 +492,12 @@ pub struct Gaussian;
 
 impl Unary for Gaussian {
     const NAME: &'static str = "gaussian";
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         (-x * x).exp()
     }
     // d/dx exp(−x²) = −2x·exp(−x²)
+    #[inline]
     fn derivative(&self, x: f64, y: f64) -> f64 {
         -2.0 * x * y
     }
@@ -532,10 +550,12 @@ impl Unary for Swish {
     fn with_param(p: f64) -> Self {
         Swish { beta: p }
     }
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         x * sigmoid(self.beta * x)
     }
     // d/dx xσ(βx) = σ(βx) + βxσ(βx)(1 − σ(βx))
+    #[inline]
     fn derivative(&self, x: f64, _y: f64) -> f64 {
         let s = sigmoid(self.beta * x);
         s + self.beta * x * s * (1.0 - s)
@@ -582,10 +602,12 @@ pub struct Softplus;
 
 impl Unary for Softplus {
     const NAME: &'static str = "softplus";
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         x.max(0.0) + (-x.abs()).exp().ln_1p()
     }
     // d/dx ln(1 + eˣ) = σ(x)
+    #[inline]
     fn derivative(&self, x: f64, _y: f64) -> f64 {
         sigmoid(x)
     }
@@ -624,10 +646,12 @@ const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
 
 impl Unary for Gelu {
     const NAME: &'static str = "gelu";
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         0.5 * x * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2))
     }
     // d/dx xΦ(x) = Φ(x) + xφ(x)
+    #[inline]
     fn derivative(&self, x: f64, _y: f64) -> f64 {
         let cdf = 0.5 * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2));
         let pdf = INV_SQRT_2PI * (-0.5 * x * x).exp();

@@ -21,10 +21,12 @@ pub struct Add;
 
 impl Binary for Add {
     const NAME: &'static str = "add";
+    #[inline]
     fn value(&self, a: f64, b: f64) -> f64 {
         a + b
     }
     // d/da (a + b) = 1, d/db (a + b) = 1
+    #[inline]
     fn derivative(&self, _a: f64, _b: f64, _y: f64) -> (f64, f64) {
         (1.0, 1.0)
     }
@@ -66,10 +68,12 @@ pub struct Sub;
 
 impl Binary for Sub {
     const NAME: &'static str = "sub";
+    #[inline]
     fn value(&self, a: f64, b: f64) -> f64 {
         a - b
     }
     // d/da (a − b) = 1, d/db (a − b) = −1
+    #[inline]
     fn derivative(&self, _a: f64, _b: f64, _y: f64) -> (f64, f64) {
         (1.0, -1.0)
     }
@@ -110,10 +114,12 @@ pub struct Mul;
 
 impl Binary for Mul {
     const NAME: &'static str = "mul";
+    #[inline]
     fn value(&self, a: f64, b: f64) -> f64 {
         a * b
     }
     // d/da ab = b, d/db ab = a
+    #[inline]
     fn derivative(&self, a: f64, b: f64, _y: f64) -> (f64, f64) {
         (b, a)
     }
@@ -154,10 +160,12 @@ pub struct Div;
 
 impl Binary for Div {
     const NAME: &'static str = "div";
+    #[inline]
     fn value(&self, a: f64, b: f64) -> f64 {
         a / b
     }
     // d/da a/b = 1/b, d/db a/b = −a/b² = −y/b
+    #[inline]
     fn derivative(&self, _a: f64, b: f64, y: f64) -> (f64, f64) {
         (1.0 / b, -y / b)
     }
@@ -200,10 +208,12 @@ pub struct Neg;
 
 impl Unary for Neg {
     const NAME: &'static str = "neg";
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         -x
     }
     // d/dx (−x) = −1
+    #[inline]
     fn derivative(&self, _x: f64, _y: f64) -> f64 {
         -1.0
     }
@@ -258,10 +268,12 @@ impl Unary for Powf {
     fn with_param(p: f64) -> Self {
         Powf { p }
     }
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         x.powf(self.p)
     }
     // d/dx x^p = p·x^(p−1)
+    #[inline]
     fn derivative(&self, x: f64, _y: f64) -> f64 {
         if self.p == 0.0 {
             0.0
@@ -323,10 +335,12 @@ impl Unary for Powi {
     fn with_param(p: f64) -> Self {
         Powi { n: p as i32 }
     }
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         x.powi(self.n)
     }
     // d/dx x^n = n·x^(n−1)
+    #[inline]
     fn derivative(&self, x: f64, _y: f64) -> f64 {
         if self.n == 0 {
             0.0
@@ -380,10 +394,12 @@ impl Unary for AddScalar {
     fn with_param(p: f64) -> Self {
         AddScalar { c: p }
     }
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         x + self.c
     }
     // d/dx (x + c) = 1
+    #[inline]
     fn derivative(&self, _x: f64, _y: f64) -> f64 {
         1.0
     }
@@ -417,10 +433,12 @@ impl Unary for MulScalar {
     fn with_param(p: f64) -> Self {
         MulScalar { c: p }
     }
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         x * self.c
     }
     // d/dx cx = c
+    #[inline]
     fn derivative(&self, _x: f64, _y: f64) -> f64 {
         self.c
     }
@@ -454,10 +472,12 @@ impl Unary for DivScalar {
     fn with_param(p: f64) -> Self {
         DivScalar { c: p }
     }
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         x / self.c
     }
     // d/dx x/c = 1/c
+    #[inline]
     fn derivative(&self, _x: f64, _y: f64) -> f64 {
         1.0 / self.c
     }
@@ -491,10 +511,12 @@ impl Unary for ScalarSub {
     fn with_param(p: f64) -> Self {
         ScalarSub { c: p }
     }
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         self.c - x
     }
     // d/dx (c − x) = −1
+    #[inline]
     fn derivative(&self, _x: f64, _y: f64) -> f64 {
         -1.0
     }
@@ -528,10 +550,12 @@ impl Unary for ScalarDiv {
     fn with_param(p: f64) -> Self {
         ScalarDiv { c: p }
     }
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         self.c / x
     }
     // d/dx c/x = −c/x² = −y/x
+    #[inline]
     fn derivative(&self, x: f64, y: f64) -> f64 {
         -y / x
     }

@@ -31,10 +31,12 @@ pub struct Exp;
 
 impl Unary for Exp {
     const NAME: &'static str = "exp";
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         x.exp()
     }
     // d/dx eˣ = eˣ
+    #[inline]
     fn derivative(&self, _x: f64, y: f64) -> f64 {
         y
     }
@@ -69,10 +71,12 @@ pub struct Ln;
 
 impl Unary for Ln {
     const NAME: &'static str = "ln";
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         x.ln()
     }
     // d/dx ln x = 1/x
+    #[inline]
     fn derivative(&self, x: f64, _y: f64) -> f64 {
         1.0 / x
     }
@@ -110,10 +114,12 @@ pub struct Sqrt;
 
 impl Unary for Sqrt {
     const NAME: &'static str = "sqrt";
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         x.sqrt()
     }
     // d/dx √x = 1/(2√x)
+    #[inline]
     fn derivative(&self, _x: f64, y: f64) -> f64 {
         0.5 / y
     }
@@ -151,10 +157,12 @@ pub struct Abs;
 
 impl Unary for Abs {
     const NAME: &'static str = "abs";
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         x.abs()
     }
     // d/dx |x| = sign(x), 0 at 0
+    #[inline]
     fn derivative(&self, x: f64, _y: f64) -> f64 {
         if x > 0.0 {
             1.0
@@ -240,10 +248,12 @@ pub struct Sin;
 
 impl Unary for Sin {
     const NAME: &'static str = "sin";
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         libm::sin(x)
     }
     // d/dx sin x = cos x
+    #[inline]
     fn derivative(&self, x: f64, _y: f64) -> f64 {
         libm::cos(x)
     }
@@ -282,10 +292,12 @@ pub struct Cos;
 
 impl Unary for Cos {
     const NAME: &'static str = "cos";
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         libm::cos(x)
     }
     // d/dx cos x = −sin x
+    #[inline]
     fn derivative(&self, x: f64, _y: f64) -> f64 {
         -libm::sin(x)
     }
@@ -325,10 +337,12 @@ pub struct Tan;
 
 impl Unary for Tan {
     const NAME: &'static str = "tan";
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         x.tan()
     }
     // d/dx tan x = 1 + tan²x
+    #[inline]
     fn derivative(&self, _x: f64, y: f64) -> f64 {
         1.0 + y * y
     }
@@ -370,6 +384,7 @@ pub struct Sign;
 
 impl Unary for Sign {
     const NAME: &'static str = "sign";
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         if x > 0.0 {
             1.0
@@ -382,6 +397,7 @@ impl Unary for Sign {
         }
     }
     // d/dx sign(x) = 0 (undefined at 0; 0 by convention)
+    #[inline]
     fn derivative(&self, _x: f64, _y: f64) -> f64 {
         0.0
     }
@@ -422,10 +438,12 @@ pub struct Erf;
 
 impl Unary for Erf {
     const NAME: &'static str = "erf";
+    #[inline]
     fn value(&self, x: f64) -> f64 {
         libm::erf(x)
     }
     // d/dx erf x = (2/√π)·exp(−x²)
+    #[inline]
     fn derivative(&self, x: f64, _y: f64) -> f64 {
         std::f64::consts::FRAC_2_SQRT_PI * (-x * x).exp()
     }
@@ -467,6 +485,7 @@ pub struct Equal;
 
 impl Binary for Equal {
     const NAME: &'static str = "equal";
+    #[inline]
     fn value(&self, a: f64, b: f64) -> f64 {
         if a == b {
             1.0
@@ -475,6 +494,7 @@ impl Binary for Equal {
         }
     }
     // d/da [a = b] = 0, d/db [a = b] = 0 (undefined at a = b; 0 by convention)
+    #[inline]
     fn derivative(&self, _a: f64, _b: f64, _y: f64) -> (f64, f64) {
         (0.0, 0.0)
     }
