@@ -356,7 +356,7 @@ fn sweep(
 /// input node.
 #[inline(always)]
 fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) -> Result<()> {
-    let (nodes, values) = (&inner.nodes[..], &inner.values[..]);
+    let (nodes, values, aux) = (&inner.nodes[..], &inner.values[..], &inner.aux[..]);
     let at = |id: usize| if DENSE { id } else { nodes[id].offset() };
     // The last sum written into a scalar input's gradient stays in a register
     // (`carry`, the gradient of node `carry_for`): if the sweep reaches that input
@@ -373,21 +373,24 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
         }
         match node.kind {
             Kind::Leaf => {}
-            // Scalar nodes carry their partial derivatives: two multiply-adds at most.
+            // A scalar node's partial derivatives are stored (unary) or computed from
+            // the values (binary): then two multiply-adds at most.
             Kind::Unary => {
                 let gy = incoming(g, node, id, (carry_for, carry));
-                let (da, _) = node.partials();
-                let a = node.args()[0] as usize;
+                let [a, stored] = node.args().map(|i| i as usize);
+                let da = aux[stored];
                 let a_at = at(a);
                 let ga = g[a_at] + gy * da;
                 g[a_at] = ga;
                 (carry_for, carry) = (a, ga);
             }
-            Kind::Binary => {
+            Kind::Sum | Kind::Difference | Kind::Product | Kind::Binary => {
                 let gy = incoming(g, node, id, (carry_for, carry));
-                let (da, db) = node.partials();
                 let [a, b] = node.args().map(|i| i as usize);
                 let (a_at, b_at) = (at(a), at(b));
+                let (da, db) = node
+                    .kind
+                    .binary_partials(node.code, values, [a_at, b_at, at(id)]);
                 let ga = g[a_at] + gy * da;
                 g[a_at] = ga;
                 let gb = g[b_at] + gy * db;

@@ -581,6 +581,18 @@ macro_rules! scalar_rule {
     }};
 }
 
+/// The partials (∂y/∂a, ∂y/∂b) of a binary elementwise op at its inputs' values and its
+/// value, by kind; (0, 0) for ops of other kinds, which binary scalar nodes never hold.
+macro_rules! partials_rule {
+    (binary $ty:ty, $a:ident, $b:ident, $y:ident) => {
+        Binary::derivative(&<$ty>::default(), $a, $b, $y)
+    };
+    ($kind:ident $ty:ty, $a:ident, $b:ident, $y:ident) => {{
+        let _ = ($a, $b, $y);
+        (0.0, 0.0)
+    }};
+}
+
 /// A unary op's parameter and the op rebuilt from it, by kind.
 macro_rules! param_rule {
     (rebuild unary $ty:ty, $p:ident) => {
@@ -705,6 +717,24 @@ macro_rules! ops {
                         }
                     } )*
                     OpCode::Leaf | OpCode::Custom => None,
+                }
+            }
+
+            /// (∂y/∂a, ∂y/∂b) of the binary built-in op of `code` (an op without
+            /// parameters) at its inputs' values `a` and `b` and its value `y`: what
+            /// backward multiplies a binary scalar node's gradient by. (0, 0) for the
+            /// codes of other ops, which binary scalar nodes never hold. Backward's
+            /// dispatch: one `match`, whose arms read only the values they use.
+            #[inline(always)]
+            pub(crate) fn binary_partials_code(
+                code: OpCode,
+                a: f64,
+                b: f64,
+                y: f64,
+            ) -> (f64, f64) {
+                match code {
+                    $( OpCode::$variant => partials_rule!($kind $family::$ty, a, b, y), )*
+                    OpCode::Leaf | OpCode::Custom => (0.0, 0.0),
                 }
             }
 
