@@ -426,24 +426,28 @@ impl Inner {
         offset as u32
     }
 
-    /// Where a unary scalar node's `n` stored numbers (see [`Node`]) start in `aux`, for
-    /// the caller to write.
+    /// Appends a unary scalar node's stored numbers (see [`Node`]) to `aux` and returns
+    /// where they start: one bounds check when the arena has room.
     #[inline(always)]
-    fn aux_slot(&mut self, n: usize) -> u32 {
+    fn push_aux<const N: usize>(&mut self, numbers: [f64; N]) -> u32 {
         let at = self.aux_used;
-        if at + n > self.aux.len() {
-            self.grow_aux(at + n);
+        match self.aux.get_mut(at..at + N) {
+            Some(slot) => slot.copy_from_slice(&numbers),
+            None => self.grow_aux(&numbers),
         }
-        self.aux_used = at + n;
+        self.aux_used = at + N;
         // Below the arena's length, which its growth keeps at most 2^32.
         at as u32
     }
 
+    /// [`push_aux`](Inner::push_aux) when the arena is full: grows it, then writes.
     #[cold]
     #[inline(never)]
-    fn grow_aux(&mut self, len: usize) {
-        u32::try_from(len - 1).expect("a tape holds at most 2^32 stored derivatives");
-        self.aux.resize(len, 0.0);
+    fn grow_aux(&mut self, numbers: &[f64]) {
+        let (at, end) = (self.aux_used, self.aux_used + numbers.len());
+        u32::try_from(end - 1).expect("a tape holds at most 2^32 stored derivatives");
+        self.aux.resize(end, 0.0);
+        self.aux[at..end].copy_from_slice(numbers);
     }
 
     /// The hint (see [`Tape::scalar_hint`]) of node `id`: 0 unless it is a scalar.
@@ -829,14 +833,13 @@ impl Tape {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
         let offset = inner.scalar_slot();
-        let has_param = std::mem::size_of::<U>() != 0;
-        let at = inner.aux_slot(1 + usize::from(has_param));
         let (y, da) = f.value_and_derivative(inner.values[(ha >> 2) as usize]);
         inner.values[offset as usize] = y;
-        inner.aux[at as usize] = da;
-        if has_param {
-            inner.aux[at as usize + 1] = param;
-        }
+        let at = if std::mem::size_of::<U>() != 0 {
+            inner.push_aux([da, param])
+        } else {
+            inner.push_aux([da])
+        };
         // The mask keeps the hint's `REQUIRES_GRAD` bit only.
         let flags = IS_SCALAR | (ha as u8 & self.grad_mask.get());
         let node = Node {
