@@ -433,7 +433,8 @@ impl Inner {
         let at = self.aux_used;
         match self.aux.get_mut(at..at + N) {
             Some(slot) => slot.copy_from_slice(&numbers),
-            None => self.grow_aux(&numbers),
+            // By value: a reference would keep the numbers in memory on the fast path.
+            None => self.grow_aux(numbers),
         }
         self.aux_used = at + N;
         // Below the arena's length, which its growth keeps at most 2^32.
@@ -443,11 +444,11 @@ impl Inner {
     /// [`push_aux`](Inner::push_aux) when the arena is full: grows it, then writes.
     #[cold]
     #[inline(never)]
-    fn grow_aux(&mut self, numbers: &[f64]) {
-        let (at, end) = (self.aux_used, self.aux_used + numbers.len());
+    fn grow_aux<const N: usize>(&mut self, numbers: [f64; N]) {
+        let (at, end) = (self.aux_used, self.aux_used + N);
         u32::try_from(end - 1).expect("a tape holds at most 2^32 stored derivatives");
         self.aux.resize(end, 0.0);
-        self.aux[at..end].copy_from_slice(numbers);
+        self.aux[at..end].copy_from_slice(&numbers);
     }
 
     /// The hint (see [`Tape::scalar_hint`]) of node `id`: 0 unless it is a scalar.
