@@ -299,11 +299,7 @@ impl Inner {
     /// The parameter of a unary scalar node's op (0 for an op without one).
     #[inline]
     fn param(&self, node: &Node) -> f64 {
-        if node.code.has_params() {
-            self.aux[node.args[1] as usize + 1]
-        } else {
-            0.0
-        }
+        unary_param(node, &self.aux)
     }
 
     pub(crate) fn shape(&self, id: ShapeId) -> &Shape {
@@ -562,7 +558,8 @@ impl Tape {
         self.len() == 0
     }
 
-    /// Bytes of heap memory the tape holds: its node list, value arena and shapes.
+    /// Bytes of heap memory the tape holds: its nodes, values, stored derivatives, shapes,
+    /// and the ops, plans and inputs of its general nodes.
     pub fn heap_bytes(&self) -> usize {
         let inner = self.inner.borrow();
         inner.nodes.capacity() * std::mem::size_of::<Node>()
@@ -770,8 +767,8 @@ impl Tape {
 
     /// Records the unary elementwise built-in op `f` on `a`. Inlined into each op's
     /// method, so that on a scalar of this tape it compiles to that op's arithmetic and
-    /// two appends: the node stores dy/da and the op's parameter, if any (an op whose
-    /// parameter is not one number takes the general path).
+    /// three appends: the value, dy/da with the op's parameter, if any, in `aux`, and the
+    /// node (an op whose parameter is not one number takes the general path).
     #[inline(always)]
     pub(crate) fn record_unary<'t, U: Unary + Registered>(
         &'t self,
@@ -854,8 +851,8 @@ impl Tape {
     }
 
     /// Records the binary elementwise built-in op `f` on `a` and `b`, as
-    /// [`record_unary`](Tape::record_unary) does: on two scalars of this tape the node
-    /// stores ∂y/∂a and ∂y/∂b.
+    /// [`record_unary`](Tape::record_unary) does: on two scalars of this tape only the
+    /// value and the node, whose partials backward computes from the values.
     #[inline(always)]
     pub(crate) fn record_binary<'t, B: Binary + Registered>(
         &'t self,
@@ -1243,6 +1240,17 @@ fn scalar_param<U: Unary>(f: &U) -> Option<f64> {
     }
 }
 
+/// The parameter of unary scalar node `node`'s op, read from the tape's `aux`: stored
+/// after its derivative when the op has one, else 0.
+#[inline(always)]
+fn unary_param(node: &Node, aux: &[f64]) -> f64 {
+    if node.code.has_params() {
+        aux[node.args[1] as usize + 1]
+    } else {
+        0.0
+    }
+}
+
 /// Replay's walk over a dense tape, kept out of line so that the walk over other tapes
 /// keeps its small frame.
 #[inline(never)]
@@ -1287,10 +1295,8 @@ fn replay_nodes<const DENSE: bool>(
                 let va = values[at(a)];
                 let (param, vb) = if !unary {
                     (0.0, values[at(b)])
-                } else if node.code.has_params() {
-                    (aux[b as usize + 1], 0.0)
                 } else {
-                    (0.0, 0.0)
+                    (unary_param(node, aux), 0.0)
                 };
                 if let Some((y, da, _)) = Op::scalar_eval_code(node.code, param, va, vb) {
                     values[y_at] = y;
