@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::function::InputGrads;
-use crate::ops::linalg::{add_grad_a, add_grad_b};
+use crate::ops::linalg::{add_grad_a, add_grad_b, shared_copy, shared_fill};
 use crate::tape::{Inner, Kind, Node, NodeId, Plan, Tape};
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::{Var, Vars};
@@ -98,9 +98,9 @@ impl Gradients {
                 });
             }
             if id < self.nodes && node.requires_grad() {
-                out.copy_from_slice(&self.data[node.offset()..node.offset() + n]);
+                shared_copy(out, &self.data[node.offset()..node.offset() + n]);
             } else {
-                out.fill(0.0);
+                shared_fill(out, 0.0);
             }
         }
         Ok(())
@@ -236,9 +236,9 @@ impl Gradients {
             return Err(Error::StaleGradients);
         }
         if xs.requires_grad() && (xs.first as usize) < self.nodes {
-            out.copy_from_slice(&self.data[xs.slot..xs.slot + xs.len]);
+            shared_copy(out, &self.data[xs.slot..xs.slot + xs.len]);
         } else {
-            out.fill(0.0);
+            shared_fill(out, 0.0);
         }
         Ok(())
     }
@@ -256,8 +256,8 @@ impl Gradients {
             });
         }
         match slot {
-            Some((offset, n)) => out.copy_from_slice(&self.data[offset..offset + n]),
-            None => out.fill(0.0),
+            Some((offset, n)) => shared_copy(out, &self.data[offset..offset + n]),
+            None => shared_fill(out, 0.0),
         }
         Ok(())
     }
@@ -334,7 +334,10 @@ fn sweep(
     grads.tape = tape.id();
     grads.generation = inner.generation;
     grads.nodes = inner.nodes.len();
-    grads.data.clear();
+    // Zeroes the slots the pass uses, on both threads when there are many (see
+    // `shared_fill`), then fits the arena to them.
+    let kept = grads.data.len().min(inner.used);
+    shared_fill(&mut grads.data[..kept], 0.0);
     grads.data.resize(inner.used, 0.0);
     let at = root_node.offset();
     match seed {

@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::function::{AsFunction, UserFunction};
-use crate::ops::linalg::{gemm, plain_product};
+use crate::ops::linalg::{gemm, plain_product, shared_copy};
 use crate::ops::{Binary, Op, OpCode, Registered, Unary};
 use crate::shape::{cyclic_len, Shape};
 use crate::tensor::{Tensor, TensorRef};
@@ -641,7 +641,7 @@ impl Tape {
         let first = inner.nodes.len();
         NodeId::try_from(first + len).expect("a tape holds at most 2^32 nodes");
         let slot = inner.slot(len);
-        inner.values[slot..slot + len].copy_from_slice(values);
+        shared_copy(&mut inner.values[slot..slot + len], values);
         let flags = self.flags(true, true);
         inner
             .nodes
@@ -662,7 +662,10 @@ impl Tape {
         let mut inner = self.inner.borrow_mut();
         let shape = inner.intern(value.shape());
         let offset = inner.slot(value.data().len());
-        inner.values[offset..offset + value.data().len()].copy_from_slice(value.data());
+        shared_copy(
+            &mut inner.values[offset..offset + value.data().len()],
+            value.data(),
+        );
         self.push_general(&mut inner, Op::Leaf, &[], offset, shape, requires_grad)
     }
 
@@ -1138,7 +1141,7 @@ impl Tape {
         let mut inner = self.inner.borrow_mut();
         let mut to = at;
         for chunk in chunks {
-            inner.values[to..to + chunk.len()].copy_from_slice(chunk);
+            shared_copy(&mut inner.values[to..to + chunk.len()], chunk);
             to += chunk.len();
         }
     }
@@ -1170,7 +1173,7 @@ impl Tape {
         } = &mut *inner;
         for (node, value) in nodes[first..].iter().zip(values) {
             let offset = node.offset();
-            arena[offset..offset + value.numel()].copy_from_slice(value.data());
+            shared_copy(&mut arena[offset..offset + value.numel()], value.data());
         }
         Ok(())
     }

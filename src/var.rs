@@ -12,6 +12,7 @@
 use crate::error::{Error, Result};
 use crate::function::AsFunction;
 use crate::ops::arith::{self, add_scalar, div_scalar, mul_scalar, scalar_div, scalar_sub};
+use crate::ops::linalg::shared_copy;
 use crate::ops::{Op, Registered, Unary};
 use crate::shape::Shape;
 use crate::tape::{NodeId, Tape};
@@ -123,7 +124,10 @@ impl<'t> Var<'t> {
     pub fn set_value(&self, value: &Tensor) -> Result<()> {
         let mut inner = self.tape.inner.borrow_mut();
         let offset = inner.settable_leaf(self.id as usize, value)?;
-        inner.values[offset..offset + value.numel()].copy_from_slice(value.data());
+        shared_copy(
+            &mut inner.values[offset..offset + value.numel()],
+            value.data(),
+        );
         Ok(())
     }
 
@@ -269,7 +273,7 @@ impl<'t> Vars<'t> {
             });
         }
         let mut inner = self.tape.inner.borrow_mut();
-        inner.values[self.slot..self.slot + self.len].copy_from_slice(values);
+        shared_copy(&mut inner.values[self.slot..self.slot + self.len], values);
         Ok(())
     }
 }

@@ -38,6 +38,46 @@ fn backward_can_run_again_with_fresh_gradients() -> Result<()> {
     Ok(())
 }
 
+/// Arenas large enough that the sweep zeroes them, and `set`, `vars` and `wrt_into`
+/// copy, on two threads: a reused `Gradients` holds no stale number from the last pass.
+#[test]
+fn large_arenas_are_zeroed_and_copied_whole() -> Result<()> {
+    let n = 300_001;
+    let data: Vec<f64> = (0..n).map(|i| (i % 1013) as f64 * 0.5 - 7.0).collect();
+    let mut tape = Tape::new();
+    let mut grads = Gradients::new();
+    let mut out = vec![f64::NAN; n];
+    // d/dx Σ x² = 2x, then d/dx Σ 3x = 3 into the same gradients.
+    for pass in 0..2 {
+        tape.clear();
+        let x = tape.tensor(&Tensor::vector(data.clone()));
+        let y = if pass == 0 {
+            (x * x).sum()
+        } else {
+            (x * 3.0).sum()
+        };
+        y.backward_into(&mut grads)?;
+        grads.wrt_into(x, &mut out)?;
+        for (i, (&g, &v)) in out.iter().zip(&data).enumerate() {
+            let want = if pass == 0 { 2.0 * v } else { 3.0 };
+            assert_eq!(g, want, "pass {pass}, element {i}");
+        }
+    }
+    // Scalar variables: a block of them set anew, then their gradients read at once.
+    tape.clear();
+    let xs = tape.vars(&data);
+    let y = xs.iter().fold(tape.constant(0.0), |y, x| y + x * x);
+    let doubled: Vec<f64> = data.iter().map(|v| 2.0 * v).collect();
+    xs.set(&doubled)?;
+    tape.replay();
+    y.backward_into(&mut grads)?;
+    grads.wrt_vars(xs, &mut out)?;
+    for (i, (&g, &v)) in out.iter().zip(&doubled).enumerate() {
+        assert_eq!(g, 2.0 * v, "scalar {i}");
+    }
+    Ok(())
+}
+
 #[test]
 fn constants_unrelated_and_later_variables_have_zero_gradient() -> Result<()> {
     let tape = Tape::new();

@@ -28,6 +28,7 @@
 
 use crate::backward::Gradients;
 use crate::error::{Error, Result};
+use crate::ops::linalg::shared_copy;
 use crate::shape::Shape;
 use crate::tape::Tape;
 use crate::tensor::{Tensor, TensorRef};
@@ -613,7 +614,7 @@ impl ParamGradients {
         self.shape_like(params);
         let mut from = 0;
         for g in self.map.values_mut().map(Tensor::data_mut) {
-            g.copy_from_slice(&block[from..from + g.len()]);
+            shared_copy(g, &block[from..from + g.len()]);
             from += g.len();
         }
         self.layout = params.layout;

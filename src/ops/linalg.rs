@@ -12,6 +12,8 @@
 
 mod kernel;
 
+pub(crate) use kernel::{copy as shared_copy, fill as shared_fill};
+
 use super::{sum_to, Op};
 use crate::error::{Error, Result};
 use crate::function::{Function, InputGrads};

@@ -16,6 +16,9 @@
 //! late (another process holds the other core) only means the caller does more of the
 //! blocks; the caller never waits for a helper that has not started.
 //!
+//! The helper also takes half of large fills and copies ([`fill`], [`copy`]): zeroing
+//! a gradient arena, copying parameters and data onto a tape.
+//!
 //! Two things here need `unsafe`, and both pay for it: the AVX2/FMA tile (intrinsics
 //! behind a run-time feature check), 3–4× the portable tile on W3's 128×784·784×256
 //! and 784×128·128×256 products; and handing the helper a borrowed closure, which is
@@ -581,6 +584,48 @@ unsafe fn multiply_tile_avx2(depth: usize, a_panel: &[f64], b_panel: &[f64], out
 }
 
 // ---------------------------------------------------------------------------------------
+// Large fills and copies, shared with the helper thread.
+
+/// Fills and copies of at least this many numbers (512 KiB) are shared with the
+/// helper thread: a training step's gradient arena, parameters and data batch, which
+/// two cores zero or copy in about half the time one takes.
+const PARALLEL_MEMORY: usize = 1 << 16;
+/// The piece of a shared fill or copy that a thread takes at a time (128 KiB).
+const MEMORY_CHUNK: usize = 1 << 14;
+
+/// Sets every number of `out` to `value`; a large `out` on both threads.
+pub(crate) fn fill(out: &mut [f64], value: f64) {
+    if out.len() < PARALLEL_MEMORY || helper().is_none() {
+        out.fill(value);
+        return;
+    }
+    let queue = Mutex::new(out.chunks_mut(MEMORY_CHUNK));
+    run_shared(&|| loop {
+        let next = lock(&queue).next();
+        let Some(chunk) = next else { break };
+        chunk.fill(value);
+    });
+}
+
+/// Copies `src` into `out`; a large copy on both threads.
+///
+/// # Panics
+/// If the two lengths differ.
+pub(crate) fn copy(out: &mut [f64], src: &[f64]) {
+    assert_eq!(out.len(), src.len(), "a copy between slices of one length");
+    if out.len() < PARALLEL_MEMORY || helper().is_none() {
+        out.copy_from_slice(src);
+        return;
+    }
+    let queue = Mutex::new(out.chunks_mut(MEMORY_CHUNK).zip(src.chunks(MEMORY_CHUNK)));
+    run_shared(&|| loop {
+        let next = lock(&queue).next();
+        let Some((out, src)) = next else { break };
+        out.copy_from_slice(src);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
 // The helper thread.
 
 /// A job for the helper: the caller's closure with its lifetime erased.
@@ -734,13 +779,33 @@ fn run_shared(work: &(dyn Fn() + Sync)) {
     drop(withdraw);
     assert!(
         !helper.panicked.swap(false, Ordering::Relaxed),
-        "a matrix product panicked on the helper thread"
+        "work shared with the helper thread panicked"
     );
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{multiply_tile, one_thread_asked, TileOut, MR, NR};
+    use super::{copy, fill, multiply_tile, one_thread_asked, TileOut, MR, NR};
+    use super::{MEMORY_CHUNK, PARALLEL_MEMORY};
+
+    /// Fills and copies below, at and above the size shared with the helper, with a
+    /// last chunk that is short, reach every number and nothing past the slice.
+    #[test]
+    fn shared_fills_and_copies_cover_the_slice() {
+        for len in [
+            PARALLEL_MEMORY - 1,
+            PARALLEL_MEMORY,
+            5 * MEMORY_CHUNK + 7 + PARALLEL_MEMORY,
+        ] {
+            let src: Vec<f64> = (0..len).map(|i| i as f64).collect();
+            let mut buffer = vec![-1.0; len + 3];
+            copy(&mut buffer[1..=len], &src);
+            assert_eq!(buffer[1..=len], src[..], "copy of {len}");
+            fill(&mut buffer[1..=len], 2.5);
+            assert!(buffer[1..=len].iter().all(|&v| v == 2.5), "fill of {len}");
+            assert_eq!([buffer[0], buffer[len + 1], buffer[len + 2]], [-1.0; 3]);
+        }
+    }
 
     #[test]
     fn the_environment_can_keep_products_on_one_thread() {
