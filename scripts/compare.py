@@ -24,6 +24,22 @@ def timed(f, repeat=7, number=1):
     return statistics.median(times)
 
 
+def timed_like_bench(f, rounds=60, calls=3):
+    """Seconds per call as `cargo bench --bench tapegrad` reports them: the median over
+    `rounds` of the fastest of `calls` calls."""
+    for _ in range(calls):
+        f()  # warm-up
+    best = []
+    for _ in range(rounds):
+        fastest = math.inf
+        for _ in range(calls):
+            start = time.perf_counter()
+            f()
+            fastest = min(fastest, time.perf_counter() - start)
+        best.append(fastest)
+    return statistics.median(best)
+
+
 def report(name, seconds, baseline=None):
     ratio = "" if baseline is None else f"   {seconds / baseline:6.2f}x"
     print(f"  {name:<40} {seconds * 1e3:10.3f} ms{ratio}")
@@ -127,6 +143,46 @@ def torch_workloads():
         return
     torch.set_num_threads(2)
     print(f"PyTorch {torch.__version__}, 2 threads")
+
+    # W1 on scalars: every operation a 0-d tensor, as a scalar tape records it. The
+    # full 100,000 inputs take about ten seconds; 10,000 give the same cost per op.
+    n = 10_000
+    xs = [torch.tensor(float(v), dtype=torch.float64, requires_grad=True)
+          for v in w1_inputs(__import__("numpy"), n)]
+
+    def w1_scalars():
+        y = torch.tensor(0.0, dtype=torch.float64)
+        for a, b in zip(xs, xs[1:]):
+            y = y + ((a * b).sin() + a.tanh())
+        return torch.autograd.grad(y, xs)
+
+    seconds = timed(w1_scalars, repeat=3)
+    ops = 5 * (n - 1)
+    print(f"W1 on scalars (n = {n:,}, {ops:,} recorded ops)")
+    report("pytorch record + backward", seconds)
+    print(f"  {'':<40} {seconds / ops * 1e9:10.0f} ns per op")
+
+    # W2: the lecture's XOR network in PyTorch, full batch, 10,000 epochs of SGD.
+    def xor():
+        torch.manual_seed(0)
+        X = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=torch.float64)
+        y = torch.tensor([[0], [1], [1], [0]], dtype=torch.float64)
+        w1 = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+        b1 = torch.zeros(1, 4, dtype=torch.float64, requires_grad=True)
+        w2 = torch.randn(4, 1, dtype=torch.float64, requires_grad=True)
+        b2 = torch.zeros(1, 1, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.SGD([w1, b1, w2, b2], lr=0.1)
+        for _ in range(10_000):
+            opt.zero_grad()
+            o = torch.sigmoid(torch.sigmoid(X @ w1 + b1) @ w2 + b2)
+            loss = 0.5 * ((o - y) ** 2).sum()
+            loss.backward()
+            opt.step()
+        return loss
+
+    print("W2 (XOR 2-4-1, 10,000 epochs)")
+    report("pytorch", timed(xor, repeat=3))
+
     X = torch.rand(128, 784, dtype=torch.float64)
     labels = torch.arange(128) % 10
     model = torch.nn.Sequential(
@@ -141,8 +197,58 @@ def torch_workloads():
         opt.step()
         return loss
 
-    print("W3 (784-256-10 MLP step, batch 128, f64)")
-    report("pytorch", timed(step, number=20))
+    print("W3 (784-256-10 MLP step, batch 128, f64; timed as the benchmark's W3 group)")
+    report("pytorch", timed_like_bench(step))
+    w3_side_by_side(step)
+
+
+def w3_side_by_side(torch_step, rounds=60, calls=3):
+    """W3 in PyTorch and in tapegrad (`examples/w3_step.rs`), alternating rounds in one
+    run: each round times the fastest of `calls` steps of each, and the ratio is taken
+    within the round, so that both meet the same phases of a shared machine."""
+    import os
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    command = ["cargo", "run", "--quiet", "--release", "--example", "w3_step", "--",
+               "--rounds-from-stdin"]
+    try:
+        rust = subprocess.Popen(command, cwd=root, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+    except OSError as error:
+        print(f"  tapegrad side by side skipped: {error}")
+        return
+
+    def tapegrad_round():
+        rust.stdin.write("\n")
+        rust.stdin.flush()
+        return float(rust.stdout.readline()) / 1e3
+
+    try:
+        tapegrad_round()  # builds and warms up
+    except (OSError, ValueError):
+        print("  tapegrad side by side skipped: `cargo run --example w3_step` failed")
+        rust.kill()
+        return
+    for _ in range(calls):
+        torch_step()
+    torch_times, rust_times, ratios = [], [], []
+    for _ in range(rounds):
+        fastest = math.inf
+        for _ in range(calls):
+            start = time.perf_counter()
+            torch_step()
+            fastest = min(fastest, time.perf_counter() - start)
+        ours = tapegrad_round()
+        torch_times.append(fastest)
+        rust_times.append(ours)
+        ratios.append(ours / fastest)
+    rust.stdin.close()
+    rust.wait()
+    print(f"  side by side, {rounds} alternating rounds of the fastest of {calls} steps:")
+    report("pytorch (median)", statistics.median(torch_times))
+    report("tapegrad (median)", statistics.median(rust_times))
+    print(f"  {'tapegrad / pytorch, median of the rounds':<40} {statistics.median(ratios):10.2f}x")
 
 
 def jax_workloads():
