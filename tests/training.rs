@@ -297,6 +297,37 @@ fn each_optimizer_follows_its_formula_for_three_steps() {
     assert!((adam[0][0] - 1.1).abs() < 1e-8 && (adam[0][2] - 0.4).abs() < 1e-8);
 }
 
+/// A parameter large enough to be updated in pieces on two threads follows the same
+/// formulas at every coordinate, for optimizers with no, one and two state buffers.
+#[test]
+fn optimizers_update_a_large_parameter_everywhere() {
+    let n = 150_001;
+    let w0: Vec<f64> = (0..n)
+        .map(|k| ((k * 37 % 101) as f64 - 50.0) / 25.0)
+        .collect();
+    let c: Vec<f64> = (0..n)
+        .map(|k| ((k * 53 % 89) as f64 - 44.0) / 30.0)
+        .collect();
+    let (lr, mu, eps, b1, b2) = (0.1, 0.9, 1e-8, 0.9, 0.999);
+
+    let want = reference(&w0, &c, |_, w, g, _| w - lr * g);
+    assert_path("sgd", &three_steps(&mut Sgd::new(lr), &w0, &c), &want);
+    let want = reference(&w0, &c, |_, w, g, s| {
+        s[0] = mu * s[0] - lr * g;
+        w + s[0]
+    });
+    let momentum = three_steps(&mut Momentum::new(lr), &w0, &c);
+    assert_path("momentum", &momentum, &want);
+    let want = reference(&w0, &c, |t, w, g, s| {
+        s[0] = b1 * s[0] + (1.0 - b1) * g;
+        s[1] = b2 * s[1] + (1.0 - b2) * g * g;
+        let m_hat = s[0] / (1.0 - b1.powi(t as i32));
+        let v_hat = s[1] / (1.0 - b2.powi(t as i32));
+        w - lr * m_hat / (v_hat.sqrt() + eps)
+    });
+    assert_path("adam", &three_steps(&mut Adam::new(lr), &w0, &c), &want);
+}
+
 #[test]
 fn a_refused_optimizer_step_changes_nothing() {
     let mut params = Params::new();

@@ -61,6 +61,7 @@ pub use sgd::Sgd;
 
 use crate::error::{Error, Result};
 use crate::nn::{ParamGradients, Params};
+use crate::ops::linalg::update_in_pieces;
 
 /// Updates parameters from their gradients, one step at a time.
 ///
@@ -201,17 +202,19 @@ impl Slots {
 
 /// Calls `update(w, g, state)` for every parameter, with its gradient and the
 /// parameter's buffer from each of `slots`, all as flat slices of equal length.
+/// `update` works position by position, so a large parameter is updated in pieces on
+/// two threads (see `update_in_pieces`).
 fn for_each_parameter<const N: usize>(
     params: &mut Params,
     grads: &ParamGradients,
     slots: [&mut Slots; N],
-    mut update: impl FnMut(&mut [f64], &[f64], [&mut [f64]; N]),
+    update: impl Fn(&mut [f64], &[f64], [&mut [f64]; N]) + Sync,
 ) {
     let mut buffers = slots.map(|s| s.buffers.iter_mut());
     for (w, g) in params.values_mut().zip(grads.views()) {
         let state = buffers
             .each_mut()
             .map(|b| b.next().expect("sized by prepare").as_mut_slice());
-        update(w, g.data(), state);
+        update_in_pieces(w, g.data(), state, &update);
     }
 }

@@ -17,7 +17,8 @@
 //! blocks; the caller never waits for a helper that has not started.
 //!
 //! The helper also takes half of large fills and copies ([`fill`], [`copy`]): zeroing
-//! a gradient arena, copying parameters and data onto a tape.
+//! a gradient arena, copying parameters and data onto a tape; and of the optimizers'
+//! updates of large parameters ([`update_in_pieces`]).
 //!
 //! Two things here need `unsafe`, and both pay for it: the AVX2/FMA tile (intrinsics
 //! behind a run-time feature check), 3–4× the portable tile on W3's 128×784·784×256
@@ -622,6 +623,59 @@ pub(crate) fn copy(out: &mut [f64], src: &[f64]) {
         let next = lock(&queue).next();
         let Some((out, src)) = next else { break };
         out.copy_from_slice(src);
+    });
+}
+
+/// Runs the elementwise `update` over `w`, `g` and `state` (slices of one length): on
+/// the whole slices, or, when they are large, on pieces of them at the same places,
+/// taken by both threads. `update` must treat each position on its own (an optimizer's
+/// step), so that the pieces give what the whole would.
+///
+/// # Panics
+/// If the lengths differ.
+pub(crate) fn update_in_pieces<const N: usize, F>(
+    w: &mut [f64],
+    g: &[f64],
+    state: [&mut [f64]; N],
+    update: &F,
+) where
+    F: Fn(&mut [f64], &[f64], [&mut [f64]; N]) + Sync,
+{
+    assert!(
+        g.len() == w.len() && state.iter().all(|s| s.len() == w.len()),
+        "an update over slices of one length"
+    );
+    if w.len() < PARALLEL_MEMORY || helper().is_none() {
+        update(w, g, state);
+        return;
+    }
+    /// The pieces not yet taken.
+    struct Pieces<'a, const N: usize> {
+        w: std::slice::ChunksMut<'a, f64>,
+        g: std::slice::Chunks<'a, f64>,
+        state: [std::slice::ChunksMut<'a, f64>; N],
+    }
+    let queue = Mutex::new(Pieces {
+        w: w.chunks_mut(MEMORY_CHUNK),
+        g: g.chunks(MEMORY_CHUNK),
+        state: state.map(|s| s.chunks_mut(MEMORY_CHUNK)),
+    });
+    run_shared(&|| loop {
+        let next = {
+            let mut pieces = lock(&queue);
+            match (pieces.w.next(), pieces.g.next()) {
+                (Some(w), Some(g)) => {
+                    let state = pieces
+                        .state
+                        .each_mut()
+                        .map(|s| s.next().expect("as long as w"));
+                    Some((w, g, state))
+                }
+                _ => None,
+            }
+        };
+        let Some((w, g, state)) = next else { break };
+        update(w, g, state);
     });
 }
 
