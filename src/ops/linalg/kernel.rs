@@ -840,7 +840,63 @@ fn run_shared(work: &(dyn Fn() + Sync)) {
 #[cfg(test)]
 mod tests {
     use super::{copy, fill, multiply_tile, one_thread_asked, TileOut, MR, NR};
-    use super::{MEMORY_CHUNK, PARALLEL_MEMORY};
+    use super::{Product, Strided, MEMORY_CHUNK, PARALLEL_MEMORY};
+
+    /// A product shared with the helper gives the bits of the same product on one
+    /// thread: each element sums its depth in the same order either way. Sizes that
+    /// leave partial tiles and blocks, every transpose, and β = 0 and β ≠ 0.
+    #[test]
+    fn shared_and_serial_products_agree_bit_for_bit() {
+        let (m, k, n) = (203, 601, 517);
+        let a: Vec<f64> = (0..m * k)
+            .map(|v| ((v * 7919) % 1009) as f64 / 97.0 - 5.0)
+            .collect();
+        let b: Vec<f64> = (0..k * n)
+            .map(|v| ((v * 104_729) % 997) as f64 / 89.0 - 5.5)
+            .collect();
+        for (a_transposed, b_transposed) in [(false, false), (true, false), (false, true)] {
+            let (a_rows, a_cols) = if a_transposed { (1, m) } else { (k, 1) };
+            let (b_rows, b_cols) = if b_transposed { (1, k) } else { (n, 1) };
+            for beta in [0.0, 0.5] {
+                let product = Product {
+                    m,
+                    k,
+                    n,
+                    a: Strided {
+                        data: &a,
+                        rows: a_rows,
+                        cols: a_cols,
+                    },
+                    b: Strided {
+                        data: &b,
+                        rows: b_rows,
+                        cols: b_cols,
+                    },
+                    beta,
+                };
+                let start: Vec<f64> = (0..m * n).map(|v| (v % 13) as f64 - 6.0).collect();
+                let (mut serial, mut shared) = (start.clone(), start);
+                product.serial(&mut serial);
+                product.parallel(&mut shared);
+                let same = serial
+                    .iter()
+                    .zip(&shared)
+                    .all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(
+                    same,
+                    "transposes {a_transposed} {b_transposed}, beta {beta}"
+                );
+                // And both are the product: one element against a plain sum.
+                let (i, j) = (m - 1, n / 2);
+                let sum: f64 = (0..k)
+                    .map(|p| product.a.at(i, p) * product.b.at(p, j))
+                    .sum::<f64>()
+                    + beta * ((i * n + j) % 13) as f64
+                    - beta * 6.0;
+                assert!((serial[i * n + j] - sum).abs() < 1e-9 * sum.abs().max(1.0));
+            }
+        }
+    }
 
     /// Fills and copies below, at and above the size shared with the helper, with a
     /// last chunk that is short, reach every number and nothing past the slice.
