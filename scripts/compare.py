@@ -24,20 +24,22 @@ def timed(f, repeat=7, number=1):
     return statistics.median(times)
 
 
+def fastest_of(f, calls):
+    """Seconds taken by the fastest of `calls` calls of f."""
+    fastest = math.inf
+    for _ in range(calls):
+        start = time.perf_counter()
+        f()
+        fastest = min(fastest, time.perf_counter() - start)
+    return fastest
+
+
 def timed_like_bench(f, rounds=60, calls=3):
     """Seconds per call as `cargo bench --bench tapegrad` reports them: the median over
     `rounds` of the fastest of `calls` calls."""
     for _ in range(calls):
         f()  # warm-up
-    best = []
-    for _ in range(rounds):
-        fastest = math.inf
-        for _ in range(calls):
-            start = time.perf_counter()
-            f()
-            fastest = min(fastest, time.perf_counter() - start)
-        best.append(fastest)
-    return statistics.median(best)
+    return statistics.median([fastest_of(f, calls) for _ in range(rounds)])
 
 
 def report(name, seconds, baseline=None):
@@ -234,11 +236,7 @@ def w3_side_by_side(torch_step, rounds=60, calls=3):
         torch_step()
     torch_times, rust_times, ratios = [], [], []
     for _ in range(rounds):
-        fastest = math.inf
-        for _ in range(calls):
-            start = time.perf_counter()
-            torch_step()
-            fastest = min(fastest, time.perf_counter() - start)
+        fastest = fastest_of(torch_step, calls)
         ours = tapegrad_round()
         torch_times.append(fastest)
         rust_times.append(ours)

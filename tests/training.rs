@@ -214,6 +214,27 @@ fn reference(
     path
 }
 
+/// Momentum on one coordinate: v ← μv − ηg, w ← w + v.
+fn momentum_rule(lr: f64, mu: f64) -> impl FnMut(usize, f64, f64, &mut [f64; 2]) -> f64 {
+    move |_, w, g, s| {
+        s[0] = mu * s[0] - lr * g;
+        w + s[0]
+    }
+}
+
+/// Adam on one coordinate at step t (β₁ = 0.9, β₂ = 0.999, ε = 10⁻⁸), with the bias
+/// corrections.
+fn adam_rule(lr: f64) -> impl FnMut(usize, f64, f64, &mut [f64; 2]) -> f64 {
+    let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
+    move |t, w, g, s| {
+        s[0] = b1 * s[0] + (1.0 - b1) * g;
+        s[1] = b2 * s[1] + (1.0 - b2) * g * g;
+        let m_hat = s[0] / (1.0 - b1.powi(t as i32));
+        let v_hat = s[1] / (1.0 - b2.powi(t as i32));
+        w - lr * m_hat / (v_hat.sqrt() + eps)
+    }
+}
+
 #[test]
 fn each_optimizer_follows_its_formula_for_three_steps() {
     let w0 = [1.0, -2.0, 0.5];
@@ -235,10 +256,7 @@ fn each_optimizer_follows_its_formula_for_three_steps() {
     assert!((sgd[0][0] - 1.2).abs() < 1e-15 && (sgd[2][0] - 1.542).abs() < 1e-12);
 
     let mu = 0.9;
-    let want = reference(&w0, &c, |_, w, g, s| {
-        s[0] = mu * s[0] - lr * g;
-        w + s[0]
-    });
+    let want = reference(&w0, &c, momentum_rule(lr, mu));
     assert_path(
         "momentum",
         &three_steps(&mut Momentum::new(lr), &w0, &c),
@@ -283,14 +301,7 @@ fn each_optimizer_follows_its_formula_for_three_steps() {
         &want,
     );
 
-    let (b1, b2) = (0.9, 0.999);
-    let want = reference(&w0, &c, |t, w, g, s| {
-        s[0] = b1 * s[0] + (1.0 - b1) * g;
-        s[1] = b2 * s[1] + (1.0 - b2) * g * g;
-        let m_hat = s[0] / (1.0 - b1.powi(t as i32));
-        let v_hat = s[1] / (1.0 - b2.powi(t as i32));
-        w - lr * m_hat / (v_hat.sqrt() + eps)
-    });
+    let want = reference(&w0, &c, adam_rule(lr));
     assert_path("adam", &three_steps(&mut Adam::new(lr), &w0, &c), &want);
     // Adam's first step moves each coordinate by η against the gradient's sign.
     let adam = three_steps(&mut Adam::new(lr), &w0, &c);
@@ -308,23 +319,14 @@ fn optimizers_update_a_large_parameter_everywhere() {
     let c: Vec<f64> = (0..n)
         .map(|k| ((k * 53 % 89) as f64 - 44.0) / 30.0)
         .collect();
-    let (lr, mu, eps, b1, b2) = (0.1, 0.9, 1e-8, 0.9, 0.999);
+    let lr = 0.1;
 
     let want = reference(&w0, &c, |_, w, g, _| w - lr * g);
     assert_path("sgd", &three_steps(&mut Sgd::new(lr), &w0, &c), &want);
-    let want = reference(&w0, &c, |_, w, g, s| {
-        s[0] = mu * s[0] - lr * g;
-        w + s[0]
-    });
+    let want = reference(&w0, &c, momentum_rule(lr, 0.9));
     let momentum = three_steps(&mut Momentum::new(lr), &w0, &c);
     assert_path("momentum", &momentum, &want);
-    let want = reference(&w0, &c, |t, w, g, s| {
-        s[0] = b1 * s[0] + (1.0 - b1) * g;
-        s[1] = b2 * s[1] + (1.0 - b2) * g * g;
-        let m_hat = s[0] / (1.0 - b1.powi(t as i32));
-        let v_hat = s[1] / (1.0 - b2.powi(t as i32));
-        w - lr * m_hat / (v_hat.sqrt() + eps)
-    });
+    let want = reference(&w0, &c, adam_rule(lr));
     assert_path("adam", &three_steps(&mut Adam::new(lr), &w0, &c), &want);
 }
 
