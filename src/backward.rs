@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::function::InputGrads;
-use crate::ops::linalg::{add_grad_a, add_grad_b, shared_copy, shared_fill};
+use crate::ops::linalg::{add_grad_a, add_grad_b, shared_copy, shared_zero};
 use crate::tape::{Inner, Kind, Node, NodeId, Plan, Tape};
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::{Var, Vars};
@@ -100,7 +100,7 @@ impl Gradients {
             if id < self.nodes && node.requires_grad() {
                 shared_copy(out, &self.data[node.offset()..node.offset() + n]);
             } else {
-                shared_fill(out, 0.0);
+                shared_zero(out);
             }
         }
         Ok(())
@@ -238,7 +238,7 @@ impl Gradients {
         if xs.requires_grad() && (xs.first as usize) < self.nodes {
             shared_copy(out, &self.data[xs.slot..xs.slot + xs.len]);
         } else {
-            shared_fill(out, 0.0);
+            shared_zero(out);
         }
         Ok(())
     }
@@ -257,7 +257,7 @@ impl Gradients {
         }
         match slot {
             Some((offset, n)) => shared_copy(out, &self.data[offset..offset + n]),
-            None => shared_fill(out, 0.0),
+            None => shared_zero(out),
         }
         Ok(())
     }
@@ -335,9 +335,9 @@ fn sweep(
     grads.generation = inner.generation;
     grads.nodes = inner.nodes.len();
     // Zeroes the slots the pass uses, on both threads when there are many (see
-    // `shared_fill`), then fits the arena to them.
+    // `shared_zero`), then fits the arena to them.
     let kept = grads.data.len().min(inner.used);
-    shared_fill(&mut grads.data[..kept], 0.0);
+    shared_zero(&mut grads.data[..kept]);
     grads.data.resize(inner.used, 0.0);
     let at = root_node.offset();
     match seed {

@@ -12,7 +12,7 @@
 
 mod kernel;
 
-pub(crate) use kernel::{copy as shared_copy, fill as shared_fill, update_in_pieces};
+pub(crate) use kernel::{copy as shared_copy, update_in_pieces, zero as shared_zero};
 
 use super::{sum_to, Op};
 use crate::error::{Error, Result};

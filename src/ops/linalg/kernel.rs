@@ -16,7 +16,7 @@
 //! late (another process holds the other core) only means the caller does more of the
 //! blocks; the caller never waits for a helper that has not started.
 //!
-//! The helper also takes half of large fills and copies ([`fill`], [`copy`]): zeroing
+//! The helper also takes half of large fills and copies ([`zero`], [`copy`]): zeroing
 //! a gradient arena, copying parameters and data onto a tape; and of the optimizers'
 //! updates of large parameters ([`update_in_pieces`]).
 //!
@@ -594,17 +594,30 @@ const PARALLEL_MEMORY: usize = 1 << 16;
 /// The piece of a shared fill or copy that a thread takes at a time (128 KiB).
 const MEMORY_CHUNK: usize = 1 << 14;
 
-/// Sets every number of `out` to `value`; a large `out` on both threads.
-pub(crate) fn fill(out: &mut [f64], value: f64) {
-    if out.len() < PARALLEL_MEMORY || helper().is_none() {
-        out.fill(value);
+/// Sets every number of `out` to zero; a large `out` on both threads. (Zero, not any
+/// value: a constant zero lets the compiler call `memset` on small slices too.)
+#[inline]
+pub(crate) fn zero(out: &mut [f64]) {
+    if out.len() < PARALLEL_MEMORY {
+        out.fill(0.0);
+    } else {
+        zero_shared(out);
+    }
+}
+
+/// [`zero`] on a large slice, kept out of line so that the small case inlines to a
+/// `memset`.
+#[inline(never)]
+fn zero_shared(out: &mut [f64]) {
+    if helper().is_none() {
+        out.fill(0.0);
         return;
     }
     let queue = Mutex::new(out.chunks_mut(MEMORY_CHUNK));
     run_shared(&|| loop {
         let next = lock(&queue).next();
         let Some(chunk) = next else { break };
-        chunk.fill(value);
+        chunk.fill(0.0);
     });
 }
 
@@ -612,9 +625,20 @@ pub(crate) fn fill(out: &mut [f64], value: f64) {
 ///
 /// # Panics
 /// If the two lengths differ.
+#[inline]
 pub(crate) fn copy(out: &mut [f64], src: &[f64]) {
+    if out.len() < PARALLEL_MEMORY {
+        out.copy_from_slice(src);
+    } else {
+        copy_shared(out, src);
+    }
+}
+
+/// [`copy`] of a large slice, out of line.
+#[inline(never)]
+fn copy_shared(out: &mut [f64], src: &[f64]) {
     assert_eq!(out.len(), src.len(), "a copy between slices of one length");
-    if out.len() < PARALLEL_MEMORY || helper().is_none() {
+    if helper().is_none() {
         out.copy_from_slice(src);
         return;
     }
@@ -632,7 +656,8 @@ pub(crate) fn copy(out: &mut [f64], src: &[f64]) {
 /// step), so that the pieces give what the whole would.
 ///
 /// # Panics
-/// If the lengths differ.
+/// If the lengths differ and the slices are large enough to be shared.
+#[inline]
 pub(crate) fn update_in_pieces<const N: usize, F>(
     w: &mut [f64],
     g: &[f64],
@@ -641,11 +666,24 @@ pub(crate) fn update_in_pieces<const N: usize, F>(
 ) where
     F: Fn(&mut [f64], &[f64], [&mut [f64]; N]) + Sync,
 {
+    if w.len() < PARALLEL_MEMORY {
+        update(w, g, state);
+    } else {
+        update_shared(w, g, state, update);
+    }
+}
+
+/// [`update_in_pieces`] on large slices, out of line.
+#[inline(never)]
+fn update_shared<const N: usize, F>(w: &mut [f64], g: &[f64], state: [&mut [f64]; N], update: &F)
+where
+    F: Fn(&mut [f64], &[f64], [&mut [f64]; N]) + Sync,
+{
     assert!(
         g.len() == w.len() && state.iter().all(|s| s.len() == w.len()),
         "an update over slices of one length"
     );
-    if w.len() < PARALLEL_MEMORY || helper().is_none() {
+    if helper().is_none() {
         update(w, g, state);
         return;
     }
@@ -839,8 +877,8 @@ fn run_shared(work: &(dyn Fn() + Sync)) {
 
 #[cfg(test)]
 mod tests {
-    use super::{copy, fill, multiply_tile, one_thread_asked, TileOut, MR, NR};
-    use super::{Product, Strided, MEMORY_CHUNK, PARALLEL_MEMORY};
+    use super::{copy, multiply_tile, one_thread_asked, TileOut, MR, NR};
+    use super::{zero, Product, Strided, MEMORY_CHUNK, PARALLEL_MEMORY};
 
     /// A product shared with the helper gives the bits of the same product on one
     /// thread: each element sums its depth in the same order either way. Sizes that
@@ -911,8 +949,11 @@ mod tests {
             let mut buffer = vec![-1.0; len + 3];
             copy(&mut buffer[1..=len], &src);
             assert_eq!(buffer[1..=len], src[..], "copy of {len}");
-            fill(&mut buffer[1..=len], 2.5);
-            assert!(buffer[1..=len].iter().all(|&v| v == 2.5), "fill of {len}");
+            zero(&mut buffer[1..=len]);
+            assert!(
+                buffer[1..=len].iter().all(|&v| v == 0.0),
+                "zeroing of {len}"
+            );
             assert_eq!([buffer[0], buffer[len + 1], buffer[len + 2]], [-1.0; 3]);
         }
     }
