@@ -72,6 +72,8 @@ fn selected(group: &str) -> bool {
 struct Group<'a> {
     name: &'static str,
     routines: Vec<(&'static str, Routine<'a>)>,
+    /// Pairs of routines whose ratio is printed as well (median of the rounds' ratios).
+    pairs: Vec<(&'static str, &'static str)>,
 }
 
 /// One benchmarked routine.
@@ -82,7 +84,13 @@ impl<'a> Group<'a> {
         Group {
             name,
             routines: Vec::new(),
+            pairs: Vec::new(),
         }
+    }
+
+    /// Also prints the ratio of routine `a` to routine `b` within each round.
+    fn compare(&mut self, a: &'static str, b: &'static str) {
+        self.pairs.push((a, b));
     }
 
     /// Adds a routine; the first one added is the baseline of the ratios.
@@ -142,6 +150,18 @@ impl<'a> Group<'a> {
                 time * 1e3,
                 median(&ratios)
             );
+        }
+        let times_of = |name: &str| {
+            let k = self.routines.iter().position(|(n, _)| *n == name);
+            &times[k.expect("a routine of the group")]
+        };
+        for (a, b) in &self.pairs {
+            let ratios: Vec<f64> = times_of(a)
+                .iter()
+                .zip(times_of(b))
+                .map(|(a, b)| a / b)
+                .collect();
+            println!("  {a} / {b}: {:.2}x", median(&ratios));
         }
     }
 }
@@ -242,6 +262,28 @@ fn w1_scalar(c: &mut Criterion) {
         black_box(&g);
     });
 
+    // The same with the `reverse` crate (0.2), a scalar reverse-mode tape from crates.io:
+    // 32-byte nodes holding both partials, values in the variables.
+    let reference_tape = reverse::Tape::new();
+    let mut g = vec![0.0; n];
+    let mut check = vec![0.0; n];
+    w1_by_reverse(&reference_tape, x, &mut check);
+    let (mut tape, mut grads) = (Tape::new(), Gradients::new());
+    let (xs, y) = w1_record(&tape, x);
+    y.backward_into(&mut grads).unwrap();
+    grads.wrt_vars(xs, &mut g).unwrap();
+    let worst = g
+        .iter()
+        .zip(&check)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(worst < 1e-12, "tapegrad and `reverse` agree ({worst:e})");
+    tape.clear();
+    group.add("reverse_0_2_record_backward", move || {
+        w1_by_reverse(&reference_tape, x, &mut g);
+        black_box(&g);
+    });
+
     // Replay: the graph is recorded once; each iteration sets the inputs, recomputes
     // the forward values and backpropagates.
     let (xs, y) = w1_record(&replay_tape, x);
@@ -253,7 +295,21 @@ fn w1_scalar(c: &mut Criterion) {
         grads.wrt_vars(xs, &mut g).unwrap();
         black_box(&g);
     });
+    group.compare("tapegrad_record_backward", "reverse_0_2_record_backward");
     group.run(c, 20, 4, 40, Some(("input", n as f64)));
+}
+
+/// W1's value and gradient (into `g`) with the `reverse` crate, on a reused tape.
+fn w1_by_reverse(tape: &reverse::Tape, x: &[f64], g: &mut [f64]) -> f64 {
+    tape.clear();
+    let xs = tape.add_vars(x);
+    let mut y = tape.add_var(0.0);
+    for (a, b) in xs.iter().zip(xs.iter().skip(1)) {
+        y = y + ((*a * *b).sin() + a.tanh());
+    }
+    // The inputs are the tape's first nodes.
+    g.copy_from_slice(&y.grad()[..x.len()]);
+    y.val()
 }
 
 fn w1_tensor(c: &mut Criterion) {
