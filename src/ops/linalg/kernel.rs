@@ -587,11 +587,11 @@ unsafe fn multiply_tile_avx2(depth: usize, a_panel: &[f64], b_panel: &[f64], out
 // ---------------------------------------------------------------------------------------
 // Large fills and copies, shared with the helper thread.
 
-/// Fills and copies of at least this many numbers (512 KiB) are shared with the
-/// helper thread: a training step's gradient arena, parameters and data batch, which
-/// two cores zero or copy in about half the time one takes.
+/// Fills, copies and updates of at least this many numbers (512 KiB) are shared with
+/// the helper thread: a training step's gradient arena, parameters and data batch,
+/// which two cores zero, copy or update in about half the time one takes.
 const PARALLEL_MEMORY: usize = 1 << 16;
-/// The piece of a shared fill or copy that a thread takes at a time (128 KiB).
+/// The piece of a shared fill, copy or update that a thread takes at a time (128 KiB).
 const MEMORY_CHUNK: usize = 1 << 14;
 
 /// Sets every number of `out` to zero; a large `out` on both threads. (Zero, not any
