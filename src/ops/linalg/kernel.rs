@@ -630,24 +630,11 @@ pub(crate) fn copy(out: &mut [f64], src: &[f64]) {
     if out.len() < PARALLEL_MEMORY {
         out.copy_from_slice(src);
     } else {
-        copy_shared(out, src);
+        // A copy is an update of `out` from `src`, position by position.
+        update_shared(out, src, [], &|out: &mut [f64], src: &[f64], []| {
+            out.copy_from_slice(src)
+        });
     }
-}
-
-/// [`copy`] of a large slice, out of line.
-#[inline(never)]
-fn copy_shared(out: &mut [f64], src: &[f64]) {
-    assert_eq!(out.len(), src.len(), "a copy between slices of one length");
-    if helper().is_none() {
-        out.copy_from_slice(src);
-        return;
-    }
-    let queue = Mutex::new(out.chunks_mut(MEMORY_CHUNK).zip(src.chunks(MEMORY_CHUNK)));
-    run_shared(&|| loop {
-        let next = lock(&queue).next();
-        let Some((out, src)) = next else { break };
-        out.copy_from_slice(src);
-    });
 }
 
 /// Runs the elementwise `update` over `w`, `g` and `state` (slices of one length): on
