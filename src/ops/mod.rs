@@ -31,6 +31,7 @@ pub mod elementwise;
 pub mod index;
 pub mod linalg;
 pub mod loss;
+mod math;
 pub mod reduce;
 pub mod softmax;
 
@@ -71,6 +72,14 @@ pub(crate) trait Unary {
     {
         let _ = p;
         Self::default()
+    }
+    /// `y[i] = f(x[i])` for every element (the slices have one length): `value` in a
+    /// loop, unless the op has a faster way to the same bits.
+    #[inline(always)]
+    fn values(&self, x: &[f64], y: &mut [f64]) {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = self.value(x);
+        }
     }
     /// (y, dy/dx) at x together: what the tape computes when it records a scalar node.
     /// Override it when both share work (sine and cosine share one range reduction);
@@ -176,9 +185,7 @@ fn binary_shape(name: &str, inputs: &[&Shape]) -> Result<Shape> {
 
 #[inline]
 fn unary_forward<U: Unary>(op: &U, inputs: &[TensorRef<'_>], out: &mut [f64]) {
-    for (y, &x) in out.iter_mut().zip(inputs[0].data()) {
-        *y = op.value(x);
-    }
+    op.values(inputs[0].data(), out);
 }
 
 #[inline]
@@ -265,9 +272,7 @@ mod slices {
 
     #[inline]
     pub(super) fn unary_forward<U: Unary>(op: &U, x: &[f64], y: &mut [f64]) {
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = op.value(x);
-        }
+        op.values(x, y);
     }
 
     #[inline]
