@@ -32,7 +32,28 @@ pub const SMALL_PRODUCT: usize = 4096;
 ///
 /// # Panics
 /// If a slice is shorter than its matrix.
+#[inline]
 pub(crate) fn gemm(
+    (m, k, n): (usize, usize, usize),
+    a: &[f64],
+    a_transposed: bool,
+    b: &[f64],
+    b_transposed: bool,
+    beta: f64,
+    c: &mut [f64],
+) {
+    // The narrow products of small networks go straight to their own loop: one look-up
+    // and one call, so that their cost is the arithmetic.
+    if (1..=4).contains(&m) && (1..=4).contains(&n) && m * k * n < SMALL_PRODUCT {
+        let transposes = usize::from(a_transposed) * 2 + usize::from(b_transposed);
+        return BLOCKS[transposes][(m - 1) * 4 + n - 1](k, a, b, beta, c);
+    }
+    gemm_any((m, k, n), a, a_transposed, b, b_transposed, beta, c);
+}
+
+/// [`gemm`] for every other shape.
+#[inline(never)]
+fn gemm_any(
     (m, k, n): (usize, usize, usize),
     a: &[f64],
     a_transposed: bool,
@@ -53,6 +74,42 @@ pub(crate) fn gemm(
         (true, true) => small::<true, true>((m, k, n), a, b, beta, c),
     }
 }
+
+/// A product of a `c` of at most 4×4 ([`block`]), given its depth, operands, β and `c`.
+type BlockFn = fn(usize, &[f64], &[f64], f64, &mut [f64]);
+
+/// [`block`] for every shape up to 4×4, by the transpose flags (`a` then `b`) and then
+/// by (m − 1)·4 + n − 1.
+static BLOCKS: [[BlockFn; 16]; 4] = {
+    macro_rules! shapes {
+        ($at:literal, $bt:literal) => {
+            [
+                block::<$at, $bt, 1, 1>,
+                block::<$at, $bt, 1, 2>,
+                block::<$at, $bt, 1, 3>,
+                block::<$at, $bt, 1, 4>,
+                block::<$at, $bt, 2, 1>,
+                block::<$at, $bt, 2, 2>,
+                block::<$at, $bt, 2, 3>,
+                block::<$at, $bt, 2, 4>,
+                block::<$at, $bt, 3, 1>,
+                block::<$at, $bt, 3, 2>,
+                block::<$at, $bt, 3, 3>,
+                block::<$at, $bt, 3, 4>,
+                block::<$at, $bt, 4, 1>,
+                block::<$at, $bt, 4, 2>,
+                block::<$at, $bt, 4, 3>,
+                block::<$at, $bt, 4, 4>,
+            ]
+        };
+    }
+    [
+        shapes!(false, false),
+        shapes!(false, true),
+        shapes!(true, false),
+        shapes!(true, true),
+    ]
+};
 
 /// A small product, up to four columns of `c` at a time, with the transposes known at
 /// compile time, and `c`'s width too when it is at most 4 (a network's narrow layers).
@@ -110,7 +167,12 @@ fn columns<const AT: bool, const BT: bool, const W: usize, const N: usize>(
     for i in 0..m {
         let mut sums = [0.0; W];
         if BT {
-            let a_row = if AT { &a[i..] } else { &a[i * k..(i + 1) * k] };
+            // (With k = 0, `a` is empty and the row too.)
+            let a_row = if AT {
+                &a[i.min(a.len())..]
+            } else {
+                &a[i * k..(i + 1) * k]
+            };
             for p in 0..k {
                 let aip = if AT { a_row[p * m] } else { a_row[p] };
                 for (sum, row) in sums.iter_mut().zip(&b_rows) {
@@ -140,6 +202,62 @@ fn columns<const AT: bool, const BT: bool, const W: usize, const N: usize>(
             *slot = if beta == 0.0 { sum } else { sum + beta * *slot };
         }
     }
+}
+
+/// A whole M×N product of depth `k`, its M·N sums in registers: one pass down the
+/// depth, loading each number of `a` and `b` once, instead of a pass per row of `c`.
+/// Each element sums its products in the order p = 0, 1, …, k − 1 from 0, then adds
+/// `beta·c`, as [`columns`] does: the same bits. Out of line, one small function per
+/// shape, so that each is compiled on its own.
+#[inline(never)]
+fn block<const AT: bool, const BT: bool, const M: usize, const N: usize>(
+    k: usize,
+    a: &[f64],
+    b: &[f64],
+    beta: f64,
+    c: &mut [f64],
+) {
+    let (a, b, c) = (&a[..M * k], &b[..k * N], &mut c[..M * N]);
+    // Rows of `a` (when not transposed) and of `b` (when transposed), each cut to
+    // exactly `k` numbers, so that indexing them below `k` needs no check.
+    let a_rows = rows::<M>(if AT { &[] } else { a }, k);
+    let b_rows = rows::<N>(if BT { b } else { &[] }, k);
+    let mut sums = [[0.0; N]; M];
+    for p in 0..k {
+        let mut av = [0.0; M];
+        for (i, v) in av.iter_mut().enumerate() {
+            *v = if AT { a[p * M + i] } else { a_rows[i][p] };
+        }
+        let mut bv = [0.0; N];
+        for (j, v) in bv.iter_mut().enumerate() {
+            *v = if BT { b_rows[j][p] } else { b[p * N + j] };
+        }
+        for (row, &aip) in sums.iter_mut().zip(&av) {
+            for (sum, &bpj) in row.iter_mut().zip(&bv) {
+                *sum += aip * bpj;
+            }
+        }
+    }
+    let sums = sums.as_flattened();
+    if beta == 0.0 {
+        c.copy_from_slice(sums);
+    } else {
+        for (slot, sum) in c.iter_mut().zip(sums) {
+            *slot = sum + beta * *slot;
+        }
+    }
+}
+
+/// The first `R` rows of `k` numbers of `x` (all empty when `x` is).
+#[inline(always)]
+fn rows<const R: usize>(x: &[f64], k: usize) -> [&[f64]; R] {
+    let mut rows = [&x[..0]; R];
+    if !x.is_empty() {
+        for (i, row) in rows.iter_mut().enumerate() {
+            *row = &x[i * k..][..k];
+        }
+    }
+    rows
 }
 
 /// Adds the gradient of `a` in `y = a·b` (`[m, k]·[k, n]`), gy·bᵀ, into `ga`.
@@ -693,7 +811,7 @@ mod tests {
     /// bits of a triple loop that sums each element in order from 0 and then adds β·c.
     #[test]
     fn small_products_keep_the_bits_of_an_in_order_loop() {
-        for (m, k) in [(1, 1), (4, 2), (2, 4), (3, 5), (5, 1)] {
+        for (m, k) in [(1, 1), (4, 2), (2, 4), (3, 5), (5, 1), (2, 0), (4, 7)] {
             for n in 1..=9 {
                 let a: Vec<f64> = (0..m * k).map(|v| (v as f64 * 0.7).sin()).collect();
                 let b: Vec<f64> = (0..k * n).map(|v| (v as f64 * 0.3).cos()).collect();
