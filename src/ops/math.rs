@@ -15,11 +15,11 @@
 //! 10⁻¹⁷, summed by Estrin's scheme to keep the chain of dependent operations short;
 //! then eˣ = eʳ·2ᵏ, the power of two applied in two halves so that results between
 //! the largest finite number and the smallest subnormal scale without overflow or
-//! double rounding. The one rounding that matters is the last; the ones before it
-//! are kept (the parts of r and 1 + r that rounding drops are added back), so the
-//! result is nearly always the correctly rounded one: on 2·10⁷ random points over the
-//! whole range it differs from the C library's in 1.5% of them, by 1 ulp, and never by
-//! more (the tests check 400,000).
+//! double rounding. What rounding drops from r and from 1 + r is added back before
+//! the last rounding, which is then the only one that counts, so the result is nearly
+//! always the correctly rounded one: on 2·10⁷ random points over the whole range it
+//! differs from the C library's in 1.5% of them, by 1 ulp, and never by more (the tests
+//! check 400,000).
 
 /// 1.5·2⁵²: added to a number below 2⁵¹ in magnitude, it rounds it to an integer and
 /// leaves that integer in the low bits of the sum.
