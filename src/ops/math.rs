@@ -79,20 +79,22 @@ pub(crate) fn exp(x: f64) -> f64 {
     e_r * power(half) * power(rest)
 }
 
+/// How many units in the last place `got` is from `want` (both finite): the tests'
+/// measure of the elementwise math.
+#[cfg(test)]
+pub(crate) fn ulps(got: f64, want: f64) -> f64 {
+    let ulp = if want == 0.0 {
+        f64::from_bits(1)
+    } else {
+        let up = f64::from_bits(want.abs().to_bits() + 1);
+        up - want.abs()
+    };
+    (got - want).abs() / ulp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// How many units in the last place `got` is from `want` (both finite).
-    fn ulps(got: f64, want: f64) -> f64 {
-        let ulp = if want == 0.0 {
-            f64::from_bits(1)
-        } else {
-            let up = f64::from_bits(want.abs().to_bits() + 1);
-            up - want.abs()
-        };
-        (got - want).abs() / ulp
-    }
 
     #[test]
     fn exp_is_within_one_ulp_of_the_c_library_everywhere() {
