@@ -394,12 +394,12 @@ impl Inner {
 
     /// A one-number slot at the end of the recording, holding `y`.
     #[inline(always)]
-    fn push_scalar(&mut self, y: f64) -> u32 {
+    fn push_scalar(&mut self, y: f64, lock: &Lock) -> u32 {
         let offset = self.used;
         if offset < self.values.len() {
             self.values[offset] = y;
         } else {
-            self.grow_values();
+            self.grow_values(lock);
             self.values[offset] = y;
         }
         self.used = offset + 1;
@@ -412,10 +412,10 @@ impl Inner {
     /// arena sits between computing a value and storing it, which would spill the value
     /// to the stack on a dependent chain's critical path.
     #[inline(always)]
-    fn scalar_slot(&mut self) -> u32 {
+    fn scalar_slot(&mut self, lock: &Lock) -> u32 {
         let offset = self.used;
         if offset == self.values.len() {
-            self.grow_values();
+            self.grow_values(lock);
         }
         self.used = offset + 1;
         // Below the arena's length, which its growth keeps at most 2^32.
@@ -425,12 +425,12 @@ impl Inner {
     /// Appends a unary scalar node's stored numbers (see [`Node`]) to `aux` and returns
     /// where they start: one bounds check when the arena has room.
     #[inline(always)]
-    fn push_aux<const N: usize>(&mut self, numbers: [f64; N]) -> u32 {
+    fn push_aux<const N: usize>(&mut self, numbers: [f64; N], lock: &Lock) -> u32 {
         let at = self.aux_used;
         match self.aux.get_mut(at..at + N) {
             Some(slot) => slot.copy_from_slice(&numbers),
             // By value: a reference would keep the numbers in memory on the fast path.
-            None => self.grow_aux(numbers),
+            None => self.grow_aux(numbers, lock),
         }
         self.aux_used = at + N;
         // Below the arena's length, which its growth keeps at most 2^32.
@@ -440,7 +440,8 @@ impl Inner {
     /// [`push_aux`](Inner::push_aux) when the arena is full: grows it, then writes.
     #[cold]
     #[inline(never)]
-    fn grow_aux<const N: usize>(&mut self, numbers: [f64; N]) {
+    fn grow_aux<const N: usize>(&mut self, numbers: [f64; N], lock: &Lock) {
+        let _locked = lock.try_borrow_mut();
         let (at, end) = (self.aux_used, self.aux_used + N);
         u32::try_from(end - 1).expect("a tape holds at most 2^32 stored derivatives");
         self.aux.resize(end, 0.0);
@@ -456,7 +457,8 @@ impl Inner {
 
     #[cold]
     #[inline(never)]
-    fn grow_values(&mut self) {
+    fn grow_values(&mut self, lock: &Lock) {
+        let _locked = lock.try_borrow_mut();
         u32::try_from(self.values.len()).expect(TOO_MANY_VALUES);
         self.values.push(0.0);
     }
@@ -468,6 +470,36 @@ impl Inner {
             self.shapes.intern(shape)
         }
     }
+}
+
+/// The tape's storage cell, as the cold paths of a recording see it: they take its
+/// guard (`try_borrow_mut`, which fails harmlessly when a guard is already held) before
+/// they allocate or panic, so that code that runs then (an allocator, a panic hook)
+/// finds the storage borrowed even on the unguarded scalar paths.
+type Lock = RefCell<Inner>;
+
+/// The panic of a recording on storage that is borrowed: the `RefCell`'s own.
+#[cold]
+#[inline(never)]
+fn already_borrowed(cell: &Lock) -> ! {
+    let _guard = cell.borrow_mut();
+    unreachable!("the storage was borrowed a moment ago")
+}
+
+/// The panic of a recording past 2³² nodes, with the storage locked.
+#[cold]
+#[inline(never)]
+fn too_many_nodes(lock: &Lock) -> ! {
+    let _locked = lock.try_borrow_mut();
+    panic!("a tape holds at most 2^32 nodes")
+}
+
+/// Doubles the node arena's capacity, with the storage locked.
+#[cold]
+#[inline(never)]
+fn grow_nodes(nodes: &mut Vec<Node>, lock: &Lock) {
+    let _locked = lock.try_borrow_mut();
+    nodes.reserve(1);
 }
 
 static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(1);
@@ -615,7 +647,7 @@ impl Tape {
     #[inline]
     fn leaf_scalar(&self, value: f64, requires_grad: bool) -> Var<'_> {
         let mut inner = self.inner.borrow_mut();
-        let offset = inner.push_scalar(value);
+        let offset = inner.push_scalar(value, &self.inner);
         let node = Node::scalar_leaf(offset, self.flags(requires_grad, true));
         self.push(&mut inner, node)
     }
@@ -697,7 +729,12 @@ impl Tape {
     /// Appends a node and returns its variable.
     #[inline(always)]
     fn push(&self, inner: &mut Inner, node: Node) -> Var<'_> {
-        let id = NodeId::try_from(inner.nodes.len()).expect("a tape holds at most 2^32 nodes");
+        let len = inner.nodes.len();
+        let id = NodeId::try_from(len).unwrap_or_else(|_| too_many_nodes(&self.inner));
+        // Grown here, with the storage locked, so that `Vec::push` never allocates.
+        if len == inner.nodes.capacity() {
+            grow_nodes(&mut inner.nodes, &self.inner);
+        }
         // Known at compile time for the op paths, which inline this.
         if node.kind == Kind::Leaf && inner.leaf_prefix == inner.nodes.len() {
             inner.leaf_prefix += 1;
@@ -821,8 +858,34 @@ impl Tape {
         self.record_general(f.into_op(), &[a])
     }
 
+    /// The tape's storage for a scalar recording path, to reach without the
+    /// `RefCell`'s guard: checks that nothing borrows it (or panics as a recording
+    /// does then), but does not mark it borrowed.
+    ///
+    /// A guard writes the `RefCell`'s flag when an op starts and again when it ends,
+    /// two stores per op that the check alone does not need. Without them W1 on
+    /// scalars records and backpropagates in 1.18–1.24 times its replay's time, against
+    /// 1.30–1.38 with the guard (five benchmark runs each; replay records nothing, so it
+    /// marks the machine's phase in each run).
+    ///
+    /// The pointer may be dereferenced only while no code runs that could borrow the
+    /// storage: the scalar paths run tapegrad's built-in arithmetic (the op traits are
+    /// private to the crate) and the appends of [`Inner`], whose cold paths (growing an
+    /// arena, which calls the allocator, and the panics at 2³² nodes or values) take a
+    /// [`Lock`] first, so that any code they lead to (a global allocator, a panic hook)
+    /// finds the storage borrowed. Reads of input values go through hints, which point
+    /// into the recording, so their bounds checks do not fail.
+    #[inline(always)]
+    fn unguarded(&self) -> *mut Inner {
+        if self.inner.try_borrow_mut().is_err() {
+            already_borrowed(&self.inner);
+        }
+        self.inner.as_ptr()
+    }
+
     /// Records unary op `f` (with parameter `param`) on the scalar node `a` of hint
     /// `ha`: the value, then a node with dy/da and the parameter.
+    #[allow(unsafe_code)]
     #[inline(always)]
     fn record_scalar_unary<U: Unary + Registered>(
         &self,
@@ -831,15 +894,16 @@ impl Tape {
         a: NodeId,
         ha: u32,
     ) -> Var<'_> {
-        let mut guard = self.inner.borrow_mut();
-        let inner = &mut *guard;
-        let offset = inner.scalar_slot();
+        // SAFETY: nothing borrows the storage (`unguarded` checked), and until the
+        // reference's last use only the code that `unguarded` describes runs.
+        let inner = unsafe { &mut *self.unguarded() };
+        let offset = inner.scalar_slot(&self.inner);
         let (y, da) = f.value_and_derivative(inner.values[(ha >> 2) as usize]);
         inner.values[offset as usize] = y;
         let at = if std::mem::size_of::<U>() != 0 {
-            inner.push_aux([da, param])
+            inner.push_aux([da, param], &self.inner)
         } else {
-            inner.push_aux([da])
+            inner.push_aux([da], &self.inner)
         };
         // The mask keeps the hint's `REQUIRES_GRAD` bit only.
         let flags = IS_SCALAR | (ha as u8 & self.grad_mask.get());
@@ -923,6 +987,7 @@ impl Tape {
 
     /// Records binary op `f` on the scalar nodes `args` of hints `ha` and `hb`: the
     /// value, then a node with ∂y/∂a and ∂y/∂b.
+    #[allow(unsafe_code)]
     #[inline(always)]
     fn record_scalar_binary<B: Binary + Registered>(
         &self,
@@ -931,14 +996,15 @@ impl Tape {
         ha: u32,
         hb: u32,
     ) -> Var<'_> {
-        let mut guard = self.inner.borrow_mut();
-        let inner = &mut *guard;
+        // SAFETY: nothing borrows the storage (`unguarded` checked), and until the
+        // reference's last use only the code that `unguarded` describes runs.
+        let inner = unsafe { &mut *self.unguarded() };
         let va = inner.values[(ha >> 2) as usize];
         let vb = inner.values[(hb >> 2) as usize];
         let y = f.value(va, vb);
         // The mask keeps the hints' `REQUIRES_GRAD` bit only.
         let flags = IS_SCALAR | ((ha | hb) as u8 & self.grad_mask.get());
-        let offset = inner.push_scalar(y);
+        let offset = inner.push_scalar(y, &self.inner);
         let node = Node {
             args,
             offset,

@@ -846,3 +846,75 @@ fn replay_and_backward_skip_only_the_leading_leaves() -> Result<()> {
     }
     Ok(())
 }
+
+// A tape reached from inside an op's own rules: a leaked tape in a thread-local, and a
+// variable of it that a user function finds there.
+thread_local! {
+    static SHARED_TAPE: &'static Tape = Box::leak(Box::new(Tape::new()));
+    static SHARED_VAR: std::cell::Cell<Option<Var<'static>>> = const { std::cell::Cell::new(None) };
+}
+
+/// A function whose value (when `in_value`) or derivative records `x · x` on the
+/// shared tape.
+struct RecordsInside {
+    in_value: bool,
+}
+
+impl RecordsInside {
+    fn record(&self) {
+        let x = SHARED_VAR.with(|v| v.get()).expect("a shared variable");
+        std::hint::black_box(x * x);
+    }
+}
+
+impl ScalarFunction for RecordsInside {
+    fn name(&self) -> &str {
+        "records_inside"
+    }
+    fn value(&self, x: f64) -> f64 {
+        if self.in_value {
+            self.record();
+        }
+        x
+    }
+    fn derivative(&self, _x: f64) -> f64 {
+        self.record();
+        1.0
+    }
+}
+
+/// Runs `f` on the shared tape and returns its panic message.
+fn panic_on_shared_tape(f: impl FnOnce(&'static Tape, Var<'static>)) -> String {
+    let tape = SHARED_TAPE.with(|t| *t);
+    let x = tape.var(3.0);
+    SHARED_VAR.with(|v| v.set(Some(x)));
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(tape, x)))
+        .expect_err("recording inside the tape's own work panics");
+    // The tape still records.
+    let y = x * x;
+    assert_eq!(y.item().unwrap(), 9.0);
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn recording_from_inside_a_forward_rule_panics_instead_of_aliasing() {
+    let text = panic_on_shared_tape(|tape, x| {
+        let f = Arc::new(RecordsInside { in_value: true });
+        let _ = tape.apply(&f, &[x]);
+    });
+    assert!(text.contains("already borrowed"), "{text}");
+}
+
+#[test]
+fn recording_from_inside_a_backward_rule_panics_instead_of_aliasing() {
+    let text = panic_on_shared_tape(|tape, x| {
+        let f = Arc::new(RecordsInside { in_value: false });
+        let y = tape.apply(&f, &[x]).unwrap();
+        let _ = y.backward();
+    });
+    assert!(text.contains("already borrowed"), "{text}");
+}
