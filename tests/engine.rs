@@ -918,3 +918,41 @@ fn recording_from_inside_a_backward_rule_panics_instead_of_aliasing() {
     });
     assert!(text.contains("already borrowed"), "{text}");
 }
+
+#[test]
+fn variables_recorded_on_after_new_values_and_replay_use_the_new_values() -> Result<()> {
+    let tape = Tape::new();
+    let x = tape.var(2.0);
+    let xs = tape.vars(&[1.0, 2.0]);
+    let (a, b) = (xs.get(0).unwrap(), xs.get(1).unwrap());
+    let y = x * x + a * b;
+    let s = y.sin();
+    assert_eq!(y.item()?, 6.0);
+
+    // Every way of giving leaves new values, each followed by replay: a variable made
+    // before (`x`, `a`, `b`, `y`, `s`) must record with the new values.
+    let rewrites: [&dyn Fn() -> Result<()>; 4] = [
+        &|| x.set_scalar(3.0),
+        &|| x.set_value(&Tensor::scalar(4.0)),
+        &|| xs.set(&[5.0, 6.0]),
+        &|| tape.set_scalars(&[x, a], &[7.0, 8.0]),
+    ];
+    for rewrite in rewrites {
+        rewrite()?;
+        tape.replay();
+        let (xv, av, bv) = (x.item()?, a.item()?, b.item()?);
+        let yv = xv * xv + av * bv;
+        assert_eq!(y.item()?, yv);
+        // Binary and unary ops on variables made before the rewrite.
+        assert_eq!((y + 1.0).item()?, yv + 1.0);
+        assert_eq!((x * a).item()?, xv * av);
+        assert_eq!((a - b).item()?, av - bv);
+        assert_eq!(y.sin().item()?, s.item()?);
+        assert_eq!(x.exp().item()?, xv.exp());
+    }
+    // Before any replay, too: the leaf's new value, and the old value of the rest.
+    x.set_scalar(-1.0)?;
+    assert_eq!((x * 2.0).item()?, -2.0);
+    assert_eq!((y * 1.0).item()?, y.item()?);
+    Ok(())
+}
