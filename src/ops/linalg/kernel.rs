@@ -46,10 +46,13 @@ const PARALLEL_PRODUCT: usize = 1 << 20;
 /// Numbers of packed `B` the parallel product packs before it computes (4 MiB).
 const SHARED_B: usize = 1 << 19;
 /// How long the helper watches for the next job after finishing one before it sleeps:
-/// long enough to catch the second half of a product (packing, then computing) and,
-/// in a training loop, the next large product of the step or of the next step, so that
-/// it does not pay the tens of microseconds a sleeping thread takes to wake.
-const HELPER_SPIN: Duration = Duration::from_micros(500);
+/// long enough to catch the second half of a product (packing, then computing) and the
+/// large products and memory work that follow each other closely in a training step,
+/// so that it does not pay the tens of microseconds a sleeping thread takes to wake.
+/// Not longer: a thread that spins holds a core, and when another process wants the
+/// cores too, the scheduler takes that time from the caller (a W3 step with a busy
+/// process beside it took 1.7–2.2× as long with a 500 µs watch as with this one).
+const HELPER_SPIN: Duration = Duration::from_micros(100);
 
 /// A matrix read through strides: element (i, j) is `data[i·rows + j·cols]`.
 #[derive(Clone, Copy)]
