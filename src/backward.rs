@@ -387,19 +387,27 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
                 g[a_at] = ga;
                 (carry_for, carry) = (a, ga);
             }
-            Kind::Sum | Kind::Difference | Kind::Product | Kind::Binary => {
+            // Each binary kind in an arm of its own: one dispatch per node, and no
+            // multiplication by a partial of ±1.
+            Kind::Sum => {
                 let gy = incoming(g, node, id, (carry_for, carry));
-                let [a, b] = node.args().map(|i| i as usize);
-                let (a_at, b_at) = (at(a), at(b));
-                let (da, db) = node
-                    .kind
-                    .binary_partials(node.code, values, [a_at, b_at, at(id)]);
-                let ga = g[a_at] + gy * da;
-                g[a_at] = ga;
-                let gb = g[b_at] + gy * db;
-                g[b_at] = gb;
-                // Carry the later input (with a == b, gb already includes ga).
-                (carry_for, carry) = if b >= a { (b, gb) } else { (a, ga) };
+                (carry_for, carry) = accumulate(g, node.args(), at, [gy, gy]);
+            }
+            Kind::Difference => {
+                let gy = incoming(g, node, id, (carry_for, carry));
+                (carry_for, carry) = accumulate(g, node.args(), at, [gy, -gy]);
+            }
+            Kind::Product => {
+                let gy = incoming(g, node, id, (carry_for, carry));
+                let [a, b] = node.args().map(|i| at(i as usize));
+                let terms = [gy * values[b], gy * values[a]];
+                (carry_for, carry) = accumulate(g, node.args(), at, terms);
+            }
+            Kind::Binary => {
+                let gy = incoming(g, node, id, (carry_for, carry));
+                let [a, b] = node.args().map(|i| at(i as usize));
+                let (da, db) = node.kind.binary_partials(node.code, values, [a, b, at(id)]);
+                (carry_for, carry) = accumulate(g, node.args(), at, [gy * da, gy * db]);
             }
             Kind::General => {
                 if !planned_backward(inner, node, values, g) {
@@ -410,6 +418,29 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
         }
     }
     Ok(())
+}
+
+/// Adds `terms` into the gradients of a binary scalar node's inputs `args` (at slots
+/// `at(a)` and `at(b)`), and returns the carry (see `sweep_nodes`): the later input
+/// with its new sum (with `a == b`, the second sum includes the first).
+#[inline(always)]
+fn accumulate(
+    g: &mut [f64],
+    args: [u32; 2],
+    at: impl Fn(usize) -> usize,
+    [ta, tb]: [f64; 2],
+) -> (usize, f64) {
+    let [a, b] = args.map(|i| i as usize);
+    let (a_at, b_at) = (at(a), at(b));
+    let ga = g[a_at] + ta;
+    g[a_at] = ga;
+    let gb = g[b_at] + tb;
+    g[b_at] = gb;
+    if b >= a {
+        (b, gb)
+    } else {
+        (a, ga)
+    }
 }
 
 /// The gradient flowing into scalar node `id`: the carried sum when it is this node's,
