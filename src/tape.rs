@@ -957,8 +957,8 @@ impl Tape {
         std::mem::size_of::<B>() == 0
             && std::ptr::eq(a.tape(), self)
             && std::ptr::eq(b.tape(), self)
-            && a.hint() != 0
-            && b.hint() != 0
+            // A hint is 0 or has `IS_SCALAR` set: one test for both.
+            && a.hint() & b.hint() & u32::from(IS_SCALAR) != 0
     }
 
     /// [`record_binary`](Tape::record_binary) on variables without hints: reads their
