@@ -5,6 +5,9 @@
 //! `cargo run --release --example w3_step` prints the step time the way the benchmark
 //! reports it: the median over 60 rounds of the fastest of 3 steps.
 //!
+//! With `--mean <steps>` it prints the mean time of that many steps in a row instead,
+//! slow steps included, as a training loop meets them.
+//!
 //! With `--rounds-from-stdin` it times one round (the fastest of 3 steps) for each line
 //! it reads and prints that time in milliseconds, one line per round. `scripts/compare.py`
 //! uses this to alternate rounds with PyTorch in one run, so that both tools meet the
@@ -96,6 +99,28 @@ fn main() -> Result<()> {
             writeln!(out, "{:.6}", workload.round()? * 1e3).expect("stdout is open");
             out.flush().expect("stdout is open");
         }
+        return Ok(());
+    }
+
+    // `--mean N`: the mean over N steps in a row, as a training loop meets them,
+    // slow ones included (a step that waits on a preempted thread, say).
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--mean") {
+        let steps: u32 = match args.get(at + 1).map(|n| n.parse()) {
+            Some(Ok(n)) if n > 0 => n,
+            _ => {
+                eprintln!("usage: w3_step [--rounds-from-stdin | --mean <steps>]");
+                std::process::exit(2);
+            }
+        };
+        let start = Instant::now();
+        for _ in 0..steps {
+            std::hint::black_box(workload.step()?);
+        }
+        println!(
+            "W3 step: {:.3} ms, the mean of {steps} steps in a row",
+            start.elapsed().as_secs_f64() * 1e3 / f64::from(steps)
+        );
         return Ok(());
     }
 
