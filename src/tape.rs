@@ -1523,12 +1523,14 @@ mod tests {
         assert_eq!(std::mem::size_of::<Node>(), 16);
     }
 
-    /// Backward's partials of each binary kind are the op's own rule, bit for bit.
+    /// Backward's partials of each binary kind are the op's own rule, bit for bit:
+    /// through `Kind::binary_partials`, and through the sweep's arm for the kind, with
+    /// a gradient of `c` flowing in.
     #[test]
     fn binary_kinds_give_their_ops_partials() {
         use crate::ops::arith::{Add, Div, Mul, Sub};
         use crate::ops::elementwise::Equal;
-        fn check<B: Binary + Registered>(f: B, kind: Kind) {
+        fn check<B: Binary + Registered + Copy>(f: B, kind: Kind) {
             assert_eq!(Kind::binary(B::CODE), kind, "{}", B::NAME);
             for (a, b) in [
                 (0.5, -2.0),
@@ -1541,6 +1543,16 @@ mod tests {
                 let (da, db) = kind.binary_partials(B::CODE, &[a, b, y], [0, 1, 2]);
                 let (ea, eb) = f.derivative(a, b, y);
                 assert_eq!((da.to_bits(), db.to_bits()), (ea.to_bits(), eb.to_bits()));
+
+                let tape = Tape::new();
+                let (va, vb, c) = (tape.var(a), tape.var(b), tape.constant(-0.375));
+                let out = tape.record_binary(f, va, vb).unwrap() * c;
+                let grads = out.backward().unwrap();
+                let (ga, gb) = (grads.wrt_scalar(va).unwrap(), grads.wrt_scalar(vb).unwrap());
+                // Summed into zeroed slots, so a −0 term gives +0; any NaN matches a NaN.
+                let same = |x: f64, y: f64| x.to_bits() == y.to_bits() || x.is_nan() && y.is_nan();
+                let (wa, wb) = (0.0 + -0.375 * ea, 0.0 + -0.375 * eb);
+                assert!(same(ga, wa) && same(gb, wb), "{}: {ga}, {gb}", B::NAME);
             }
         }
         check(Add, Kind::Sum);

@@ -51,7 +51,7 @@ const SHARED_B: usize = 1 << 19;
 /// so that it does not pay the tens of microseconds a sleeping thread takes to wake.
 /// Not longer: a thread that spins holds a core, and when another process wants the
 /// cores too, the scheduler takes that time from the caller (a W3 step with a busy
-/// process beside it took 1.7–2.2× as long with a 500 µs watch as with this one).
+/// process beside it took 1.2–1.8× as long with a 500 µs watch as with this one).
 const HELPER_SPIN: Duration = Duration::from_micros(100);
 
 /// A matrix read through strides: element (i, j) is `data[i·rows + j·cols]`.
