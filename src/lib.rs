@@ -50,7 +50,7 @@
 //! ## Threads
 //! A tape belongs to one thread at a time, but tapegrad shares large work with one
 //! helper thread of its own, started the first time there is some: matrix products of
-//! at least 2²⁰ multiply-adds, and fills, copies and optimizer updates of at least 2¹⁶
+//! at least 2¹⁸ multiply-adds, and fills, copies and optimizer updates of at least 2¹⁶
 //! numbers (zeroing a large gradient arena, copying parameters or a data batch onto a
 //! tape). Results are the same, bit for bit, on one thread or two. Set the environment
 //! variable `TAPEGRAD_NUM_THREADS=1` to keep all work on the calling thread.
