@@ -8,10 +8,11 @@
 //! With `--mean <steps>` it prints the mean time of that many steps in a row instead,
 //! slow steps included, as a training loop meets them.
 //!
-//! With `--rounds-from-stdin` it times one round (the fastest of 3 steps) for each line
-//! it reads and prints that time in milliseconds, one line per round. `scripts/compare.py`
-//! uses this to alternate rounds with PyTorch in one run, so that both tools meet the
-//! same phases of a shared machine and the ratio is taken within each round.
+//! With `--rounds-from-stdin` it times one round for each line it reads (the fastest of
+//! as many steps as the line says, 3 if it is empty) and prints that time in
+//! milliseconds, one line per round. `scripts/compare.py` uses this to alternate rounds
+//! with PyTorch in one run, so that both tools meet the same phases of a shared machine
+//! and the ratio is taken within each round.
 
 use std::io::{BufRead, Write};
 use std::time::Instant;
@@ -19,7 +20,8 @@ use tapegrad::nn::{init, Activation, Mlp, Params, Trainer};
 use tapegrad::optim::Sgd;
 use tapegrad::{Result, Tensor};
 
-/// Steps per round; the round's time is the fastest of them.
+/// Steps per round (unless a line of `--rounds-from-stdin` asks for another number);
+/// the round's time is the fastest of them.
 const CALLS: usize = 3;
 /// Rounds of the printed median.
 const ROUNDS: usize = 60;
@@ -66,10 +68,10 @@ impl Workload {
         })
     }
 
-    /// The fastest of `CALLS` steps, in seconds.
-    fn round(&mut self) -> Result<f64> {
+    /// The fastest of `calls` steps, in seconds.
+    fn round(&mut self, calls: usize) -> Result<f64> {
         let mut fastest = f64::INFINITY;
-        for _ in 0..CALLS {
+        for _ in 0..calls {
             let start = Instant::now();
             std::hint::black_box(self.step()?);
             fastest = fastest.min(start.elapsed().as_secs_f64());
@@ -93,10 +95,18 @@ fn main() -> Result<()> {
     if std::env::args().any(|a| a == "--rounds-from-stdin") {
         let mut out = std::io::stdout().lock();
         for line in std::io::stdin().lock().lines() {
-            if line.is_err() {
-                break;
-            }
-            writeln!(out, "{:.6}", workload.round()? * 1e3).expect("stdout is open");
+            let Ok(line) = line else { break };
+            let calls = match line.trim() {
+                "" => CALLS,
+                n => match n.parse::<usize>() {
+                    Ok(n) if n > 0 => n,
+                    _ => {
+                        eprintln!("w3_step: a round's line holds a number of steps, not {n:?}");
+                        std::process::exit(2);
+                    }
+                },
+            };
+            writeln!(out, "{:.6}", workload.round(calls)? * 1e3).expect("stdout is open");
             out.flush().expect("stdout is open");
         }
         return Ok(());
@@ -125,7 +135,7 @@ fn main() -> Result<()> {
     }
 
     let mut rounds = (0..ROUNDS)
-        .map(|_| workload.round())
+        .map(|_| workload.round(CALLS))
         .collect::<Result<Vec<f64>>>()?;
     rounds.sort_by(f64::total_cmp);
     println!(

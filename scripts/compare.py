@@ -204,10 +204,16 @@ def torch_workloads():
     w3_side_by_side(step)
 
 
-def w3_side_by_side(torch_step, rounds=60, calls=3):
+def w3_side_by_side(torch_step, rounds=40, calls=10):
     """W3 in PyTorch and in tapegrad (`examples/w3_step.rs`), alternating rounds in one
     run: each round times the fastest of `calls` steps of each, and the ratio is taken
-    within the round, so that both meet the same phases of a shared machine."""
+    within the round, so that both meet the same phases of a shared machine.
+
+    A round is 10 steps, not the benchmark's 3, because the switch between the two
+    processes disturbs the first steps of each round: PyTorch's OpenMP threads keep
+    spinning for a while after its round, on the cores tapegrad's round then needs, and
+    tapegrad's first steps after its process sat idle run slower. Ten steps reach the
+    steady state that a training loop runs in, for both tools alike."""
     import os
     import subprocess
 
@@ -222,7 +228,7 @@ def w3_side_by_side(torch_step, rounds=60, calls=3):
         return
 
     def tapegrad_round():
-        rust.stdin.write("\n")
+        rust.stdin.write(f"{calls}\n")
         rust.stdin.flush()
         return float(rust.stdout.readline()) / 1e3
 
