@@ -65,7 +65,7 @@ impl Gradients {
         if !node.requires_grad() {
             return Ok(None);
         }
-        Ok(Some((node.offset(), inner.numel(node))))
+        Ok(Some((inner.offset(x.id() as usize), inner.numel(node))))
     }
 
     /// Copies the gradients of the consecutive nodes `first, first + 1, …` of `tape`
@@ -98,7 +98,8 @@ impl Gradients {
                 });
             }
             if id < self.nodes && node.requires_grad() {
-                shared_copy(out, &self.data[node.offset()..node.offset() + n]);
+                let at = inner.offset(id);
+                shared_copy(out, &self.data[at..at + n]);
             } else {
                 shared_zero(out);
             }
@@ -198,7 +199,7 @@ impl Gradients {
         for (slot, x) in out.iter_mut().zip(xs) {
             // Zero for a constant and for a variable recorded after the pass.
             *slot = match nodes.get(x.id() as usize) {
-                Some(node) if node.requires_grad() => self.data[node.offset()],
+                Some(node) if node.requires_grad() => self.data[inner.offset(x.id() as usize)],
                 _ => 0.0,
             };
         }
@@ -339,7 +340,7 @@ fn sweep(
     let kept = grads.data.len().min(inner.used);
     shared_zero(&mut grads.data[..kept]);
     grads.data.resize(inner.used, 0.0);
-    let at = root_node.offset();
+    let at = inner.offset(root as usize);
     match seed {
         None => grads.data[at] = 1.0,
         Some(s) => grads.data[at..at + n].copy_from_slice(s.data()),
@@ -360,7 +361,8 @@ fn sweep(
 #[inline(always)]
 fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) -> Result<()> {
     let (nodes, values, aux) = (&inner.nodes[..], &inner.values[..], &inner.aux[..]);
-    let at = |id: usize| if DENSE { id } else { nodes[id].offset() };
+    let offsets = &inner.offsets[..];
+    let at = |id: usize| if DENSE { id } else { offsets[id] as usize };
     // The last sum written into a scalar input's gradient stays in a register
     // (`carry`, the gradient of node `carry_for`): if the sweep reaches that input
     // before any other node writes to it, the sum is final and needs no load, which
@@ -369,8 +371,11 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
     let (mut carry_for, mut carry) = (usize::MAX, 0.0);
     // The leading leaves have nothing to do (and the root may be one of them).
     let start = inner.leaf_prefix.min(root as usize + 1);
-    for (k, node) in nodes[start..=root as usize].iter().enumerate().rev() {
-        let id = start + k;
+    // The id counts down beside the nodes: worked out from the iterator, it would
+    // take a division by the node's 12 bytes.
+    let mut id = root as usize + 1;
+    for node in nodes[start..=root as usize].iter().rev() {
+        id -= 1;
         if !node.requires_grad() {
             continue;
         }
@@ -379,7 +384,7 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
             // A scalar node's partial derivatives are stored (unary) or computed from
             // the values (binary): then two multiply-adds at most.
             Kind::Unary => {
-                let gy = incoming(g, node, id, (carry_for, carry));
+                let gy = incoming(g, id, at, (carry_for, carry));
                 let [a, stored] = node.args().map(|i| i as usize);
                 let da = aux[stored];
                 let a_at = at(a);
@@ -390,28 +395,28 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
             // Each binary kind in an arm of its own: one dispatch per node, and no
             // multiplication by a partial of ±1.
             Kind::Sum => {
-                let gy = incoming(g, node, id, (carry_for, carry));
+                let gy = incoming(g, id, at, (carry_for, carry));
                 (carry_for, carry) = accumulate(g, node.args(), at, [gy, gy]);
             }
             Kind::Difference => {
-                let gy = incoming(g, node, id, (carry_for, carry));
+                let gy = incoming(g, id, at, (carry_for, carry));
                 (carry_for, carry) = accumulate(g, node.args(), at, [gy, -gy]);
             }
             Kind::Product => {
-                let gy = incoming(g, node, id, (carry_for, carry));
+                let gy = incoming(g, id, at, (carry_for, carry));
                 let [a, b] = node.args().map(|i| at(i as usize));
                 let terms = [gy * values[b], gy * values[a]];
                 (carry_for, carry) = accumulate(g, node.args(), at, terms);
             }
             Kind::Binary => {
-                let gy = incoming(g, node, id, (carry_for, carry));
+                let gy = incoming(g, id, at, (carry_for, carry));
                 let [a, b] = node.args().map(|i| at(i as usize));
                 let (da, db) = node.kind.binary_partials(node.code, values, [a, b, at(id)]);
                 (carry_for, carry) = accumulate(g, node.args(), at, [gy * da, gy * db]);
             }
             Kind::General => {
                 if !planned_backward(inner, node, values, g) {
-                    views_backward(inner, node, values, g)?;
+                    views_backward(inner, id, values, g)?;
                 }
                 (carry_for, carry) = (usize::MAX, 0.0);
             }
@@ -446,11 +451,16 @@ fn accumulate(
 /// The gradient flowing into scalar node `id`: the carried sum when it is this node's,
 /// else the arena's slot.
 #[inline(always)]
-fn incoming(g: &[f64], node: &Node, id: usize, (carry_for, carry): (usize, f64)) -> f64 {
+fn incoming(
+    g: &[f64],
+    id: usize,
+    at: impl Fn(usize) -> usize,
+    (carry_for, carry): (usize, f64),
+) -> f64 {
     if carry_for == id {
         carry
     } else {
-        g[node.offset()]
+        g[at(id)]
     }
 }
 
@@ -504,14 +514,15 @@ fn planned_backward(inner: &Inner, node: &Node, values: &[f64], grads: &mut [f64
 
 /// Backward through a general node by its op's own rule, on views of its inputs.
 #[inline(never)]
-fn views_backward(inner: &Inner, node: &Node, values: &[f64], grads: &mut [f64]) -> Result<()> {
+fn views_backward(inner: &Inner, id: usize, values: &[f64], grads: &mut [f64]) -> Result<()> {
+    let (node, at) = (&inner.nodes[id], inner.offset(id));
     let nodes = &inner.nodes[..];
     let inputs = inner.inputs(node);
-    let (before, from_node) = grads.split_at_mut(node.offset());
+    let (before, from_node) = grads.split_at_mut(at);
     let n = inner.numel(node);
     let shape = inner.shape(node.shape());
     let gy = TensorRef::from_parts(&from_node[..n], shape);
-    let y = TensorRef::from_parts(&values[node.offset()..node.offset() + n], shape);
+    let y = TensorRef::from_parts(&values[at..at + n], shape);
     let (views, slots) = input_views(inner, inputs);
     let needed = inputs
         .iter()
@@ -538,12 +549,12 @@ fn input_views<'a>(inner: &'a Inner, inputs: &[NodeId]) -> (InputViews<'a>, Grad
     let mut slots = SmallVec::new();
     for &i in inputs {
         let node = &inner.nodes[i as usize];
-        let len = inner.numel(node);
+        let (at, len) = (inner.offset(i as usize), inner.numel(node));
         views.push(TensorRef::from_parts(
-            &inner.values[node.offset()..node.offset() + len],
+            &inner.values[at..at + len],
             inner.shape(node.shape()),
         ));
-        slots.push((node.offset(), len));
+        slots.push((at, len));
     }
     (views, slots)
 }

@@ -138,7 +138,7 @@ impl<'t> Var<'t> {
             let mut inner = self.tape.inner.borrow_mut();
             let node = &inner.nodes[self.id as usize];
             if node.is_leaf() && node.is_scalar() {
-                let offset = node.offset();
+                let offset = inner.offset(self.id as usize);
                 inner.values[offset] = value;
                 return Ok(());
             }
