@@ -696,7 +696,7 @@ impl Tape {
             .extend(std::iter::repeat_n(Node::scalar_leaf(flags), len));
         if !inner.dense() {
             // Below 2^32, like every slot the arena hands out.
-            inner.offsets.extend(slot as u32..(slot + len) as u32);
+            inner.offsets.extend((slot..slot + len).map(|at| at as u32));
         }
         if inner.leaf_prefix == first {
             inner.leaf_prefix = first + len;
