@@ -807,8 +807,9 @@ impl Tape {
         let id = inner.nodes.len();
         if inner.dense() && (inner.shapes.numel(shape) != 1 || offset as usize != id) {
             // The first node that does not take exactly the next slot: from now on
-            // the tape keeps every node's slot.
-            inner.offsets.reserve(id + 1);
+            // the tape keeps every node's slot, with room for as many as the nodes
+            // have (a tape made `with_capacity` then grows neither).
+            inner.offsets.reserve(inner.nodes.capacity().max(id + 1));
             inner.offsets.extend(0..id as u32);
             inner.offsets.push(offset);
             return self.push_node(inner, node, offset);
@@ -1573,10 +1574,11 @@ mod tests {
 
     /// A tape that stops being dense partway (a tensor, then an empty tensor, after
     /// scalars) keeps every node's slot: values, gradients, replay and reading the
-    /// slots back all agree with the same function computed by hand.
+    /// slots back all agree with the same function computed by hand. Its list of slots
+    /// has room for as many nodes as the tape was made for.
     #[test]
     fn slots_survive_the_end_of_a_dense_recording() {
-        let tape = Tape::new();
+        let tape = Tape::with_capacity(64, 64);
         let (a, b) = (tape.var(1.5), tape.var(-0.5));
         let p = a * b; // dense so far: slots 0, 1, 2
         assert!(tape.inner.borrow().dense());
@@ -1602,6 +1604,7 @@ mod tests {
         tape.replay();
         check(0.25, 2.0);
         let inner = tape.inner.borrow();
+        assert!(inner.offsets.capacity() >= 64);
         let slots: Vec<usize> = (0..inner.nodes.len()).map(|id| inner.offset(id)).collect();
         assert_eq!(&slots[..5], &[0, 1, 2, 3, 6]);
         assert_eq!(slots.len(), inner.nodes.len());
