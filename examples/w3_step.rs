@@ -80,6 +80,11 @@ impl Workload {
     }
 }
 
+/// A positive number of steps, read from `text`.
+fn count(text: Option<&str>) -> Option<usize> {
+    text?.parse().ok().filter(|&n| n > 0)
+}
+
 fn main() -> Result<()> {
     let mut workload = Workload::new()?;
     let first = workload.step()?;
@@ -98,13 +103,10 @@ fn main() -> Result<()> {
             let Ok(line) = line else { break };
             let calls = match line.trim() {
                 "" => CALLS,
-                n => match n.parse::<usize>() {
-                    Ok(n) if n > 0 => n,
-                    _ => {
-                        eprintln!("w3_step: a round's line holds a number of steps, not {n:?}");
-                        std::process::exit(2);
-                    }
-                },
+                n => count(Some(n)).unwrap_or_else(|| {
+                    eprintln!("w3_step: a round's line holds a number of steps, not {n:?}");
+                    std::process::exit(2);
+                }),
             };
             writeln!(out, "{:.6}", workload.round(calls)? * 1e3).expect("stdout is open");
             out.flush().expect("stdout is open");
@@ -116,20 +118,17 @@ fn main() -> Result<()> {
     // slow ones included (a step that waits on a preempted thread, say).
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|a| a == "--mean") {
-        let steps: u32 = match args.get(at + 1).map(|n| n.parse()) {
-            Some(Ok(n)) if n > 0 => n,
-            _ => {
-                eprintln!("usage: w3_step [--rounds-from-stdin | --mean <steps>]");
-                std::process::exit(2);
-            }
-        };
+        let steps = count(args.get(at + 1).map(String::as_str)).unwrap_or_else(|| {
+            eprintln!("usage: w3_step [--rounds-from-stdin | --mean <steps>]");
+            std::process::exit(2);
+        });
         let start = Instant::now();
         for _ in 0..steps {
             std::hint::black_box(workload.step()?);
         }
         println!(
             "W3 step: {:.3} ms, the mean of {steps} steps in a row",
-            start.elapsed().as_secs_f64() * 1e3 / f64::from(steps)
+            start.elapsed().as_secs_f64() * 1e3 / steps as f64
         );
         return Ok(());
     }

@@ -377,6 +377,20 @@ impl Inner {
         slot_of(&self.offsets, id)
     }
 
+    /// The recording, to read, beside the value arena and the unary nodes' stored
+    /// numbers, to write: what computing values (recording, replay) needs.
+    fn split(&mut self) -> (Graph<'_>, &mut [f64], &mut [f64]) {
+        let graph = Graph {
+            nodes: &self.nodes,
+            offsets: &self.offsets,
+            shapes: &self.shapes,
+            ops: &self.ops,
+            plans: &self.plans,
+            wide: &self.wide,
+        };
+        (graph, &mut self.values, &mut self.aux)
+    }
+
     /// A slot of `n` numbers at the end of the recording; its contents are whatever
     /// an earlier recording left there (zero the first time), for the caller to write.
     #[inline]
@@ -1105,15 +1119,8 @@ impl Tape {
         let offset = inner.slot(n);
         let var = self.push_general(inner, op, &ids, offset, shape_id, requires_grad);
         // The node is recorded first, so that computing its value is replay's code.
-        let graph = Graph {
-            nodes: &inner.nodes,
-            offsets: &inner.offsets,
-            shapes: &inner.shapes,
-            ops: &inner.ops,
-            plans: &inner.plans,
-            wide: &inner.wide,
-        };
-        forward_general(&graph, &mut inner.values, var.id() as usize);
+        let (graph, values, _) = inner.split();
+        forward_general(&graph, values, var.id() as usize);
         Ok(var)
     }
 
@@ -1144,25 +1151,7 @@ impl Tape {
     pub fn replay(&self) {
         let mut guard = self.inner.borrow_mut();
         let (dense, start) = (guard.dense(), guard.leaf_prefix);
-        let Inner {
-            nodes,
-            offsets,
-            values,
-            shapes,
-            ops,
-            plans,
-            wide,
-            aux,
-            ..
-        } = &mut *guard;
-        let graph = Graph {
-            nodes,
-            offsets,
-            shapes,
-            ops,
-            plans,
-            wide,
-        };
+        let (graph, values, aux) = guard.split();
         if dense {
             replay_dense(&graph, start, (values, aux));
         } else {
