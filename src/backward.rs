@@ -8,6 +8,7 @@
 use crate::error::{Error, Result};
 use crate::function::InputGrads;
 use crate::ops::linalg::{add_grad_a, add_grad_b, shared_copy, shared_zero};
+use crate::ops::{Op, OpCode};
 use crate::tape::{Inner, Kind, Node, NodeId, Plan, Tape};
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::{Var, Vars};
@@ -379,10 +380,14 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
         if !node.requires_grad() {
             continue;
         }
+        // Three arms and a default: with a fourth, the match compiles to a jump table,
+        // which swept the chain of cheap ops about 10% slower in most placements of the
+        // code (see "What makes it fast" in docs/performance.md). Kinds share an arm
+        // through a select (sum and difference) or a test of the op code; a branch on
+        // the kind inside an arm, the compiler folds back into the match.
         match node.kind {
-            Kind::Leaf => {}
-            // A scalar node's partial derivatives are stored (unary) or computed from
-            // the values (binary): then two multiply-adds at most.
+            // Two multiply-adds at most: a unary node's derivative is stored, and a
+            // binary one's partials are ±1 or come from the values.
             Kind::Unary => {
                 let gy = incoming(g, id, at, (carry_for, carry));
                 let [a, stored] = node.args().map(|i| i as usize);
@@ -392,37 +397,45 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
                 g[a_at] = ga;
                 (carry_for, carry) = (a, ga);
             }
-            // Each binary kind in an arm of its own: one dispatch per node, and no
-            // multiplication by a partial of ±1.
-            Kind::Sum => {
+            Kind::Sum | Kind::Difference => {
                 let gy = incoming(g, id, at, (carry_for, carry));
-                (carry_for, carry) = accumulate(g, node.args(), at, [gy, gy]);
-            }
-            Kind::Difference => {
-                let gy = incoming(g, id, at, (carry_for, carry));
-                (carry_for, carry) = accumulate(g, node.args(), at, [gy, -gy]);
-            }
-            Kind::Product => {
-                let gy = incoming(g, id, at, (carry_for, carry));
-                let [a, b] = node.args().map(|i| at(i as usize));
-                let terms = [gy * values[b], gy * values[a]];
-                (carry_for, carry) = accumulate(g, node.args(), at, terms);
+                let gb = if node.kind == Kind::Sum { gy } else { -gy };
+                (carry_for, carry) = accumulate(g, node.args(), at, [gy, gb]);
             }
             Kind::Binary => {
                 let gy = incoming(g, id, at, (carry_for, carry));
                 let [a, b] = node.args().map(|i| at(i as usize));
-                let (da, db) = node.kind.binary_partials(node.code, values, [a, b, at(id)]);
+                let (da, db) = if node.code == OpCode::Mul {
+                    (values[b], values[a])
+                } else {
+                    Op::binary_partials_code(node.code, values[a], values[b], values[at(id)])
+                };
                 (carry_for, carry) = accumulate(g, node.args(), at, [gy * da, gy * db]);
             }
-            Kind::General => {
-                if !planned_backward(inner, node, values, g) {
-                    views_backward(inner, id, values, g)?;
-                }
-                (carry_for, carry) = (usize::MAX, 0.0);
-            }
+            _ => (carry_for, carry) = leaf_or_general(inner, node, id, g, (carry_for, carry))?,
         }
     }
     Ok(())
+}
+
+/// The sweep's step for a leaf (nothing to do: the carry stays) or a general node,
+/// out of line (see the match in `sweep_nodes`).
+#[inline(never)]
+fn leaf_or_general(
+    inner: &Inner,
+    node: &Node,
+    id: usize,
+    g: &mut [f64],
+    carry: (usize, f64),
+) -> Result<(usize, f64)> {
+    if node.kind != Kind::General {
+        return Ok(carry);
+    }
+    let values = &inner.values[..];
+    if !planned_backward(inner, node, values, g) {
+        views_backward(inner, id, values, g)?;
+    }
+    Ok((usize::MAX, 0.0))
 }
 
 /// Adds `terms` into the gradients of a binary scalar node's inputs `args` (at slots

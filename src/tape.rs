@@ -90,10 +90,9 @@ pub(crate) enum Kind {
     Sum,
     /// `a − b` of two scalars: the partials are 1 and −1.
     Difference,
-    /// `a · b` of two scalars: the partials are `b` and `a`, read from the values.
-    Product,
     /// Any other built-in elementwise op of two scalars: backward computes its partials
-    /// from the values of its inputs and output, by its op code.
+    /// from the values of its inputs and output, by its op code (a product's are `b`
+    /// and `a`, read from the values).
     Binary,
     /// Everything else (tensors, reductions, user functions): the op sits in
     /// `Inner::ops` and runs its own rules.
@@ -101,33 +100,14 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    /// The kind of a scalar node of binary op `code`: the three commonest ops have
-    /// kinds of their own, so that backward needs no dispatch on the op for them.
+    /// The kind of a scalar node of binary op `code`: sums and differences have kinds
+    /// of their own, so that backward reads no op code for them.
     #[inline(always)]
     fn binary(code: OpCode) -> Kind {
         match code {
             OpCode::Add => Kind::Sum,
             OpCode::Sub => Kind::Difference,
-            OpCode::Mul => Kind::Product,
             _ => Kind::Binary,
-        }
-    }
-
-    /// (∂y/∂a, ∂y/∂b) of a binary scalar node of this kind and op `code`, whose inputs'
-    /// values sit at `a` and `b` in `values` and its own at `y`: read only where the
-    /// kind needs them.
-    #[inline(always)]
-    pub(crate) fn binary_partials(
-        self,
-        code: OpCode,
-        values: &[f64],
-        [a, b, y]: [usize; 3],
-    ) -> (f64, f64) {
-        match self {
-            Kind::Sum => (1.0, 1.0),
-            Kind::Difference => (1.0, -1.0),
-            Kind::Product => (values[b], values[a]),
-            _ => Op::binary_partials_code(code, values[a], values[b], values[y]),
         }
     }
 }
@@ -1599,9 +1579,8 @@ mod tests {
         assert_eq!(slots.len(), inner.nodes.len());
     }
 
-    /// Backward's partials of each binary kind are the op's own rule, bit for bit:
-    /// through `Kind::binary_partials`, and through the sweep's arm for the kind, with
-    /// a gradient of `c` flowing in.
+    /// Backward's partials of each binary kind are the op's own rule, bit for bit,
+    /// through the sweep's arm for the kind, with a gradient of `c` flowing in.
     #[test]
     fn binary_kinds_give_their_ops_partials() {
         use crate::ops::arith::{Add, Div, Mul, Sub};
@@ -1615,10 +1594,7 @@ mod tests {
                 (0.0, -0.0),
                 (7.5, 1e-3),
             ] {
-                let y = f.value(a, b);
-                let (da, db) = kind.binary_partials(B::CODE, &[a, b, y], [0, 1, 2]);
-                let (ea, eb) = f.derivative(a, b, y);
-                assert_eq!((da.to_bits(), db.to_bits()), (ea.to_bits(), eb.to_bits()));
+                let (ea, eb) = f.derivative(a, b, f.value(a, b));
 
                 let tape = Tape::new();
                 let (va, vb, c) = (tape.var(a), tape.var(b), tape.constant(-0.375));
@@ -1633,7 +1609,7 @@ mod tests {
         }
         check(Add, Kind::Sum);
         check(Sub, Kind::Difference);
-        check(Mul, Kind::Product);
+        check(Mul, Kind::Binary);
         check(Div, Kind::Binary);
         check(Equal, Kind::Binary);
     }
