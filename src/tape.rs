@@ -1579,8 +1579,9 @@ mod tests {
         assert_eq!(slots.len(), inner.nodes.len());
     }
 
-    /// Backward's partials of each binary kind are the op's own rule, bit for bit,
-    /// through the sweep's arm for the kind, with a gradient of `c` flowing in.
+    /// Backward's partials of each binary kind are the op's own rule, bit for bit: as
+    /// the sweep's arm for the kind computes them, and through the sweep itself, with
+    /// a gradient of `c` flowing in.
     #[test]
     fn binary_kinds_give_their_ops_partials() {
         use crate::ops::arith::{Add, Div, Mul, Sub};
@@ -1594,7 +1595,16 @@ mod tests {
                 (0.0, -0.0),
                 (7.5, 1e-3),
             ] {
-                let (ea, eb) = f.derivative(a, b, f.value(a, b));
+                let y = f.value(a, b);
+                let (ea, eb) = f.derivative(a, b, y);
+                // The partials the sweep's arm for the kind uses, against the op's rule.
+                let (da, db) = match kind {
+                    Kind::Sum => (1.0, 1.0),
+                    Kind::Difference => (1.0, -1.0),
+                    _ if B::CODE == OpCode::Mul => (b, a),
+                    _ => Op::binary_partials_code(B::CODE, a, b, y),
+                };
+                assert_eq!((da.to_bits(), db.to_bits()), (ea.to_bits(), eb.to_bits()));
 
                 let tape = Tape::new();
                 let (va, vb, c) = (tape.var(a), tape.var(b), tape.constant(-0.375));
