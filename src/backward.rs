@@ -391,10 +391,10 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
             Kind::Unary => {
                 let gy = incoming(g, id, at, (carry_for, carry));
                 let [a, stored] = node.args().map(|i| i as usize);
-                let da = aux[stored];
+                let da = read(aux, stored);
                 let a_at = at(a);
-                let ga = g[a_at] + gy * da;
-                g[a_at] = ga;
+                let ga = read(g, a_at) + gy * da;
+                write(g, a_at, ga);
                 (carry_for, carry) = (a, ga);
             }
             Kind::Sum | Kind::Difference => {
@@ -405,10 +405,11 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
             Kind::Binary => {
                 let gy = incoming(g, id, at, (carry_for, carry));
                 let [a, b] = node.args().map(|i| at(i as usize));
+                let (va, vb) = (read(values, a), read(values, b));
                 let (da, db) = if node.code == OpCode::Mul {
-                    (values[b], values[a])
+                    (vb, va)
                 } else {
-                    Op::binary_partials_code(node.code, values[a], values[b], values[at(id)])
+                    Op::binary_partials_code(node.code, va, vb, read(values, at(id)))
                 };
                 (carry_for, carry) = accumulate(g, node.args(), at, [gy * da, gy * db]);
             }
@@ -440,10 +441,10 @@ fn accumulate(
 ) -> (usize, f64) {
     let [a, b] = args.map(|i| i as usize);
     let (a_at, b_at) = (at(a), at(b));
-    let ga = g[a_at] + ta;
-    g[a_at] = ga;
-    let gb = g[b_at] + tb;
-    g[b_at] = gb;
+    let ga = read(g, a_at) + ta;
+    write(g, a_at, ga);
+    let gb = read(g, b_at) + tb;
+    write(g, b_at, gb);
     if b >= a {
         (b, gb)
     } else {
@@ -463,8 +464,28 @@ fn incoming(
     if carry_for == id {
         carry
     } else {
-        g[at(id)]
+        read(g, at(id))
     }
+}
+
+/// `s[i]`, for an index of the sweep's scalar arms. Each is a slot of the recording
+/// (a node's, or where a unary node's numbers start in `aux`): the node or one of its
+/// inputs, recorded before it, so below the arenas' used lengths.
+#[allow(unsafe_code)]
+#[inline(always)]
+fn read(s: &[f64], i: usize) -> f64 {
+    debug_assert!(i < s.len());
+    // SAFETY: `i < s.len()`, as above.
+    unsafe { *s.get_unchecked(i) }
+}
+
+/// `s[i] = v`, for an index of the sweep's scalar arms (see [`read`]).
+#[allow(unsafe_code)]
+#[inline(always)]
+fn write(s: &mut [f64], i: usize, v: f64) {
+    debug_assert!(i < s.len());
+    // SAFETY: `i < s.len()`, as for `read`.
+    unsafe { *s.get_unchecked_mut(i) = v }
 }
 
 /// Backward through a general node by its plan (slice kernels or a plain product);

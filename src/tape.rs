@@ -81,19 +81,19 @@ pub(crate) const SCALAR: ShapeId = 0;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Kind {
-    /// An input or a constant.
-    Leaf,
-    /// A built-in elementwise op of one scalar: its derivative (and the op's parameter,
-    /// if it has one) is stored in `Inner::aux`.
-    Unary,
     /// `a + b` of two scalars: both partials are 1.
     Sum,
     /// `a − b` of two scalars: the partials are 1 and −1.
     Difference,
+    /// A built-in elementwise op of one scalar: its derivative (and the op's parameter,
+    /// if it has one) is stored in `Inner::aux`.
+    Unary,
     /// Any other built-in elementwise op of two scalars: backward computes its partials
     /// from the values of its inputs and output, by its op code (a product's are `b`
     /// and `a`, read from the values).
     Binary,
+    /// An input or a constant.
+    Leaf,
     /// Everything else (tensors, reductions, user functions): the op sits in
     /// `Inner::ops` and runs its own rules.
     General,
@@ -399,21 +399,6 @@ impl Inner {
         offset as u32
     }
 
-    /// A one-number slot at the end of the recording, for the caller to fill. The
-    /// recording paths take it before they compute the value: then no call to grow the
-    /// arena sits between computing a value and storing it, which would spill the value
-    /// to the stack on a dependent chain's critical path.
-    #[inline(always)]
-    fn scalar_slot(&mut self, lock: &Lock) -> u32 {
-        let offset = self.used;
-        if offset == self.values.len() {
-            self.grow_values(lock);
-        }
-        self.used = offset + 1;
-        // Below the arena's length, which its growth keeps at most 2^32.
-        offset as u32
-    }
-
     /// Appends a unary scalar node's stored numbers (see [`Node`]) to `aux` and returns
     /// where they start: one bounds check when the arena has room.
     #[inline(always)]
@@ -451,8 +436,11 @@ impl Inner {
     #[inline(never)]
     fn grow_values(&mut self, lock: &Lock) {
         let _locked = lock.try_borrow_mut();
-        u32::try_from(self.values.len()).expect(TOO_MANY_VALUES);
-        self.values.push(0.0);
+        let len = self.values.len();
+        u32::try_from(len).expect(TOO_MANY_VALUES);
+        // Doubled (at most to the 2^32 a tape holds), so that the next nodes find
+        // their slots ready: the fast path (see `Tape::fast_end`) needs them.
+        self.values.resize((len * 2).clamp(64, 1 << 32), 0.0);
     }
 
     fn intern(&mut self, shape: &Shape) -> ShapeId {
@@ -502,6 +490,27 @@ fn grow_offsets(offsets: &mut Vec<u32>, lock: &Lock) {
     offsets.reserve(1);
 }
 
+/// The value of the scalar node of hint `hint` (see [`Tape::scalar_hint`]).
+#[allow(unsafe_code)]
+#[inline(always)]
+fn hinted_value(inner: &Inner, hint: u32) -> f64 {
+    let slot = (hint >> 2) as usize;
+    debug_assert!(slot < inner.used && inner.used <= inner.values.len());
+    // SAFETY: a hint comes from a variable of the current recording (a tape's
+    // variables cannot outlive `Tape::clear`, which takes it mutably), and holds its
+    // node's slot, which lies below `used`, at most the value arena's length.
+    unsafe { *inner.values.get_unchecked(slot) }
+}
+
+/// The [`fast_end`](Tape::fast_end) of storage `inner` under grad mask `mask`.
+fn fast_end(inner: &Inner, mask: u8) -> usize {
+    if mask == REQUIRES_GRAD && inner.dense() && inner.used == inner.nodes.len() {
+        inner.nodes.capacity().min(inner.values.len()).min(1 << 30)
+    } else {
+        0
+    }
+}
+
 /// The slot of node `id`, given a tape's `Inner::offsets` (see [`Inner::dense`]).
 #[inline(always)]
 pub(crate) fn slot_of(offsets: &[u32], id: usize) -> usize {
@@ -547,6 +556,13 @@ pub struct Tape {
     /// `REQUIRES_GRAD` outside no-grad scopes, 0 inside: new nodes' flags are masked
     /// with it.
     grad_mask: Cell<u8>,
+    /// While the number of nodes is below it, a scalar node may be appended on the fast
+    /// path ([`push_fast`](Tape::push_fast)): the tape is dense and outside no-grad
+    /// scopes, every node holds one slot (`used` is the number of nodes), the node
+    /// arena has room, the value arena is long enough, and the next id fits a hint.
+    /// Zero when not known; the slow path sets it again (see
+    /// [`refresh_fast_end`](Tape::refresh_fast_end)).
+    fast_end: Cell<usize>,
 }
 
 impl Default for Tape {
@@ -582,6 +598,7 @@ impl Tape {
             }),
             no_grad: Cell::new(0),
             grad_mask: Cell::new(REQUIRES_GRAD),
+            fast_end: Cell::new(0),
         }
     }
 
@@ -629,6 +646,7 @@ impl Tape {
         inner.generation += 1;
         inner.offsets.clear();
         inner.leaf_prefix = 0;
+        self.fast_end.set(fast_end(inner, self.grad_mask.get()));
     }
 
     /// A scalar leaf variable: gradients are computed for it.
@@ -695,6 +713,7 @@ impl Tape {
         if inner.leaf_prefix == first {
             inner.leaf_prefix = first + len;
         }
+        self.refresh_fast_end(&inner);
         Vars {
             tape: self,
             first: first as NodeId,
@@ -806,9 +825,13 @@ impl Tape {
             inner.offsets.reserve(inner.nodes.capacity().max(id + 1));
             inner.offsets.extend(0..id as u32);
             inner.offsets.push(offset);
-            return self.push_node(inner, node, offset);
+            let var = self.push_node(inner, node, offset);
+            self.refresh_fast_end(inner);
+            return var;
         }
-        self.push(inner, node, offset)
+        let var = self.push(inner, node, offset);
+        self.refresh_fast_end(inner);
+        var
     }
 
     /// Applies a user [`Function`](crate::Function) (or
@@ -933,23 +956,20 @@ impl Tape {
         // SAFETY: nothing borrows the storage (`unguarded` checked), and until the
         // reference's last use only the code that `unguarded` describes runs.
         let inner = unsafe { &mut *self.unguarded() };
-        let offset = inner.scalar_slot(&self.inner);
-        let (y, da) = f.value_and_derivative(inner.values[(ha >> 2) as usize]);
-        inner.values[offset as usize] = y;
+        let id = inner.nodes.len();
+        let (y, da) = f.value_and_derivative(hinted_value(inner, ha));
         let at = if std::mem::size_of::<U>() != 0 {
             inner.push_aux([da, param], &self.inner)
         } else {
             inner.push_aux([da], &self.inner)
         };
-        // The mask keeps the hint's `REQUIRES_GRAD` bit only.
-        let flags = IS_SCALAR | (ha as u8 & self.grad_mask.get());
         let node = Node {
             args: [a, at],
             code: U::CODE,
             kind: Kind::Unary,
-            flags,
+            flags: ha as u8 & (IS_SCALAR | REQUIRES_GRAD),
         };
-        self.push(inner, node, offset)
+        self.push_scalar_node(inner, id, y, node)
     }
 
     /// Records the binary elementwise built-in op `f` on `a` and `b`, as
@@ -1021,7 +1041,7 @@ impl Tape {
     }
 
     /// Records binary op `f` on the scalar nodes `args` of hints `ha` and `hb`: the
-    /// value, then a node with ∂y/∂a and ∂y/∂b.
+    /// value, then a node (backward computes the partials from the values).
     #[allow(unsafe_code)]
     #[inline(always)]
     fn record_scalar_binary<B: Binary + Registered>(
@@ -1034,19 +1054,86 @@ impl Tape {
         // SAFETY: nothing borrows the storage (`unguarded` checked), and until the
         // reference's last use only the code that `unguarded` describes runs.
         let inner = unsafe { &mut *self.unguarded() };
-        let va = inner.values[(ha >> 2) as usize];
-        let vb = inner.values[(hb >> 2) as usize];
-        let y = f.value(va, vb);
-        // The mask keeps the hints' `REQUIRES_GRAD` bit only.
-        let flags = IS_SCALAR | ((ha | hb) as u8 & self.grad_mask.get());
-        let offset = inner.push_scalar(y, &self.inner);
+        let id = inner.nodes.len();
+        let y = f.value(hinted_value(inner, ha), hinted_value(inner, hb));
         let node = Node {
             args,
             code: B::CODE,
             kind: Kind::binary(B::CODE),
-            flags,
+            // Gradients flow into the node if they flow into either input.
+            flags: (ha | hb) as u8 & (IS_SCALAR | REQUIRES_GRAD),
         };
-        self.push(inner, node, offset)
+        self.push_scalar_node(inner, id, y, node)
+    }
+
+    /// Appends scalar node `node` of value `y` as node `id`, the next one. Its flags
+    /// are the inputs' (see the callers): the no-grad mask is applied here.
+    ///
+    /// Below [`fast_end`](Tape::fast_end), the node takes slot `id`, no arena grows,
+    /// and no scope masks gradients: three stores and no check. Past it, the node
+    /// goes through the checked appends, out of line, which then set `fast_end` again.
+    #[allow(unsafe_code)]
+    #[inline(always)]
+    fn push_scalar_node(&self, inner: &mut Inner, id: usize, y: f64, node: Node) -> Var<'_> {
+        if id >= self.fast_end.get() {
+            // The node by its fields: as one argument it would go through memory.
+            let Node {
+                args,
+                code,
+                kind,
+                flags,
+            } = node;
+            return self.push_scalar_node_slow(y, args, code, kind, flags);
+        }
+        debug_assert!(id == inner.nodes.len() && id == inner.used && inner.dense());
+        debug_assert!(node.kind == Kind::Unary || (node.args[1] as usize) < id);
+        debug_assert!((node.args[0] as usize) < id);
+        // SAFETY: `id < fast_end`, which is at most the value arena's length and the
+        // node arena's capacity, and `id` is the number of nodes (see `fast_end`).
+        unsafe {
+            *inner.values.get_unchecked_mut(id) = y;
+            inner.nodes.as_mut_ptr().add(id).write(node);
+            inner.nodes.set_len(id + 1);
+        }
+        inner.used = id + 1;
+        // Below `fast_end`, so below 2^30: the id and the hint fit.
+        let id = id as NodeId;
+        Var::with_hint(self, id, id << 2 | u32::from(node.flags))
+    }
+
+    /// [`push_scalar_node`](Tape::push_scalar_node) past `fast_end`: grows the arenas,
+    /// keeps the node's slot on a tape that is not dense, masks the node's flags in
+    /// a no-grad scope, then sets `fast_end` again.
+    #[allow(unsafe_code)]
+    #[cold]
+    #[inline(never)]
+    fn push_scalar_node_slow(
+        &self,
+        y: f64,
+        args: [NodeId; 2],
+        code: OpCode,
+        kind: Kind,
+        flags: u8,
+    ) -> Var<'_> {
+        // SAFETY: as in the recording paths that call this: nothing borrows the
+        // storage, and only the appends of `Inner` run until the last use.
+        let inner = unsafe { &mut *self.unguarded() };
+        let node = Node {
+            args,
+            code,
+            kind,
+            flags: flags & (IS_SCALAR | self.grad_mask.get()),
+        };
+        let offset = inner.push_scalar(y, &self.inner);
+        let var = self.push(inner, node, offset);
+        self.refresh_fast_end(inner);
+        var
+    }
+
+    /// Sets [`fast_end`](Tape::fast_end) for the tape as it is now.
+    #[inline]
+    fn refresh_fast_end(&self, inner: &Inner) {
+        self.fast_end.set(fast_end(inner, self.grad_mask.get()));
     }
 
     /// Records any op as a general node: tensors, general ops, user functions, and the
@@ -1284,6 +1371,8 @@ impl Tape {
     pub fn no_grad(&self) -> NoGrad<'_> {
         self.no_grad.set(self.no_grad.get() + 1);
         self.grad_mask.set(0);
+        // The fast path records with gradients; the slow path sets it again.
+        self.fast_end.set(0);
         NoGrad { tape: self }
     }
 
@@ -1537,8 +1626,93 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_node_takes_12_bytes() {
+    fn a_node_takes_12_bytes_and_a_variable_two_words() {
         assert_eq!(std::mem::size_of::<Node>(), 12);
+        assert_eq!(std::mem::size_of::<Var<'_>>(), 16);
+    }
+
+    /// A chain of scalar ops of every kind, with a stretch in a no-grad scope: its
+    /// output's value and the gradients of its two inputs.
+    fn mixed_chain(tape: &Tape, steps: usize) -> (f64, f64, f64) {
+        let (x, y) = (tape.var(0.75), tape.var(-1.25));
+        let mut z = x;
+        for i in 0..steps {
+            z = (z * y).sin() + x;
+            z = (z - y).tanh() / (x + 2.0);
+            if i % 7 == 3 {
+                let _frozen = tape.no_grad();
+                z = z * 0.5 + (z * z).exp();
+            }
+        }
+        let grads = z.backward().unwrap();
+        (
+            z.item().unwrap(),
+            grads.wrt_scalar(x).unwrap(),
+            grads.wrt_scalar(y).unwrap(),
+        )
+    }
+
+    /// Scalar nodes appended without checks (below `fast_end`) and through the checked
+    /// appends record the same computation, bit for bit: on a new tape, which grows
+    /// its arenas as it goes and so leaves the fast path at each growth; on a tape
+    /// cleared and recorded again, where nearly every node takes the fast path; and
+    /// on a tape that stopped being dense, where none does.
+    #[test]
+    fn the_fast_path_and_the_checked_appends_record_the_same_tape() {
+        let steps = 300;
+        let mut fresh = Tape::new();
+        let grown = mixed_chain(&fresh, steps);
+        let nodes = fresh.len();
+        assert!(nodes > 2000);
+        fresh.clear();
+        assert!(
+            fresh.fast_end.get() >= nodes,
+            "a cleared tape keeps its room"
+        );
+        let again = mixed_chain(&fresh, steps);
+        assert_eq!(fresh.len(), nodes);
+
+        let sparse = Tape::new();
+        let _t = sparse.tensor(&Tensor::vector([1.0, 2.0]));
+        assert!(!sparse.inner.borrow().dense());
+        let kept = mixed_chain(&sparse, steps);
+        assert_eq!(sparse.fast_end.get(), 0);
+
+        let bits = |(v, gx, gy): (f64, f64, f64)| [v.to_bits(), gx.to_bits(), gy.to_bits()];
+        assert_eq!(bits(grown), bits(again));
+        assert_eq!(bits(grown), bits(kept));
+        // The no-grad stretches cut the path through `z`, so a gradient flows only
+        // through the last stretch: still not zero.
+        assert!(grown.1 != 0.0 && grown.2 != 0.0);
+    }
+
+    /// A no-grad scope ends the fast path until the next node, and nodes recorded in
+    /// it (on either path) carry no gradient; the first node after it takes the fast
+    /// path again once the checked append has set `fast_end`.
+    #[test]
+    fn a_no_grad_scope_leaves_the_fast_path_and_its_nodes_frozen() {
+        let tape = Tape::with_capacity(16, 16);
+        let x = tape.var(3.0);
+        let a = x * x;
+        assert!(tape.fast_end.get() > tape.len());
+        let frozen = {
+            let _guard = tape.no_grad();
+            assert_eq!(tape.fast_end.get(), 0);
+            x.sin() * x
+        };
+        assert!(a.requires_grad() && !frozen.requires_grad());
+        let b = a + frozen;
+        assert!(b.requires_grad());
+        assert!(
+            tape.fast_end.get() > tape.len(),
+            "set again after the scope"
+        );
+        let c = b * x;
+        let grads = c.backward().unwrap();
+        // c = (x² + k)·x with k = sin(x)·x frozen: dc/dx = 3x² + k.
+        let k = 3.0f64.sin() * 3.0;
+        assert_eq!(frozen.item().unwrap(), k);
+        assert!((grads.wrt_scalar(x).unwrap() - (27.0 + k)).abs() < 1e-12);
     }
 
     /// A tape that stops being dense partway (a tensor, then an empty tensor, after

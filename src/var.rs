@@ -36,28 +36,32 @@ use std::ops::{Add, Div, Mul, Sub};
 #[derive(Clone, Copy)]
 pub struct Var<'t> {
     tape: &'t Tape,
-    id: NodeId,
-    /// What the recording paths need of a scalar node without loading it: its slot and
-    /// flags, packed by [`Tape::scalar_hint`]; zero when not known.
-    hint: u32,
+    /// The node's id in the low 32 bits; in the high 32, what the recording paths need
+    /// of a scalar node without loading it: its slot and flags, packed by
+    /// [`Tape::scalar_hint`], or zero when not known. One word, so that a variable
+    /// is a pair of registers, passed and returned in them.
+    word: u64,
 }
 
 impl<'t> Var<'t> {
     /// The variable of node `id`, with nothing known of the node.
     pub(crate) fn new(tape: &'t Tape, id: NodeId) -> Self {
-        Var { tape, id, hint: 0 }
+        Var::with_hint(tape, id, 0)
     }
 
     /// The variable of node `id`, with its node's hint (see [`Tape::scalar_hint`]).
     #[inline(always)]
     pub(crate) fn with_hint(tape: &'t Tape, id: NodeId, hint: u32) -> Self {
-        Var { tape, id, hint }
+        Var {
+            tape,
+            word: u64::from(id) | u64::from(hint) << 32,
+        }
     }
 
     /// The node's slot and flags when it is a scalar whose slot fits the hint, else 0.
     #[inline(always)]
     pub(crate) fn hint(&self) -> u32 {
-        self.hint
+        (self.word >> 32) as u32
     }
 
     /// The tape this variable is recorded on.
@@ -66,19 +70,20 @@ impl<'t> Var<'t> {
     }
 
     /// The node's index on its tape (its position in recording order).
+    #[inline]
     pub fn id(&self) -> u32 {
-        self.id
+        self.word as u32
     }
 
     /// The value, copied out of the tape.
     pub fn value(&self) -> Tensor {
-        self.tape.inner.borrow().value(self.id).to_tensor()
+        self.tape.inner.borrow().value(self.id()).to_tensor()
     }
 
     /// The single value of a scalar (or one-element) variable; an error otherwise.
     pub fn item(&self) -> Result<f64> {
         let inner = self.tape.inner.borrow();
-        let v = inner.value(self.id);
+        let v = inner.value(self.id());
         v.item().map_err(|_| Error::NotScalar {
             op: "item".into(),
             shape: v.shape().clone(),
@@ -88,19 +93,22 @@ impl<'t> Var<'t> {
     /// The shape.
     pub fn shape(&self) -> Shape {
         let inner = self.tape.inner.borrow();
-        inner.shape(inner.nodes[self.id as usize].shape()).clone()
+        inner.shape(inner.nodes[self.id() as usize].shape()).clone()
     }
 
     /// The name of the op that made this variable (`"leaf"` for inputs).
     pub fn op_name(&self) -> String {
         let inner = self.tape.inner.borrow();
-        inner.op(&inner.nodes[self.id as usize]).name().to_string()
+        inner
+            .op(&inner.nodes[self.id() as usize])
+            .name()
+            .to_string()
     }
 
     /// True if gradients flow into this variable (a `var`/`tensor` leaf or a result
     /// that depends on one outside a no-grad scope).
     pub fn requires_grad(&self) -> bool {
-        self.tape.inner.borrow().nodes[self.id as usize].requires_grad()
+        self.tape.inner.borrow().nodes[self.id() as usize].requires_grad()
     }
 
     /// A copy of this value that gradients do not flow through.
@@ -123,7 +131,7 @@ impl<'t> Var<'t> {
     /// leaf or `value` has another shape; nothing changes then.
     pub fn set_value(&self, value: &Tensor) -> Result<()> {
         let mut inner = self.tape.inner.borrow_mut();
-        let offset = inner.settable_leaf(self.id as usize, value)?;
+        let offset = inner.settable_leaf(self.id() as usize, value)?;
         shared_copy(
             &mut inner.values[offset..offset + value.numel()],
             value.data(),
@@ -136,9 +144,9 @@ impl<'t> Var<'t> {
     pub fn set_scalar(&self, value: f64) -> Result<()> {
         {
             let mut inner = self.tape.inner.borrow_mut();
-            let node = &inner.nodes[self.id as usize];
+            let node = &inner.nodes[self.id() as usize];
             if node.is_leaf() && node.is_scalar() {
-                let offset = inner.offset(self.id as usize);
+                let offset = inner.offset(self.id() as usize);
                 inner.values[offset] = value;
                 return Ok(());
             }
@@ -175,7 +183,7 @@ impl<'t> Var<'t> {
 
 impl fmt::Debug for Var<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Var#{} {}", self.id, self.value())
+        write!(f, "Var#{} {}", self.id(), self.value())
     }
 }
 
