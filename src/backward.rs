@@ -399,19 +399,22 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
             }
             Kind::Sum | Kind::Difference => {
                 let gy = incoming(g, id, at, (carry_for, carry));
-                let gb = if node.kind == Kind::Sum { gy } else { -gy };
+                // −gy for a difference, by its kind's number (0 or 1) in the sign bit:
+                // no branch.
+                let gb = f64::from_bits(gy.to_bits() ^ (node.kind as u64) << 63);
                 (carry_for, carry) = accumulate(g, node.args(), at, [gy, gb]);
             }
             Kind::Binary => {
                 let gy = incoming(g, id, at, (carry_for, carry));
                 let [a, b] = node.args().map(|i| at(i as usize));
                 let (va, vb) = (read(values, a), read(values, b));
-                let (da, db) = if node.code == OpCode::Mul {
-                    (vb, va)
+                (carry_for, carry) = if node.code == OpCode::Mul {
+                    accumulate(g, node.args(), at, [gy * vb, gy * va])
                 } else {
-                    Op::binary_partials_code(node.code, va, vb, read(values, at(id)))
+                    let (da, db) =
+                        Op::binary_partials_code(node.code, va, vb, read(values, at(id)));
+                    accumulate(g, node.args(), at, [gy * da, gy * db])
                 };
-                (carry_for, carry) = accumulate(g, node.args(), at, [gy * da, gy * db]);
             }
             // Leaves have nothing to do; a general node runs its op's rule. The kind
             // goes through `black_box` so that the compiler cannot fold this test

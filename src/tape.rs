@@ -81,7 +81,9 @@ pub(crate) const SCALAR: ShapeId = 0;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Kind {
-    /// `a + b` of two scalars: both partials are 1.
+    /// `a + b` of two scalars: both partials are 1. Sums and differences are numbered
+    /// 0 and 1, first, so that the sweep tells them from the rest by one comparison
+    /// and negates a difference's second partial by the number's bit.
     Sum,
     /// `a − b` of two scalars: the partials are 1 and −1.
     Difference,
@@ -1791,6 +1793,7 @@ mod tests {
                 assert!(same(ga, wa) && same(gb, wb), "{}: {ga}, {gb}", B::NAME);
             }
         }
+        assert_eq!((Kind::Sum as u8, Kind::Difference as u8), (0, 1));
         check(Add, Kind::Sum);
         check(Sub, Kind::Difference);
         check(Mul, Kind::Binary);
