@@ -423,7 +423,8 @@ impl Inner {
         let _locked = lock.try_borrow_mut();
         let (at, end) = (self.aux_used, self.aux_used + N);
         u32::try_from(end - 1).expect("a tape holds at most 2^32 stored derivatives");
-        self.aux.resize(end, 0.0);
+        // Room for the next nodes' numbers too, as `grow_values` makes.
+        self.aux.resize((end + 4096).min(1 << 32), 0.0);
         self.aux[at..end].copy_from_slice(&numbers);
     }
 
@@ -440,9 +441,11 @@ impl Inner {
         let _locked = lock.try_borrow_mut();
         let len = self.values.len();
         u32::try_from(len).expect(TOO_MANY_VALUES);
-        // Doubled (at most to the 2^32 a tape holds), so that the next nodes find
-        // their slots ready: the fast path (see `Tape::fast_end`) needs them.
-        self.values.resize((len * 2).clamp(64, 1 << 32), 0.0);
+        // Slots for the next 4,096 numbers at once (at most the 2^32 a tape holds), so
+        // that the nodes after this one find their slots ready, as the fast path
+        // (see `Tape::fast_end`) needs, without a call each. Not doubled: zeroing
+        // slots that no node takes would cost a fresh tape time and memory.
+        self.values.resize((len + 4096).min(1 << 32), 0.0);
     }
 
     fn intern(&mut self, shape: &Shape) -> ShapeId {
