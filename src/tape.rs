@@ -562,10 +562,10 @@ pub struct Tape {
     /// with it.
     grad_mask: Cell<u8>,
     /// While the number of nodes is below it, a scalar node may be appended on the fast
-    /// path ([`push_fast`](Tape::push_fast)): the tape is dense and outside no-grad
-    /// scopes, every node holds one slot (`used` is the number of nodes), the node
-    /// arena has room, the value arena is long enough, and the next id fits a hint.
-    /// Zero when not known; the slow path sets it again (see
+    /// path ([`push_scalar_node`](Tape::push_scalar_node)): the tape is dense and
+    /// outside no-grad scopes, every node holds one slot (`used` is the number of
+    /// nodes), the node arena has room, the value arena is long enough, and the next id
+    /// fits a hint. Zero when not known; the slow path sets it again (see
     /// [`refresh_fast_end`](Tape::refresh_fast_end)).
     fast_end: Cell<usize>,
 }
