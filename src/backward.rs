@@ -383,8 +383,9 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
         // Three arms and a default: with a fourth, the match compiles to a jump table,
         // which swept the chain of cheap ops 8–9% slower over most placements of the
         // code (see "What makes it fast" in docs/performance.md). Kinds share an arm
-        // through a select (sum and difference), a test of the op code, or a kind the
-        // compiler cannot see; a branch on the kind itself it folds back into the match.
+        // through a bit of the kind (sum and difference), a test of the op code, or a
+        // kind the compiler cannot see; a branch on the kind itself it folds back into
+        // the match.
         match node.kind {
             // Two multiply-adds at most: a unary node's derivative is stored, and a
             // binary one's partials are ±1 or come from the values.
