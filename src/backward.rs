@@ -8,7 +8,7 @@
 use crate::error::{Error, Result};
 use crate::function::InputGrads;
 use crate::ops::linalg::{add_grad_a, add_grad_b, shared_copy, shared_zero};
-use crate::ops::{Op, OpCode};
+use crate::ops::Op;
 use crate::tape::{Inner, Kind, Node, NodeId, Plan, Tape};
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::{Var, Vars};
@@ -382,13 +382,13 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
         }
         // Three arms and a default: with a fourth, the match compiles to a jump table,
         // which swept the chain of cheap ops 8–9% slower over most placements of the
-        // code (see "What makes it fast" in docs/performance.md). Kinds share an arm
-        // through a bit of the kind (sum and difference), a test of the op code, or a
-        // kind the compiler cannot see; a branch on the kind itself it folds back into
-        // the match.
+        // code (see "What makes it fast" in docs/performance.md). Sums and differences
+        // share an arm through a bit of their kind; the rarer kinds wait behind a
+        // second match on a kind the compiler cannot see, which it would otherwise
+        // fold into the first one.
         match node.kind {
-            // Two multiply-adds at most: a unary node's derivative is stored, and a
-            // binary one's partials are ±1 or come from the values.
+            // Two multiply-adds at most: a unary node's derivative is stored, and a sum's,
+            // a difference's or a product's partials are ±1 or come from the values.
             Kind::Unary => {
                 let gy = incoming(g, id, at, (carry_for, carry));
                 let [a, stored] = node.args().map(|i| i as usize);
@@ -405,29 +405,31 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
                 let gb = f64::from_bits(gy.to_bits() ^ (node.kind as u64) << 63);
                 (carry_for, carry) = accumulate(g, node.args(), at, [gy, gb]);
             }
-            Kind::Binary => {
+            Kind::Product => {
                 let gy = incoming(g, id, at, (carry_for, carry));
                 let [a, b] = node.args().map(|i| at(i as usize));
                 let (va, vb) = (read(values, a), read(values, b));
-                (carry_for, carry) = if node.code == OpCode::Mul {
-                    accumulate(g, node.args(), at, [gy * vb, gy * va])
-                } else {
+                (carry_for, carry) = accumulate(g, node.args(), at, [gy * vb, gy * va]);
+            }
+            // Leaves have nothing to do. Other binary ops compute their partials by
+            // their op code; a general node runs its op's rule.
+            _ => match std::hint::black_box(node.kind) {
+                Kind::Binary => {
+                    let gy = incoming(g, id, at, (carry_for, carry));
+                    let [a, b] = node.args().map(|i| at(i as usize));
+                    let (va, vb) = (read(values, a), read(values, b));
                     let (da, db) =
                         Op::binary_partials_code(node.code, va, vb, read(values, at(id)));
-                    accumulate(g, node.args(), at, [gy * da, gy * db])
-                };
-            }
-            // Leaves have nothing to do; a general node runs its op's rule. The kind
-            // goes through `black_box` so that the compiler cannot fold this test
-            // into the match as a fourth arm.
-            _ => {
-                if std::hint::black_box(node.kind) == Kind::General {
+                    (carry_for, carry) = accumulate(g, node.args(), at, [gy * da, gy * db]);
+                }
+                Kind::General => {
                     if !planned_backward(inner, node, values, g) {
                         views_backward(inner, id, values, g)?;
                     }
                     (carry_for, carry) = (usize::MAX, 0.0);
                 }
-            }
+                _ => {}
+            },
         }
     }
     Ok(())

@@ -90,9 +90,10 @@ pub(crate) enum Kind {
     /// A built-in elementwise op of one scalar: its derivative (and the op's parameter,
     /// if it has one) is stored in `Inner::aux`.
     Unary,
+    /// `a · b` of two scalars: the partials are `b` and `a`, read from the values.
+    Product,
     /// Any other built-in elementwise op of two scalars: backward computes its partials
-    /// from the values of its inputs and output, by its op code (a product's are `b`
-    /// and `a`, read from the values).
+    /// from the values of its inputs and output, by its op code.
     Binary,
     /// An input or a constant.
     Leaf,
@@ -109,6 +110,7 @@ impl Kind {
         match code {
             OpCode::Add => Kind::Sum,
             OpCode::Sub => Kind::Difference,
+            OpCode::Mul => Kind::Product,
             _ => Kind::Binary,
         }
     }
@@ -1780,7 +1782,7 @@ mod tests {
                 let (da, db) = match kind {
                     Kind::Sum => (1.0, 1.0),
                     Kind::Difference => (1.0, -1.0),
-                    _ if B::CODE == OpCode::Mul => (b, a),
+                    Kind::Product => (b, a),
                     _ => Op::binary_partials_code(B::CODE, a, b, y),
                 };
                 assert_eq!((da.to_bits(), db.to_bits()), (ea.to_bits(), eb.to_bits()));
@@ -1799,7 +1801,7 @@ mod tests {
         assert_eq!((Kind::Sum as u8, Kind::Difference as u8), (0, 1));
         check(Add, Kind::Sum);
         check(Sub, Kind::Difference);
-        check(Mul, Kind::Binary);
+        check(Mul, Kind::Product);
         check(Div, Kind::Binary);
         check(Equal, Kind::Binary);
     }
