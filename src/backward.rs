@@ -375,11 +375,13 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
     // The id counts down beside the nodes: worked out from the iterator, it would
     // take a division by the node's 12 bytes.
     let mut id = root as usize + 1;
+    // Nodes that take no gradient need no test: the scalar ones recorded past the
+    // fast path are frozen (see `Kind::FrozenUnary`) and fall to the default arm,
+    // which also tests general nodes; any other such node was recorded from inputs
+    // that take none either, so it only adds into slots that are no gradient (see
+    // `Gradients::slot`).
     for node in nodes[start..=root as usize].iter().rev() {
         id -= 1;
-        if !node.requires_grad() {
-            continue;
-        }
         // Three arms and a default: with a fourth, the match compiles to a jump table,
         // which swept the chain of cheap ops 8–9% slower over most placements of the
         // code (see "What makes it fast" in docs/performance.md). Sums and differences
@@ -411,8 +413,8 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
                 let (va, vb) = (read(values, a), read(values, b));
                 (carry_for, carry) = accumulate(g, node.args(), at, [gy * vb, gy * va]);
             }
-            // Leaves have nothing to do. Other binary ops compute their partials by
-            // their op code; a general node runs its op's rule.
+            // Leaves and frozen nodes have nothing to do. Other binary ops compute their
+            // partials by their op code; a general node runs its op's rule.
             _ => match std::hint::black_box(node.kind) {
                 Kind::Binary => {
                     let gy = incoming(g, id, at, (carry_for, carry));
@@ -423,14 +425,29 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
                     (carry_for, carry) = accumulate(g, node.args(), at, [gy * da, gy * db]);
                 }
                 Kind::General => {
-                    if !planned_backward(inner, node, values, g) {
-                        views_backward(inner, id, values, g)?;
-                    }
+                    general_backward(inner, node, id, values, g)?;
                     (carry_for, carry) = (usize::MAX, 0.0);
                 }
                 _ => {}
             },
         }
+    }
+    Ok(())
+}
+
+/// Backward through general node `id`, if gradients flow into it. Out of line as a
+/// whole: with the test of the flag and the two calls inline, the compiler kept the
+/// sweep's carried gradient in memory.
+#[inline(never)]
+fn general_backward(
+    inner: &Inner,
+    node: &Node,
+    id: usize,
+    values: &[f64],
+    g: &mut [f64],
+) -> Result<()> {
+    if node.requires_grad() && !planned_backward(inner, node, values, g) {
+        views_backward(inner, id, values, g)?;
     }
     Ok(())
 }

@@ -100,9 +100,31 @@ pub(crate) enum Kind {
     /// Everything else (tensors, reductions, user functions): the op sits in
     /// `Inner::ops` and runs its own rules.
     General,
+    /// A unary scalar node that takes no gradient, recorded past the fast path (in a
+    /// no-grad scope, or from inputs that take none): backward passes it by, so that
+    /// a gradient written into its slot flows no further. Numbered so that it differs
+    /// from `Unary` by one bit.
+    FrozenUnary = 10,
+    /// A binary scalar node that takes no gradient, recorded so.
+    FrozenBinary = 12,
 }
 
 impl Kind {
+    /// The kind of a scalar node of kind `self` that takes no gradient.
+    fn frozen(self) -> Kind {
+        match self {
+            Kind::Unary => Kind::FrozenUnary,
+            _ => Kind::FrozenBinary,
+        }
+    }
+
+    /// True for unary scalar nodes, frozen or not.
+    #[inline(always)]
+    fn is_unary(self) -> bool {
+        // Unary and FrozenUnary differ by bit 3 alone: one test in replay's walk.
+        self as u8 & 7 == Kind::Unary as u8
+    }
+
     /// The kind of a scalar node of binary op `code`: sums and differences have kinds
     /// of their own, so that backward reads no op code for them.
     #[inline(always)]
@@ -270,7 +292,7 @@ impl Inner {
     pub(crate) fn inputs<'a>(&'a self, node: &'a Node) -> &'a [NodeId] {
         match node.kind {
             Kind::Leaf => &[],
-            Kind::Unary => &node.args[..1],
+            Kind::Unary | Kind::FrozenUnary => &node.args[..1],
             Kind::General => self.wide.get(node.general_index()),
             _ => &node.args,
         }
@@ -326,7 +348,7 @@ impl Inner {
     pub(crate) fn op(&self, node: &Node) -> Op {
         match node.kind {
             Kind::General => self.general_op(node).clone(),
-            Kind::Unary if node.code.has_params() => {
+            Kind::Unary | Kind::FrozenUnary if node.code.has_params() => {
                 Op::from_code_param(node.code, self.param(node)).unwrap_or(Op::Leaf)
             }
             _ => Op::from_code(node.code).unwrap_or(Op::Leaf),
@@ -1125,11 +1147,16 @@ impl Tape {
         // SAFETY: as in the recording paths that call this: nothing borrows the
         // storage, and only the appends of `Inner` run until the last use.
         let inner = unsafe { &mut *self.unguarded() };
+        let flags = flags & (IS_SCALAR | self.grad_mask.get());
         let node = Node {
             args,
             code,
-            kind,
-            flags: flags & (IS_SCALAR | self.grad_mask.get()),
+            kind: if flags & REQUIRES_GRAD == 0 {
+                kind.frozen()
+            } else {
+                kind
+            },
+            flags,
         };
         let offset = inner.push_scalar(y, &self.inner);
         let var = self.push(inner, node, offset);
@@ -1483,7 +1510,7 @@ fn replay_nodes<const DENSE: bool>(
             // node's partials are left to backward, so the compiler drops them here.
             _ => {
                 let [a, b] = node.args();
-                let unary = node.kind == Kind::Unary;
+                let unary = node.kind.is_unary();
                 let va = values[at(a)];
                 let (param, vb) = if !unary {
                     (0.0, values[at(b)])
@@ -1720,6 +1747,54 @@ mod tests {
         let k = 3.0f64.sin() * 3.0;
         assert_eq!(frozen.item().unwrap(), k);
         assert!((grads.wrt_scalar(x).unwrap() - (27.0 + k)).abs() < 1e-12);
+    }
+
+    /// Scalar nodes that take no gradient. Past the fast path (here in a no-grad scope)
+    /// they are frozen, and backward passes them by although later nodes write into
+    /// their slots; on the fast path from constants only they keep their kinds, and
+    /// backward runs through them into constants alone. Replay recomputes both.
+    #[test]
+    fn nodes_without_gradient_stop_it_frozen_or_not() {
+        let tape = Tape::with_capacity(64, 64);
+        let (x, c) = (tape.var(0.5), tape.constant(2.0));
+        // The first node grows the arenas; the next ones take the fast path.
+        let w = x + 1.0;
+        assert!(tape.fast_end.get() > tape.len() + 3);
+        let (p, s) = (c * c, c.sin());
+        let k = p * s + c;
+        let (e, frozen) = {
+            let _guard = tape.no_grad();
+            let e = (x * x).exp();
+            (e, e - x)
+        };
+        let y = x * k + frozen * x + frozen * 3.0 + w;
+        let kind = |v: Var<'_>| tape.inner.borrow().nodes[v.id() as usize].kind;
+        assert_eq!(
+            [kind(p), kind(s), kind(k)],
+            [Kind::Product, Kind::Unary, Kind::Sum]
+        );
+        assert_eq!(
+            [kind(e), kind(frozen)],
+            [Kind::FrozenUnary, Kind::FrozenBinary]
+        );
+        assert!(Kind::Unary.is_unary() && Kind::FrozenUnary.is_unary());
+        assert!(!Kind::FrozenBinary.is_unary() && !Kind::Product.is_unary());
+
+        // y = x·k + f·x + 3f + x + 1 with k and f = exp(x²) − x constants:
+        // dy/dx = k + f + 1.
+        let check = |v: f64| {
+            let (kv, f) = (4.0 * 2.0f64.sin() + 2.0, (v * v).exp() - v);
+            assert_eq!(y.item().unwrap(), v * kv + f * v + f * 3.0 + (v + 1.0));
+            let grads = y.backward().unwrap();
+            assert!((grads.wrt_scalar(x).unwrap() - (kv + f + 1.0)).abs() < 1e-12);
+            for v in [c, p, s, k, e, frozen] {
+                assert_eq!(grads.wrt_scalar(v).unwrap(), 0.0);
+            }
+        };
+        check(0.5);
+        x.set_value(&Tensor::scalar(-1.25)).unwrap();
+        tape.replay();
+        check(-1.25);
     }
 
     /// A tape that stops being dense partway (a tensor, then an empty tensor, after
