@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::function::InputGrads;
-use crate::ops::linalg::{add_grad_a, add_grad_b, shared_copy, shared_zero};
+use crate::ops::linalg::{add_grad_a, add_grad_b, shared_copy, shared_zero, zero_beside};
 use crate::ops::Op;
 use crate::tape::{Inner, Kind, Node, NodeId, Plan, Tape};
 use crate::tensor::{Tensor, TensorRef};
@@ -31,13 +31,42 @@ use smallvec::SmallVec;
 /// }
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Default)]
 pub struct Gradients {
     tape: u64,
     generation: u64,
     /// Nodes recorded when the pass ran; later nodes have zero gradient.
     nodes: usize,
     data: Vec<f64>,
+    /// A second arena for the next pass, all zero when `spare_zero` is set: on a tape
+    /// of scalars the helper thread zeroes it while the sweep runs (see `sweep`).
+    spare: Vec<f64>,
+    spare_zero: bool,
+}
+
+impl Clone for Gradients {
+    /// The gradients alone: the copy starts without a spare arena.
+    fn clone(&self) -> Gradients {
+        Gradients {
+            tape: self.tape,
+            generation: self.generation,
+            nodes: self.nodes,
+            data: self.data.clone(),
+            spare: Vec::new(),
+            spare_zero: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for Gradients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gradients")
+            .field("tape", &self.tape)
+            .field("generation", &self.generation)
+            .field("nodes", &self.nodes)
+            .field("data", &self.data)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Gradients {
@@ -117,9 +146,10 @@ impl Gradients {
         &self.data[at..at + len]
     }
 
-    /// Bytes of heap memory held (the gradient arena).
+    /// Bytes of heap memory held: the gradient arena and, once a pass has run on a tape
+    /// without general nodes, the spare arena of the same size that the next pass uses.
     pub fn heap_bytes(&self) -> usize {
-        self.data.capacity() * std::mem::size_of::<f64>()
+        (self.data.capacity() + self.spare.capacity()) * std::mem::size_of::<f64>()
     }
 
     /// The gradient with respect to `x`, shaped like `x`.
@@ -273,7 +303,7 @@ impl<'t> Var<'t> {
     /// [`backward_with`](Var::backward_with) and give the upstream gradient.
     pub fn backward(self) -> Result<Gradients> {
         let mut grads = Gradients::new();
-        self.backward_into(&mut grads)?;
+        sweep(self.tape(), self.id(), None, &mut grads, false)?;
         Ok(grads)
     }
 
@@ -291,28 +321,35 @@ impl<'t> Var<'t> {
     /// ```
     pub fn backward_with(self, seed: &Tensor) -> Result<Gradients> {
         let mut grads = Gradients::new();
-        self.backward_with_into(seed, &mut grads)?;
+        sweep(self.tape(), self.id(), Some(seed.view()), &mut grads, false)?;
         Ok(grads)
     }
 
     /// [`backward`](Var::backward) into an existing [`Gradients`], reusing its memory.
+    ///
+    /// On a tape without general nodes (scalars only), the pass also keeps a second
+    /// arena beside the gradients, which the helper thread zeroes while the sweep runs,
+    /// so that the next pass into the same `Gradients` starts without zeroing: twice
+    /// the memory of [`backward`](Var::backward)'s gradients, and a faster loop.
     pub fn backward_into(self, grads: &mut Gradients) -> Result<()> {
-        sweep(self.tape(), self.id(), None, grads)
+        sweep(self.tape(), self.id(), None, grads, true)
     }
 
     /// [`backward_with`](Var::backward_with) into an existing [`Gradients`], reusing
     /// its memory.
     pub fn backward_with_into(self, seed: &Tensor, grads: &mut Gradients) -> Result<()> {
-        sweep(self.tape(), self.id(), Some(seed.view()), grads)
+        sweep(self.tape(), self.id(), Some(seed.view()), grads, true)
     }
 }
 
-/// The reverse sweep from `root`.
+/// The reverse sweep from `root`; with `reused`, into gradients that will be reused,
+/// and so worth a spare arena.
 fn sweep(
     tape: &Tape,
     root: NodeId,
     seed: Option<TensorRef<'_>>,
     grads: &mut Gradients,
+    reused: bool,
 ) -> Result<()> {
     let inner = tape.inner.borrow();
     let root_node = &inner.nodes[root as usize];
@@ -336,10 +373,16 @@ fn sweep(
     grads.tape = tape.id();
     grads.generation = inner.generation;
     grads.nodes = inner.nodes.len();
-    // Zeroes the slots the pass uses, on both threads when there are many (see
-    // `shared_zero`), then fits the arena to them.
-    let kept = grads.data.len().min(inner.used);
-    shared_zero(&mut grads.data[..kept]);
+    // The arena must be zero over the slots the pass uses: the spare one, if the last
+    // pass left it zero, or this one zeroed now, on both threads when it is large (see
+    // `shared_zero`). Then fitted to those slots.
+    if grads.spare_zero {
+        std::mem::swap(&mut grads.data, &mut grads.spare);
+        grads.spare_zero = false;
+    } else {
+        let kept = grads.data.len().min(inner.used);
+        shared_zero(&mut grads.data[..kept]);
+    }
     grads.data.resize(inner.used, 0.0);
     let at = inner.offset(root as usize);
     match seed {
@@ -349,11 +392,30 @@ fn sweep(
 
     // A slice, not the Vec: its pointer and length stay in registers across the loop.
     let g: &mut [f64] = &mut grads.data;
-    if inner.dense() {
-        sweep_nodes::<true>(&inner, root, g)
-    } else {
-        sweep_nodes::<false>(&inner, root, g)
+    let inner = &*inner;
+    let mut walk = move || {
+        if inner.dense() {
+            sweep_nodes::<true>(inner, root, g)
+        } else {
+            sweep_nodes::<false>(inner, root, g)
+        }
+    };
+    if !reused || !inner.ops.is_empty() {
+        // General nodes may share their kernels with the helper thread: it stays free.
+        return walk();
     }
+    // A tape of scalars: the helper zeroes the spare arena (the last pass's gradients)
+    // while this thread sweeps, so that the next pass finds its arena ready and the
+    // zeroing leaves the path of the pass. The first time, the spare arena is
+    // allocated zeroed, which costs no writes.
+    let result = if grads.spare.len() < inner.used {
+        grads.spare = vec![0.0; inner.used];
+        walk()
+    } else {
+        zero_beside(&mut grads.spare, walk)
+    };
+    grads.spare_zero = true;
+    result
 }
 
 /// The sweep's walk, from `root` back to the first node. With `DENSE` (see

@@ -52,7 +52,9 @@
 //! helper thread of its own, started the first time there is some: matrix products of
 //! at least 2¹⁸ multiply-adds, and fills, copies and optimizer updates of at least 2¹⁶
 //! numbers (zeroing a large gradient arena, copying parameters or a data batch onto a
-//! tape). Results are the same, bit for bit, on one thread or two. Set the environment
+//! tape). On a tape of scalars, [`Var::backward_into`] has the helper zero the next
+//! pass's gradient arena while this pass sweeps. Results are the same, bit for bit,
+//! on one thread or two. Set the environment
 //! variable `TAPEGRAD_NUM_THREADS=1` to keep all work on the calling thread.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]

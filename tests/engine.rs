@@ -38,6 +38,50 @@ fn backward_can_run_again_with_fresh_gradients() -> Result<()> {
     Ok(())
 }
 
+/// One `Gradients` reused across passes of many sizes and over two tapes holds what
+/// fresh gradients hold after every pass. A pass on a tape of scalars has the helper
+/// thread zero a spare arena while it sweeps, for the next pass to take; a pass on a
+/// tape with a general node zeroes its arena before the sweep.
+#[test]
+fn reused_gradients_match_fresh_ones_across_sizes_and_tapes() -> Result<()> {
+    let mut grads = Gradients::new();
+    let mut tapes = [Tape::new(), Tape::new()];
+    let sizes: [i32; 7] = [70_000, 10, 100_000, 70_000, 5, 70_000, 80_000];
+    for (round, n) in sizes.into_iter().enumerate() {
+        let tape = &mut tapes[round % 2];
+        tape.clear();
+        let tape = &*tape;
+        let (x, c) = (tape.var(0.5 + round as f64 / 8.0), tape.var(0.999));
+        let (mut y, mut kept) = (x, vec![]);
+        for k in 0..n {
+            y = (y + c) * c;
+            if k % 9_999 == 0 {
+                kept.push(y);
+            }
+        }
+        // Every third round ends in a tensor op, a general node: d/dy Σ y·[1, 2] = 3.
+        let scale = if round % 3 == 2 {
+            y = (y * tape.constant_tensor(&Tensor::vector([1.0, 2.0]))).sum();
+            3.0
+        } else {
+            1.0
+        };
+        y.backward_into(&mut grads)?;
+        // dy/dx = 0.999ⁿ, times the tensor's sum.
+        let (got, want) = (grads.wrt_scalar(x)?, scale * 0.999f64.powi(n));
+        assert!(
+            (got - want).abs() <= 1e-9 * want,
+            "round {round}: {got}, {want}"
+        );
+        let fresh = y.backward()?;
+        for v in [x, c].into_iter().chain(kept) {
+            let (a, b) = (grads.wrt_scalar(v)?, fresh.wrt_scalar(v)?);
+            assert_eq!(a.to_bits(), b.to_bits(), "round {round}: {a}, {b}");
+        }
+    }
+    Ok(())
+}
+
 /// Arenas large enough that the sweep zeroes them, and `set`, `vars` and `wrt_into`
 /// copy, on two threads: a reused `Gradients` holds no stale number from the last pass.
 #[test]

@@ -12,7 +12,7 @@
 
 mod kernel;
 
-pub(crate) use kernel::{copy as shared_copy, update_in_pieces, zero as shared_zero};
+pub(crate) use kernel::{copy as shared_copy, update_in_pieces, zero as shared_zero, zero_beside};
 
 use super::{sum_to, Op};
 use crate::error::{Error, Result};

@@ -629,6 +629,26 @@ fn zero_shared(out: &mut [f64]) {
     });
 }
 
+/// Runs `main` on this thread while the helper, if it is free, sets every number of
+/// `out` to zero; this thread then zeroes what is left. Returns `main`'s result once
+/// all of `out` is zero.
+pub(crate) fn zero_beside<R>(out: &mut [f64], main: impl FnOnce() -> R) -> R {
+    if out.len() < PARALLEL_MEMORY || helper().is_none() {
+        let result = main();
+        out.fill(0.0);
+        return result;
+    }
+    let queue = Mutex::new(out.chunks_mut(MEMORY_CHUNK));
+    run_shared_after(
+        &|| loop {
+            let next = lock(&queue).next();
+            let Some(chunk) = next else { break };
+            chunk.fill(0.0);
+        },
+        main,
+    )
+}
+
 /// Copies `src` into `out`; a large copy on both threads.
 ///
 /// # Panics
@@ -813,8 +833,15 @@ impl Helper {
 /// time; returns once neither runs it. `work` shares its work out itself (both threads
 /// take items from one queue), so running it once here must be enough to finish.
 fn run_shared(work: &(dyn Fn() + Sync)) {
+    run_shared_after(work, || ())
+}
+
+/// [`run_shared`], with `first` run on this thread before it joins in `work`.
+fn run_shared_after<R>(work: &(dyn Fn() + Sync), first: impl FnOnce() -> R) -> R {
     let Some(helper) = helper() else {
-        return work();
+        let result = first();
+        work();
+        return result;
     };
     if helper
         .claimed
@@ -822,7 +849,9 @@ fn run_shared(work: &(dyn Fn() + Sync)) {
         .is_err()
     {
         // Another thread's product has the helper: do this one alone.
-        return work();
+        let result = first();
+        work();
+        return result;
     }
 
     /// Withdraws the job if the helper has not taken it, else waits until it is done,
@@ -862,18 +891,20 @@ fn run_shared(work: &(dyn Fn() + Sync)) {
     helper.posted.store(true, Ordering::Release);
     helper.wake.notify_one();
     let withdraw = Withdraw(helper);
+    let result = first();
     work();
     drop(withdraw);
     assert!(
         !helper.panicked.swap(false, Ordering::Relaxed),
         "work shared with the helper thread panicked"
     );
+    result
 }
 
 #[cfg(test)]
 mod tests {
     use super::{copy, multiply_tile, one_thread_asked, TileOut, MR, NR};
-    use super::{zero, Product, Strided, MEMORY_CHUNK, PARALLEL_MEMORY};
+    use super::{zero, zero_beside, Product, Strided, MEMORY_CHUNK, PARALLEL_MEMORY};
 
     /// A product shared with the helper gives the bits of the same product on one
     /// thread: each element sums its depth in the same order either way. Sizes that
@@ -960,6 +991,20 @@ mod tests {
                 buffer[1..=len].iter().all(|&v| v == 0.0),
                 "zeroing of {len}"
             );
+            assert_eq!([buffer[0], buffer[len + 1], buffer[len + 2]], [-1.0; 3]);
+
+            // Zeroing beside other work: that work runs here, once, and its result
+            // comes back with the slice all zero and nothing past it touched.
+            buffer.fill(-1.0);
+            let caller = std::thread::current().id();
+            let mut runs = 0;
+            let result = zero_beside(&mut buffer[1..=len], || {
+                runs += 1;
+                assert_eq!(std::thread::current().id(), caller);
+                len * 2
+            });
+            assert_eq!((result, runs), (len * 2, 1));
+            assert!(buffer[1..=len].iter().all(|&v| v == 0.0), "{len} beside");
             assert_eq!([buffer[0], buffer[len + 1], buffer[len + 2]], [-1.0; 3]);
         }
     }
