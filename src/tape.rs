@@ -1096,7 +1096,8 @@ impl Tape {
     }
 
     /// Appends scalar node `node` of value `y` as node `id`, the next one. Its flags
-    /// are the inputs' (see the callers): the no-grad mask is applied here.
+    /// are the inputs' (see the callers): the no-grad mask, and the freezing of a node
+    /// without gradient, are applied here, on the slow path.
     ///
     /// Below [`fast_end`](Tape::fast_end), the node takes slot `id`, no arena grows,
     /// and no scope masks gradients: three stores and no check. Past it, the node
@@ -1132,7 +1133,8 @@ impl Tape {
 
     /// [`push_scalar_node`](Tape::push_scalar_node) past `fast_end`: grows the arenas,
     /// keeps the node's slot on a tape that is not dense, masks the node's flags in
-    /// a no-grad scope, then sets `fast_end` again.
+    /// a no-grad scope and freezes the node if it then takes no gradient (see
+    /// [`Kind::FrozenUnary`]), then sets `fast_end` again.
     #[allow(unsafe_code)]
     #[cold]
     #[inline(never)]
