@@ -67,6 +67,7 @@ impl std::ops::Index<usize> for ShapeSet {
 }
 use smallvec::SmallVec;
 use std::cell::{Cell, RefCell};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Index of a node on its tape.
@@ -249,6 +250,18 @@ impl InputLists {
         self.ranges.clear();
     }
 
+    /// The number of lists, and of ids in them: where [`truncate`](Self::truncate)
+    /// goes back to.
+    fn lens(&self) -> [usize; 2] {
+        [self.ranges.len(), self.ids.len()]
+    }
+
+    /// Forgets the lists pushed since `lens` was taken.
+    fn truncate(&mut self, [ranges, ids]: [usize; 2]) {
+        self.ranges.truncate(ranges);
+        self.ids.truncate(ids);
+    }
+
     fn heap_bytes(&self) -> usize {
         self.ids.capacity() * std::mem::size_of::<NodeId>()
             + self.ranges.capacity() * std::mem::size_of::<[u32; 2]>()
@@ -257,6 +270,22 @@ impl InputLists {
 
 /// The message of the panic when a recording outgrows 32-bit slot numbers.
 const TOO_MANY_VALUES: &str = "a tape holds at most 2^32 values";
+
+/// The most values a tape holds: slots are numbered in 32 bits.
+const MAX_VALUES: usize = 1 << 32;
+
+/// Where a recording ended at some moment: the lengths of its lists (see
+/// [`Inner::mark`]).
+#[derive(Clone, Copy)]
+struct Mark {
+    nodes: usize,
+    used: usize,
+    ops: usize,
+    wide: [usize; 2],
+    aux_used: usize,
+    offsets: usize,
+    leaf_prefix: usize,
+}
 
 /// The tape's storage.
 pub(crate) struct Inner {
@@ -399,15 +428,44 @@ impl Inner {
 
     /// A slot of `n` numbers at the end of the recording; its contents are whatever
     /// an earlier recording left there (zero the first time), for the caller to write.
+    /// `None`, with nothing changed, when the recording would pass 2³² values.
     #[inline]
-    fn slot(&mut self, n: usize) -> usize {
+    fn slot(&mut self, n: usize) -> Option<usize> {
         let offset = self.used;
-        self.used += n;
-        if self.used > self.values.len() {
-            u32::try_from(self.used - 1).expect(TOO_MANY_VALUES);
-            self.values.resize(self.used, 0.0);
+        let end = offset.checked_add(n).filter(|&end| end <= MAX_VALUES)?;
+        if end > self.values.len() {
+            self.values.resize(end, 0.0);
         }
-        offset
+        self.used = end;
+        Some(offset)
+    }
+
+    /// Where the recording ends now, for [`truncate`](Inner::truncate).
+    fn mark(&self) -> Mark {
+        Mark {
+            nodes: self.nodes.len(),
+            used: self.used,
+            ops: self.ops.len(),
+            wide: self.wide.lens(),
+            aux_used: self.aux_used,
+            offsets: self.offsets.len(),
+            leaf_prefix: self.leaf_prefix,
+        }
+    }
+
+    /// Forgets everything recorded since `mark` was taken: the recording is again what
+    /// it was then. Values written past the mark stay in the arena as memory, like
+    /// those of a longer recording before [`Tape::clear`].
+    fn truncate(&mut self, mark: Mark) {
+        self.nodes.truncate(mark.nodes);
+        self.used = mark.used;
+        self.ops.truncate(mark.ops);
+        self.plans.truncate(mark.ops);
+        self.wide.truncate(mark.wide);
+        self.aux_used = mark.aux_used;
+        // Empty again if the tape was dense at the mark (see `Inner::dense`).
+        self.offsets.truncate(mark.offsets);
+        self.leaf_prefix = mark.leaf_prefix;
     }
 
     /// A one-number slot at the end of the recording, holding `y`.
@@ -704,6 +762,7 @@ impl Tape {
     #[inline]
     fn leaf_scalar(&self, value: f64, requires_grad: bool) -> Var<'_> {
         let mut inner = self.inner.borrow_mut();
+        self.room_for_a_node(&inner);
         let offset = inner.push_scalar(value, &self.inner);
         let node = Node::scalar_leaf(self.flags(requires_grad, true));
         self.push(&mut inner, node, offset)
@@ -729,7 +788,7 @@ impl Tape {
         let len = values.len();
         let first = inner.nodes.len();
         NodeId::try_from(first + len).expect("a tape holds at most 2^32 nodes");
-        let slot = inner.slot(len);
+        let slot = inner.slot(len).expect(TOO_MANY_VALUES);
         shared_copy(&mut inner.values[slot..slot + len], values);
         let flags = self.flags(true, true);
         inner
@@ -754,13 +813,23 @@ impl Tape {
 
     pub(crate) fn leaf(&self, value: TensorRef<'_>, requires_grad: bool) -> Var<'_> {
         let mut inner = self.inner.borrow_mut();
+        self.room_for_a_node(&inner);
         let shape = inner.intern(value.shape());
-        let offset = inner.slot(value.data().len());
+        let offset = inner.slot(value.data().len()).expect(TOO_MANY_VALUES);
         shared_copy(
             &mut inner.values[offset..offset + value.data().len()],
             value.data(),
         );
         self.push_general(&mut inner, Op::Leaf, &[], offset, shape, requires_grad)
+    }
+
+    /// Panics, before anything changes, if the tape holds as many nodes as node ids
+    /// can number.
+    #[inline(always)]
+    fn room_for_a_node(&self, inner: &Inner) {
+        if NodeId::try_from(inner.nodes.len()).is_err() {
+            too_many_nodes(&self.inner);
+        }
     }
 
     /// The flags of a new node.
@@ -1113,7 +1182,7 @@ impl Tape {
                 kind,
                 flags,
             } = node;
-            return self.push_scalar_node_slow(y, args, code, kind, flags);
+            return self.push_scalar_node_slow(inner, y, args, code, kind, flags);
         }
         debug_assert!(id == inner.nodes.len() && id == inner.used && inner.dense());
         debug_assert!(node.kind == Kind::Unary || (node.args[1] as usize) < id);
@@ -1135,20 +1204,18 @@ impl Tape {
     /// keeps the node's slot on a tape that is not dense, masks the node's flags in
     /// a no-grad scope and freezes the node if it then takes no gradient (see
     /// [`Kind::FrozenUnary`]), then sets `fast_end` again.
-    #[allow(unsafe_code)]
     #[cold]
     #[inline(never)]
     fn push_scalar_node_slow(
         &self,
+        inner: &mut Inner,
         y: f64,
         args: [NodeId; 2],
         code: OpCode,
         kind: Kind,
         flags: u8,
     ) -> Var<'_> {
-        // SAFETY: as in the recording paths that call this: nothing borrows the
-        // storage, and only the appends of `Inner` run until the last use.
-        let inner = unsafe { &mut *self.unguarded() };
+        self.room_for_a_node(inner);
         let flags = flags & (IS_SCALAR | self.grad_mask.get());
         let node = Node {
             args,
@@ -1219,12 +1286,35 @@ impl Tape {
         };
 
         let n = inner.shapes.numel(shape_id);
-        let offset = inner.slot(n);
-        let var = self.push_general(inner, op, &ids, offset, shape_id, requires_grad);
-        // The node is recorded first, so that computing its value is replay's code.
-        let (graph, values, _) = inner.split();
-        forward_general(&graph, values, var.id() as usize);
-        Ok(var)
+        let mark = inner.mark();
+        let Some(offset) = inner.slot(n) else {
+            return Err(Error::Invalid {
+                op: op.name().to_string(),
+                reason: format!(
+                    "its value of {n} numbers does not fit on the tape, which holds at \
+                     most 2^32 values and holds {} already",
+                    inner.used
+                ),
+            });
+        };
+        // A panic from here on (a user function's forward, an arena that cannot grow)
+        // takes the node back off the tape before it goes on, so that a caller who
+        // catches it finds the tape as it was.
+        let recorded = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let var = self.push_general(inner, op, &ids, offset, shape_id, requires_grad);
+            // The node is recorded first, so that computing its value is replay's code.
+            let (graph, values, _) = inner.split();
+            forward_general(&graph, values, var.id() as usize);
+            var
+        }));
+        match recorded {
+            Ok(var) => Ok(var),
+            Err(panic) => {
+                inner.truncate(mark);
+                self.refresh_fast_end(inner);
+                std::panic::resume_unwind(panic)
+            }
+        }
     }
 
     /// Recomputes every recorded node from its inputs, in recording order, after leaf
