@@ -4,6 +4,20 @@
 //! arena laid out like the value arena: no recursion (a chain of millions of nodes is
 //! fine) and no hash map. Each node's function adds its inputs' gradients; a node used
 //! several times (`x * x`, `x + x`) simply receives several additions.
+//!
+//! Only the output's ancestors take part, as in PyTorch and JAX: a node the output does
+//! not depend on is passed by, whatever its local derivative (NaN and ±∞ included), and
+//! a user function off the output's path is never asked for its backward.
+//!
+//! ```
+//! use tapegrad::Tape;
+//! let tape = Tape::new();
+//! let x = tape.var(0.0);
+//! let _unused = x.ln(); // −∞, with derivative +∞ at 0
+//! let z = x * 2.0;
+//! assert_eq!(z.backward()?.wrt_scalar(x)?, 2.0);
+//! # Ok::<(), tapegrad::Error>(())
+//! ```
 
 use crate::error::{Error, Result};
 use crate::function::InputGrads;
@@ -42,6 +56,8 @@ pub struct Gradients {
     /// of scalars the helper thread zeroes it while the sweep runs (see `sweep`).
     spare: Vec<f64>,
     spare_zero: bool,
+    /// Memory for the marks of a pass's [`Ancestors`], kept for the next pass.
+    ancestors: Vec<bool>,
 }
 
 impl Clone for Gradients {
@@ -54,6 +70,7 @@ impl Clone for Gradients {
             data: self.data.clone(),
             spare: Vec::new(),
             spare_zero: false,
+            ancestors: Vec::new(),
         }
     }
 }
@@ -150,6 +167,7 @@ impl Gradients {
     /// without general nodes, the spare arena of the same size that the next pass uses.
     pub fn heap_bytes(&self) -> usize {
         (self.data.capacity() + self.spare.capacity()) * std::mem::size_of::<f64>()
+            + self.ancestors.capacity()
     }
 
     /// The gradient with respect to `x`, shaped like `x`.
@@ -297,7 +315,8 @@ impl Gradients {
 
 impl<'t> Var<'t> {
     /// Backpropagates from this scalar (or one-element) output: the gradient of `self`
-    /// with respect to every variable recorded before it.
+    /// with respect to every variable recorded before it (zero for those it does not
+    /// depend on). Only the nodes the output depends on run their backward rules.
     ///
     /// An error if the output has more than one element: use
     /// [`backward_with`](Var::backward_with) and give the upstream gradient.
@@ -370,7 +389,9 @@ fn sweep(
         _ => {}
     }
 
-    grads.tape = tape.id();
+    // No tape has id 0: until the sweep succeeds, the gradients answer no variable
+    // (a user function's backward may fail or panic half way).
+    grads.tape = 0;
     grads.generation = inner.generation;
     grads.nodes = inner.nodes.len();
     // The arena must be zero over the slots the pass uses: the spare one, if the last
@@ -393,16 +414,22 @@ fn sweep(
     // A slice, not the Vec: its pointer and length stay in registers across the loop.
     let g: &mut [f64] = &mut grads.data;
     let inner = &*inner;
+    let mut ancestors = Ancestors {
+        marks: &mut grads.ancestors,
+        known: false,
+    };
     let mut walk = move || {
         if inner.dense() {
-            sweep_nodes::<true>(inner, root, g)
+            sweep_nodes::<true>(inner, root, g, &mut ancestors)
         } else {
-            sweep_nodes::<false>(inner, root, g)
+            sweep_nodes::<false>(inner, root, g, &mut ancestors)
         }
     };
     if !reused || !inner.ops.is_empty() {
         // General nodes may share their kernels with the helper thread: it stays free.
-        return walk();
+        walk()?;
+        grads.tape = tape.id();
+        return Ok(());
     }
     // A tape of scalars: the helper zeroes the spare arena (the last pass's gradients)
     // while this thread sweeps, so that the next pass finds its arena ready and the
@@ -415,14 +442,93 @@ fn sweep(
         zero_beside(&mut grads.spare, walk)
     };
     grads.spare_zero = true;
-    result
+    result?;
+    grads.tape = tape.id();
+    Ok(())
 }
 
-/// The sweep's walk, from `root` back to the first node. With `DENSE` (see
-/// [`Inner::dense`]), an input's gradient sits at its node's id, so the walk loads no
-/// input node.
+/// Which nodes the root depends on: the only nodes a sweep runs.
+///
+/// A node off the root's path gets no gradient, and running it anyway would add 0 · its
+/// local derivative into its inputs' gradients: NaN when that derivative is ±∞ or NaN
+/// (`ln` at 0, say), and a call of a user function's backward for an output that does
+/// not depend on it. So the sweep runs a node only when it is an ancestor of the root.
+///
+/// Most nodes show it without a look at the graph: a node whose gradient holds a
+/// number other than +0 was written by a node the sweep ran (or is the root), so it
+/// is an ancestor. Only for a node whose gradient is all +0 (a node off the path, or an
+/// ancestor that the chain rule gave zero) does the sweep ask here; the first question
+/// marks every ancestor of the root in one walk over the nodes, and the marks answer
+/// the rest. A tape whose gradients are nowhere zero pays one test per node.
+struct Ancestors<'a> {
+    /// One mark per node up to the root, once `known`.
+    marks: &'a mut Vec<bool>,
+    known: bool,
+}
+
+impl Ancestors<'_> {
+    /// True if node `id` lies on a path to `root`, through nodes that pass gradients on
+    /// (frozen nodes and those without gradient do not).
+    #[cold]
+    #[inline(never)]
+    fn contains(&mut self, inner: &Inner, root: NodeId, id: usize) -> bool {
+        if !self.known {
+            let root = root as usize;
+            let marks = &mut *self.marks;
+            marks.clear();
+            marks.resize(root + 1, false);
+            marks[root] = true;
+            for id in (inner.leaf_prefix.min(root + 1)..=root).rev() {
+                let node = &inner.nodes[id];
+                if marks[id] && passes_gradients(node) {
+                    for &i in inner.inputs(node) {
+                        marks[i as usize] = true;
+                    }
+                }
+            }
+            self.known = true;
+        }
+        self.marks[id]
+    }
+}
+
+impl Ancestors<'_> {
+    /// True if the sweep passes general node `id` by: its gradient in `g` is all +0
+    /// and it is no ancestor of `root`.
+    #[cold]
+    #[inline(never)]
+    fn passes_by(&mut self, inner: &Inner, root: NodeId, id: usize, g: &[f64]) -> bool {
+        let at = inner.offset(id);
+        let n = inner.numel(&inner.nodes[id]);
+        all_plus_zero(&g[at..at + n]) && !self.contains(inner, root, id)
+    }
+}
+
+/// True if the sweep, running `node`, adds into its inputs' gradients.
+fn passes_gradients(node: &Node) -> bool {
+    match node.kind {
+        Kind::Leaf | Kind::FrozenUnary | Kind::FrozenBinary => false,
+        Kind::General => node.requires_grad(),
+        Kind::Sum | Kind::Difference | Kind::Unary | Kind::Product | Kind::Binary => true,
+    }
+}
+
+/// True if no number of `gy` is other than +0: the gradient of a node the sweep may
+/// have to pass by (see [`Ancestors`]).
+fn all_plus_zero(gy: &[f64]) -> bool {
+    gy.iter().all(|v| v.to_bits() == 0)
+}
+
+/// The sweep's walk, from `root` back to the first node, over the root's ancestors
+/// (see [`Ancestors`]). With `DENSE` (see [`Inner::dense`]), an input's gradient sits
+/// at its node's id, so the walk loads no input node.
 #[inline(always)]
-fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) -> Result<()> {
+fn sweep_nodes<const DENSE: bool>(
+    inner: &Inner,
+    root: NodeId,
+    g: &mut [f64],
+    ancestors: &mut Ancestors<'_>,
+) -> Result<()> {
     let (nodes, values, aux) = (&inner.nodes[..], &inner.values[..], &inner.aux[..]);
     let offsets = &inner.offsets[..];
     let at = |id: usize| if DENSE { id } else { offsets[id] as usize };
@@ -455,6 +561,9 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
             // a difference's or a product's partials are ±1 or come from the values.
             Kind::Unary => {
                 let gy = incoming(g, id, at, (carry_for, carry));
+                if gy.to_bits() == 0 && !ancestors.contains(inner, root, id) {
+                    continue;
+                }
                 let [a, stored] = node.args().map(|i| i as usize);
                 let da = read(aux, stored);
                 let a_at = at(a);
@@ -464,6 +573,9 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
             }
             Kind::Sum | Kind::Difference => {
                 let gy = incoming(g, id, at, (carry_for, carry));
+                if gy.to_bits() == 0 && !ancestors.contains(inner, root, id) {
+                    continue;
+                }
                 // −gy for a difference, by its kind's number (0 or 1) in the sign bit:
                 // no branch.
                 let gb = f64::from_bits(gy.to_bits() ^ (node.kind as u64) << 63);
@@ -471,6 +583,9 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
             }
             Kind::Product => {
                 let gy = incoming(g, id, at, (carry_for, carry));
+                if gy.to_bits() == 0 && !ancestors.contains(inner, root, id) {
+                    continue;
+                }
                 let [a, b] = node.args().map(|i| at(i as usize));
                 let (va, vb) = (read(values, a), read(values, b));
                 (carry_for, carry) = accumulate(g, node.args(), at, [gy * vb, gy * va]);
@@ -480,6 +595,9 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
             _ => match std::hint::black_box(node.kind) {
                 Kind::Binary => {
                     let gy = incoming(g, id, at, (carry_for, carry));
+                    if gy.to_bits() == 0 && !ancestors.contains(inner, root, id) {
+                        continue;
+                    }
                     let [a, b] = node.args().map(|i| at(i as usize));
                     let (va, vb) = (read(values, a), read(values, b));
                     let (da, db) =
@@ -487,6 +605,11 @@ fn sweep_nodes<const DENSE: bool>(inner: &Inner, root: NodeId, g: &mut [f64]) ->
                     (carry_for, carry) = accumulate(g, node.args(), at, [gy * da, gy * db]);
                 }
                 Kind::General => {
+                    // The first number of the gradient tells most nodes on the path.
+                    let first_zero = g.get(at(id)).is_none_or(|gy| gy.to_bits() == 0);
+                    if first_zero && ancestors.passes_by(inner, root, id, g) {
+                        continue;
+                    }
                     general_backward(inner, node, id, values, g)?;
                     (carry_for, carry) = (usize::MAX, 0.0);
                 }

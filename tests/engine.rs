@@ -1000,3 +1000,235 @@ fn variables_recorded_on_after_new_values_and_replay_use_the_new_values() -> Res
     assert_eq!((y * 1.0).item()?, y.item()?);
     Ok(())
 }
+
+/// A scalar function whose derivative is NaN everywhere.
+struct NanDerivative;
+
+impl ScalarFunction for NanDerivative {
+    fn name(&self) -> &str {
+        "nan_derivative"
+    }
+    fn value(&self, x: f64) -> f64 {
+        x
+    }
+    fn derivative(&self, _x: f64) -> f64 {
+        f64::NAN
+    }
+}
+
+/// A user function whose backward panics: it must never run for an output that does
+/// not depend on it.
+struct PanicsInBackward;
+
+impl Function for PanicsInBackward {
+    fn name(&self) -> &str {
+        "panics_in_backward"
+    }
+    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+        out.copy_from_slice(inputs[0].data());
+    }
+    fn backward(
+        &self,
+        _inputs: &[TensorRef<'_>],
+        _y: TensorRef<'_>,
+        _gy: TensorRef<'_>,
+    ) -> Result<Vec<Tensor>> {
+        panic!("backward ran for an output that does not depend on this node")
+    }
+}
+
+/// Branches with an infinite or NaN local derivative at x = 0, for recording beside
+/// an output that does not use them.
+type Branch = for<'t> fn(Var<'t>) -> Var<'t>;
+
+fn dead_branches() -> [(&'static str, Branch); 6] {
+    [
+        ("ln", |x| x.ln()),
+        ("sqrt", |x| x.sqrt()),
+        ("1/x", |x| 1.0 / x),
+        // 0/0: its partials are NaN.
+        ("x/(x·1)", |x| x / (x * 1.0)),
+        ("exp(x + 1000)", |x| (x + 1000.0).exp()),
+        ("user function", |x| {
+            x.apply(&Arc::new(NanDerivative)).unwrap()
+        }),
+    ]
+}
+
+/// A node the output does not depend on takes no part in its backward pass, whatever
+/// its local derivative: 0 · ∞ would otherwise turn the input's gradient into NaN.
+#[test]
+fn nodes_off_the_outputs_path_leave_its_gradients_alone() -> Result<()> {
+    let mut reused = Gradients::new();
+    for (name, branch) in dead_branches() {
+        // Scalars, through every entry point of the sweep.
+        let tape = Tape::new();
+        let x = tape.var(0.0);
+        let dead = branch(x);
+        let z = x * 2.0;
+        assert_eq!(z.backward()?.wrt_scalar(x)?, 2.0, "{name}");
+        z.backward_into(&mut reused)?;
+        assert_eq!(reused.wrt_scalar(x)?, 2.0, "{name}");
+        assert_eq!(reused.wrt_scalar(dead)?, 0.0, "{name}");
+        let seeded = z.backward_with(&Tensor::scalar(3.0))?;
+        assert_eq!(seeded.wrt_scalar(x)?, 6.0, "{name}");
+        assert_eq!(z.grad_graph(&[x])?[0].item()?, 2.0, "{name}");
+        tape.replay();
+        assert_eq!(z.backward()?.wrt_scalar(x)?, 2.0, "{name} after replay");
+
+        // Tensors: the dead branch's entry at 0 has the infinite derivative.
+        let tape = Tape::new();
+        let x = tape.tensor(&Tensor::vector([0.0, 1.0]));
+        let _dead = branch(x);
+        let z = (x * 2.0).sum();
+        assert_eq!(z.backward()?.wrt(x)?, Tensor::vector([2.0, 2.0]), "{name}");
+        z.backward_into(&mut reused)?;
+        assert_eq!(reused.wrt(x)?, Tensor::vector([2.0, 2.0]), "{name}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_user_function_off_the_path_is_never_called_backward() -> Result<()> {
+    let tape = Tape::new();
+    let x = tape.tensor(&Tensor::vector([1.0, 2.0]));
+    let off = x.apply(&Arc::new(PanicsInBackward))?;
+    let y = (x * x).sum();
+    assert_eq!(y.backward()?.wrt(x)?, Tensor::vector([2.0, 4.0]));
+    assert_eq!(y.grad_graph(&[x])?[0].value(), Tensor::vector([2.0, 4.0]));
+    // The function's node and the output share an input, and the function comes
+    // before the output, so a sweep over every node would reach it.
+    assert!(off.id() < y.id());
+    Ok(())
+}
+
+/// The second-order helpers sweep graphs where each gradient's nodes lie beside the
+/// others': [[2, 0], [0, 0]] for x0² + x1 with a branch of infinite derivative at
+/// x0 = 0 that nothing uses.
+#[test]
+fn higher_order_helpers_sweep_only_the_outputs_ancestors() -> Result<()> {
+    fn f<'t>(v: &[Var<'t>]) -> Result<Var<'t>> {
+        let x = v[0];
+        let _dead = x.ln();
+        let (x0, x1) = (x.narrow(0, 0, 1)?, x.narrow(0, 1, 1)?);
+        Ok((x0 * x0 + x1).sum())
+    }
+    let at = [Tensor::vector([0.0, 5.0])];
+    let h = tapegrad::higher::hessian(f, &at)?;
+    assert_eq!(h, Tensor::new(vec![2.0, 0.0, 0.0, 0.0], [2, 2])?);
+    let g = tapegrad::higher::grad(f, &at)?;
+    assert_eq!(g[0], Tensor::vector([0.0, 1.0]));
+    Ok(())
+}
+
+/// What a caught failure may not change: a fresh computation on the tape after it
+/// gives, bit for bit, what it gives on a tape that never failed, before and after a
+/// replay at new inputs.
+fn survives(tape: &Tape, len_before: usize, what: &str) -> Result<()> {
+    assert_eq!(tape.len(), len_before, "{what}: the tape changed length");
+    let x = tape.tensor(&Tensor::vector([0.5, -1.5, 2.0]));
+    let y = (x.sin() * x).sum();
+    let fresh = Tape::new();
+    let fx = fresh.tensor(&Tensor::vector([0.5, -1.5, 2.0]));
+    let fy = (fx.sin() * fx).sum();
+    assert_eq!(y.item()?.to_bits(), fy.item()?.to_bits(), "{what}");
+    assert_eq!(y.backward()?.wrt(x)?, fy.backward()?.wrt(fx)?, "{what}");
+    x.set_value(&Tensor::vector([1.0, 2.0, 3.0]))?;
+    tape.replay();
+    fx.set_value(&Tensor::vector([1.0, 2.0, 3.0]))?;
+    fresh.replay();
+    assert_eq!(
+        y.item()?.to_bits(),
+        fy.item()?.to_bits(),
+        "{what} after replay"
+    );
+    assert_eq!(y.backward()?.wrt(x)?, fy.backward()?.wrt(fx)?, "{what}");
+    Ok(())
+}
+
+/// A user function whose forward panics; its value has two numbers, so that on a
+/// tape of scalars it would be the first node that does not take one slot.
+struct PanicsInForward;
+
+impl Function for PanicsInForward {
+    fn name(&self) -> &str {
+        "panics_in_forward"
+    }
+    fn output_shape(&self, _inputs: &[&tapegrad::Shape]) -> Result<tapegrad::Shape> {
+        Ok(tapegrad::Shape::from([2]))
+    }
+    fn forward(&self, _inputs: &[TensorRef<'_>], _out: &mut [f64]) {
+        panic!("forward refuses")
+    }
+    fn backward(
+        &self,
+        _inputs: &[TensorRef<'_>],
+        _y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+    ) -> Result<Vec<Tensor>> {
+        Ok(vec![Tensor::scalar(gy.data().iter().sum())])
+    }
+}
+
+/// Any failure while recording, an error or a caught panic, leaves the tape as it was:
+/// the tape then records, differentiates and replays as one that never failed.
+#[test]
+fn a_tape_after_a_failed_recording_is_the_tape_before_it() -> Result<()> {
+    let quiet = |f: &mut dyn FnMut()| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).expect_err("panics")
+    };
+    let mut tape = Tape::new();
+    for dense in [true, false] {
+        tape.clear();
+        let tape = &tape;
+        let s = tape.var(2.0);
+        let _ = s * s;
+        if !dense {
+            let _ = tape.tensor(&Tensor::vector([1.0, 2.0]));
+        }
+        // A caught panic: a user function's forward, on a tape of scalars or not.
+        let before = tape.len();
+        quiet(&mut || {
+            let _ = s.apply(&Arc::new(PanicsInForward));
+        });
+        assert_eq!(tape.len(), before);
+        // Scalars still append on the fast path if the tape is dense.
+        let t = s * 3.0;
+        assert_eq!(t.backward()?.wrt_scalar(s)?, 3.0);
+
+        // An error: shapes that do not broadcast.
+        let a = tape.tensor(&Tensor::vector([1.0, 2.0]));
+        let b = tape.tensor(&Tensor::vector([1.0, 2.0, 3.0]));
+        let before = tape.len();
+        assert!(a.try_add(b).is_err());
+        assert_eq!(tape.len(), before);
+        // An error: a value past the 2^32 numbers a tape holds (an outer product of
+        // 70,000 numbers with themselves), refused before anything is allocated.
+        let column = tape.constant_tensor(&Tensor::ones([70_000, 1]));
+        let row = tape.constant_tensor(&Tensor::ones([1, 70_000]));
+        let before_outer = tape.len();
+        let err = column.matmul(row).unwrap_err();
+        assert!(err.to_string().contains("2^32"), "{err}");
+        assert_eq!(tape.len(), before_outer);
+        // A caught panic: an operator on shapes that do not broadcast.
+        quiet(&mut || {
+            let _ = a + b;
+        });
+        assert_eq!(tape.len(), before_outer);
+        // A caught panic: a user function's forward.
+        quiet(&mut || {
+            let _ = a.sum().apply(&Arc::new(PanicsInForward));
+        });
+        assert_eq!(tape.len(), before_outer + 1);
+        // A caught panic in backward leaves the recording alone too.
+        quiet(&mut || {
+            let _ = a
+                .apply(&Arc::new(PanicsInBackward))
+                .unwrap()
+                .sum()
+                .backward();
+        });
+        survives(tape, tape.len(), if dense { "dense tape" } else { "tape" })?;
+    }
+    Ok(())
+}

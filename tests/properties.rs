@@ -652,3 +652,279 @@ fn a_hidden_nan_sets_the_case_aside() {
     };
     assert_set_aside(&case, &catalogue);
 }
+
+// ---------------------------------------------------------------------------------------
+// Only the output's ancestors take part in its backward pass.
+//
+// A random program is a list of steps over scalar and vector leaves, each step reading
+// any earlier node, so that many nodes end up off the path of the chosen output. Leaf
+// values include 0, −0, subnormals, ±1e308, ±∞ and NaN, so that dead nodes meet
+// infinite and NaN local derivatives (ln, √ and 1/x at 0, exp overflowing, a user
+// function whose derivative is NaN). The gradients of every leaf must equal, bit for
+// bit, those of the same program with every node off the output's path left out.
+
+/// A leaf's values are drawn from these.
+const EDGE_VALUES: [f64; 13] = [
+    0.0,
+    -0.0,
+    0.5,
+    -1.5,
+    2.5,
+    1e308,
+    -1e308,
+    5e-324,
+    f64::NAN,
+    f64::INFINITY,
+    f64::NEG_INFINITY,
+    3.0,
+    -0.25,
+];
+
+/// A scalar function with a NaN derivative everywhere (a user function, recorded as a
+/// general node).
+struct NanSlope;
+
+impl tapegrad::ScalarFunction for NanSlope {
+    fn name(&self) -> &str {
+        "nan_slope"
+    }
+    fn value(&self, x: f64) -> f64 {
+        x * 0.5
+    }
+    fn derivative(&self, _x: f64) -> f64 {
+        f64::NAN
+    }
+}
+
+const UNARY_STEPS: [&str; 12] = [
+    "ln",
+    "sqrt",
+    "exp",
+    "recip",
+    "sin",
+    "tanh",
+    "relu",
+    "abs",
+    "sigmoid",
+    "powi",
+    "nan_slope",
+    "sum",
+];
+const BINARY_STEPS: [&str; 4] = ["add", "sub", "mul", "div"];
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// An op of `UNARY_STEPS` on an earlier node (indices are taken modulo the nodes
+    /// recorded so far).
+    Unary(usize, usize),
+    /// An op of `BINARY_STEPS` on two earlier nodes.
+    Binary(usize, usize, usize),
+}
+
+#[derive(Clone, Debug)]
+struct Program {
+    /// Each leaf: a scalar (`None`) or a vector of three values.
+    leaves: Vec<(f64, Option<[f64; 3]>)>,
+    steps: Vec<Step>,
+    /// The output node, modulo the number of nodes.
+    output: usize,
+}
+
+impl Program {
+    /// The inputs of step `k`, as node numbers (leaves first).
+    fn inputs(&self, k: usize) -> Vec<usize> {
+        let before = self.leaves.len() + k;
+        match self.steps[k] {
+            Step::Unary(_, a) => vec![a % before],
+            Step::Binary(_, a, b) => vec![a % before, b % before],
+        }
+    }
+
+    /// For every node, whether the output depends on it.
+    fn ancestors(&self) -> Vec<bool> {
+        let n = self.leaves.len() + self.steps.len();
+        let mut on_path = vec![false; n];
+        on_path[self.output % n] = true;
+        for k in (0..self.steps.len()).rev() {
+            if on_path[self.leaves.len() + k] {
+                for i in self.inputs(k) {
+                    on_path[i] = true;
+                }
+            }
+        }
+        on_path
+    }
+}
+
+fn program_strategy() -> impl Strategy<Value = Program> {
+    let value = prop::sample::select(EDGE_VALUES.to_vec());
+    let leaf = (
+        value.clone(),
+        prop::option::of(prop::array::uniform3(value)),
+    );
+    let step = prop_oneof![
+        (0..UNARY_STEPS.len(), any::<usize>()).prop_map(|(op, a)| Step::Unary(op, a)),
+        (0..BINARY_STEPS.len(), any::<usize>(), any::<usize>())
+            .prop_map(|(op, a, b)| Step::Binary(op, a, b)),
+    ];
+    (
+        prop::collection::vec(leaf, 1..=4),
+        prop::collection::vec(step, 1..=14),
+        any::<usize>(),
+    )
+        .prop_map(|(leaves, steps, output)| Program {
+            leaves,
+            steps,
+            output,
+        })
+}
+
+/// The leaves, every node (`None` where left out) and the output (summed to a scalar)
+/// of a recorded program.
+type Recorded<'t> = (Vec<Var<'t>>, Vec<Option<Var<'t>>>, Var<'t>);
+
+/// Records `program` on `tape`, leaving out the steps `keep` says no to.
+fn record_program<'t>(tape: &'t Tape, program: &Program, keep: &[bool]) -> Result<Recorded<'t>> {
+    let nan_slope = Arc::new(NanSlope);
+    let mut nodes: Vec<Option<Var<'t>>> = program
+        .leaves
+        .iter()
+        .map(|&(s, v)| {
+            Some(match v {
+                None => tape.var(s),
+                Some(v) => tape.tensor(&Tensor::vector(v)),
+            })
+        })
+        .collect();
+    let leaves: Vec<Var<'t>> = nodes.iter().flatten().copied().collect();
+    for (k, step) in program.steps.iter().enumerate() {
+        if !keep[program.leaves.len() + k] {
+            nodes.push(None);
+            continue;
+        }
+        let input = |i: usize| nodes[i].expect("an ancestor's inputs are ancestors");
+        let ins = program.inputs(k);
+        let y = match *step {
+            Step::Unary(op, _) => {
+                let x = input(ins[0]);
+                match UNARY_STEPS[op] {
+                    "ln" => x.ln(),
+                    "sqrt" => x.sqrt(),
+                    "exp" => x.exp(),
+                    "recip" => 1.0 / x,
+                    "sin" => x.sin(),
+                    "tanh" => x.tanh(),
+                    "relu" => x.relu(),
+                    "abs" => x.abs(),
+                    "sigmoid" => x.sigmoid(),
+                    "powi" => x.powi(-2),
+                    "nan_slope" => x.apply(&nan_slope)?,
+                    _ => x.sum(),
+                }
+            }
+            Step::Binary(op, _, _) => {
+                let (a, b) = (input(ins[0]), input(ins[1]));
+                match BINARY_STEPS[op] {
+                    "add" => a + b,
+                    "sub" => a - b,
+                    "mul" => a * b,
+                    _ => a / b,
+                }
+            }
+        };
+        nodes.push(Some(y));
+    }
+    let n = nodes.len();
+    let output = nodes[program.output % n].expect("the output is kept");
+    let output = if output.shape().numel() == 1 {
+        output
+    } else {
+        output.sum()
+    };
+    Ok((leaves, nodes, output))
+}
+
+/// The bits of every leaf's gradient, from a fresh and from a reused `Gradients`.
+fn leaf_gradient_bits(leaves: &[Var<'_>], y: Var<'_>, reused: &mut Gradients) -> Vec<u64> {
+    let fresh = y.backward().expect("a scalar output");
+    y.backward_into(reused).expect("a scalar output");
+    let mut bits = Vec::new();
+    for &x in leaves {
+        let (a, b) = (fresh.wrt(x).unwrap(), reused.wrt(x).unwrap());
+        assert_eq!(
+            a.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            b.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "fresh and reused gradients differ"
+        );
+        bits.extend(a.data().iter().map(|v| v.to_bits()));
+    }
+    bits
+}
+
+#[test]
+fn gradients_equal_those_of_the_program_pruned_to_the_outputs_ancestors() {
+    const PROGRAMS: u32 = 10_000;
+    let config = Config {
+        cases: PROGRAMS,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let (cases, with_dead, with_non_finite) = (Cell::new(0), Cell::new(0), Cell::new(0));
+    let reused = std::cell::RefCell::new(Gradients::new());
+    let result = TestRunner::new(config).run(&program_strategy(), |program| {
+        let reused = &mut *reused.borrow_mut();
+        let everything = vec![true; program.leaves.len() + program.steps.len()];
+        let on_path = program.ancestors();
+        let whole = Tape::new();
+        let (leaves, nodes, y) = record_program(&whole, &program, &everything).unwrap();
+        let all = leaf_gradient_bits(&leaves, y, reused);
+        let pruned_tape = Tape::new();
+        let (pruned_leaves, _, pruned_y) =
+            record_program(&pruned_tape, &program, &on_path).unwrap();
+        let pruned = leaf_gradient_bits(&pruned_leaves, pruned_y, reused);
+        prop_assert_eq!(
+            y.item().unwrap().to_bits(),
+            pruned_y.item().unwrap().to_bits()
+        );
+        prop_assert_eq!(&all, &pruned, "{:?}", program);
+        // Replayed, the whole program still gives the pruned one's gradients.
+        whole.replay();
+        prop_assert_eq!(&leaf_gradient_bits(&leaves, y, reused), &pruned);
+        cases.set(cases.get() + 1);
+        let dead: Vec<Var<'_>> = nodes
+            .iter()
+            .zip(&on_path)
+            .filter(|(_, &on)| !on)
+            .filter_map(|(v, _)| *v)
+            .collect();
+        if !dead.is_empty() {
+            with_dead.set(with_dead.get() + 1);
+        }
+        if dead
+            .iter()
+            .any(|v| v.value().data().iter().any(|x| !x.is_finite()))
+        {
+            with_non_finite.set(with_non_finite.get() + 1);
+        }
+        Ok(())
+    });
+    println!(
+        "{} programs, {} with nodes off the output's path, {} with NaN or ±∞ in a node \
+         off the path",
+        cases.get(),
+        with_dead.get(),
+        with_non_finite.get()
+    );
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    assert_eq!(cases.get(), PROGRAMS);
+    assert!(
+        with_dead.get() * 2 > PROGRAMS,
+        "most programs have dead nodes"
+    );
+    assert!(
+        with_non_finite.get() * 10 > PROGRAMS,
+        "many have NaN or ±∞ in them"
+    );
+}
