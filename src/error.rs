@@ -141,6 +141,23 @@ pub enum Error {
         /// The name that was asked for.
         name: String,
     },
+    /// A parameter's gradient holds NaN or ±∞: an update would carry it into the
+    /// parameter, so the step is refused, and the parameters and the optimizer's state
+    /// keep their values.
+    #[error(
+        "{op}: the gradient of parameter {name:?} is {value} at element {index}; the step \
+         is refused and the parameters keep their values"
+    )]
+    NonFiniteGradient {
+        /// The optimizer or training call that refused the step.
+        op: String,
+        /// The parameter whose gradient is not finite.
+        name: String,
+        /// The first element, in row-major order, that is not finite.
+        index: usize,
+        /// Its value: NaN, ∞ or −∞.
+        value: f64,
+    },
     /// An argument that no other variant describes does not fit the call: matrix shapes
     /// that cannot be multiplied, a class label out of range, an empty data set, a
     /// learning rate below zero, a corrupt parameter file. The reason says which and why.

@@ -1106,3 +1106,125 @@ fn layout_checks_see_every_change_of_names_or_shapes() -> Result<()> {
     assert!(grads.matches(&params.clone()));
     Ok(())
 }
+
+/// A metric the loss does not use, NaN-prone at the start (√ of a zero sum has an
+/// infinite derivative), leaves the loss's gradients alone.
+#[test]
+fn a_metric_off_the_losss_path_leaves_the_step_alone() -> Result<()> {
+    let x = Tensor::matrix(&[[1.0], [2.0]])?;
+    let y = Tensor::matrix(&[[3.0], [5.0]])?;
+    let mut params = Params::new();
+    params.insert("l.weight", Tensor::matrix(&[[0.5]])?)?;
+    params.insert("l.bias", Tensor::vector([0.0]))?;
+    let mut trainer = Trainer::new();
+    let loss = trainer.step(&mut params, &mut Sgd::new(0.0), |b| {
+        let (w, bias) = (b.get("l.weight")?, b.get("l.bias")?);
+        let _bias_norm = bias.square().sum().sqrt();
+        let xs = b.tape().constant_tensor(&x);
+        let ys = b.tape().constant_tensor(&y);
+        (xs.matmul(w)? + bias).mse(ys)
+    })?;
+    // o = (0.5, 1.0), o − y = (−2.5, −4); the mean of squares and its gradients.
+    assert_eq!(loss, (6.25 + 16.0) / 2.0);
+    let g = trainer.gradients();
+    assert_eq!(g.get("l.bias")?, &Tensor::vector([-2.5 - 4.0]));
+    assert_eq!(g.get("l.weight")?, &Tensor::matrix(&[[-2.5 - 8.0]])?);
+    Ok(())
+}
+
+/// Every optimizer, given a gradient with NaN or ±∞, refuses the step with an error
+/// that names the parameter, and leaves the parameters and its own state as they were:
+/// the next good step gives, bit for bit, what it gives without the refused one.
+#[test]
+fn optimizers_refuse_non_finite_gradients_and_change_nothing() -> Result<()> {
+    let optimizers: Vec<Box<dyn Optimizer>> = vec![
+        Box::new(Sgd::new(0.1)),
+        Box::new(Momentum::new(0.1)),
+        Box::new(Nesterov::new(0.1)),
+        Box::new(AdaGrad::new(0.1)),
+        Box::new(RmsProp::new(0.1)),
+        Box::new(Adam::new(0.1)),
+    ];
+    let good = ParamGradients::from_pairs([
+        ("w", Tensor::vector([0.5, -1.0])),
+        ("b", Tensor::scalar(2.0)),
+    ])?;
+    for mut optimizer in optimizers {
+        for bad_value in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let mut params = Params::new();
+            params.insert("w", Tensor::vector([1.0, 2.0]))?;
+            params.insert("b", Tensor::scalar(-1.0))?;
+            // Some state first, so that there is state to keep.
+            optimizer.step(&mut params, &good)?;
+            let mut untouched = params.clone();
+            let bad = ParamGradients::from_pairs([
+                ("w", Tensor::vector([0.5, -1.0])),
+                ("b", Tensor::scalar(bad_value)),
+            ])?;
+            let before = params.clone();
+            let err = optimizer.step(&mut params, &bad).unwrap_err();
+            let name = optimizer.name().to_string();
+            match &err {
+                Error::NonFiniteGradient {
+                    name: param, index, ..
+                } => assert_eq!((param.as_str(), *index), ("b", 0), "{name}"),
+                other => panic!("{name}: {other}"),
+            }
+            assert!(err.to_string().contains("\"b\""), "{err}");
+            assert_eq!(params, before, "{name}");
+            // The state is as it was: a good step now does what it did before.
+            let mut twin = optimizer_twin(&*optimizer);
+            optimizer.step(&mut params, &good)?;
+            twin.step(&mut untouched, &good)?;
+            assert_eq!(params, untouched, "{name}");
+            optimizer.reset();
+        }
+    }
+    Ok(())
+}
+
+/// An optimizer of the same kind that has taken the same one good step as the ones in
+/// `optimizers_refuse_non_finite_gradients_and_change_nothing`.
+fn optimizer_twin(kind: &dyn Optimizer) -> Box<dyn Optimizer> {
+    let mut twin: Box<dyn Optimizer> = match kind.name() {
+        "sgd" => Box::new(Sgd::new(0.1)),
+        "momentum" => Box::new(Momentum::new(0.1)),
+        "nesterov" => Box::new(Nesterov::new(0.1)),
+        "adagrad" => Box::new(AdaGrad::new(0.1)),
+        "rmsprop" => Box::new(RmsProp::new(0.1)),
+        _ => Box::new(Adam::new(0.1)),
+    };
+    let mut params = Params::new();
+    params.insert("w", Tensor::vector([1.0, 2.0])).unwrap();
+    params.insert("b", Tensor::scalar(-1.0)).unwrap();
+    let good = ParamGradients::from_pairs([
+        ("w", Tensor::vector([0.5, -1.0])),
+        ("b", Tensor::scalar(2.0)),
+    ])
+    .unwrap();
+    twin.step(&mut params, &good).unwrap();
+    twin
+}
+
+/// A finite loss with an infinite gradient (√ at 0) stops a training step, recorded or
+/// replayed, before the update: the parameter is not set to −∞.
+#[test]
+fn a_trainer_refuses_a_finite_loss_with_an_infinite_gradient() -> Result<()> {
+    let mut params = Params::new();
+    params.insert("w", Tensor::scalar(0.0))?;
+    let mut trainer = Trainer::new();
+    let mut sgd = Sgd::new(0.1);
+    let err = trainer
+        .step(&mut params, &mut sgd, |p| Ok(p.get("w")?.sqrt()))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::NonFiniteGradient { name, value, .. } if name == "w" && *value == f64::INFINITY),
+        "{err}"
+    );
+    assert_eq!(params.get("w")?.item()?, 0.0);
+    trainer.record(&params, |p| Ok(p.get("w")?.sqrt()))?;
+    let err = trainer.replay_step(&mut params, &mut sgd).unwrap_err();
+    assert!(matches!(err, Error::NonFiniteGradient { .. }), "{err}");
+    assert_eq!(params.get("w")?.item()?, 0.0);
+    Ok(())
+}

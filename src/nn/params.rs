@@ -487,6 +487,7 @@ impl<'t, 'p> Bound<'t, 'p> {
         out.shape_like(self.params);
         // Until every slot is filled, the gradients belong to no store.
         out.layout = 0;
+        out.finite = false;
         let slots = out.map.values_mut().map(Tensor::data_mut);
         grads.consecutive_into(self.tape, self.first, slots)?;
         out.layout = self.params.layout;
@@ -510,6 +511,10 @@ pub struct ParamGradients {
     map: NameMap,
     /// The layout stamp of the store these gradients were read for; 0 when unknown.
     layout: u64,
+    /// Set once [`check_finite`](ParamGradients::check_finite) found every number
+    /// finite, and cleared whenever the numbers change: an optimizer then need not
+    /// look at them again.
+    finite: bool,
 }
 
 impl PartialEq for ParamGradients {
@@ -547,6 +552,7 @@ impl ParamGradients {
         Ok(ParamGradients {
             map: store.map,
             layout: 0,
+            finite: false,
         })
     }
 
@@ -583,6 +589,59 @@ impl ParamGradients {
             .sqrt()
     }
 
+    /// The first gradient element that is NaN or ±∞, as the parameter's name, the
+    /// element's index and its value; `None` when every gradient is finite.
+    ///
+    /// ```
+    /// use tapegrad::nn::ParamGradients;
+    /// use tapegrad::Tensor;
+    /// let g = ParamGradients::from_pairs([
+    ///     ("w", Tensor::vector([1.0, 2.0])),
+    ///     ("b", Tensor::vector([0.0, f64::NEG_INFINITY])),
+    /// ])?;
+    /// assert_eq!(g.first_non_finite(), Some(("b", 1, f64::NEG_INFINITY)));
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn first_non_finite(&self) -> Option<(&str, usize, f64)> {
+        self.map
+            .iter()
+            .filter(|(_, g)| !all_finite(g.data()))
+            .find_map(|(name, g)| {
+                let (index, &value) = g.data().iter().enumerate().find(|(_, v)| !v.is_finite())?;
+                Some((name.as_str(), index, value))
+            })
+    }
+
+    /// [`Error::NonFiniteGradient`] for op `op` if a gradient is not finite (see
+    /// [`first_non_finite`](Self::first_non_finite)).
+    pub(crate) fn check_finite(&self, op: &str) -> Result<()> {
+        if self.finite {
+            return Ok(());
+        }
+        match self.first_non_finite() {
+            None => Ok(()),
+            Some((name, index, value)) => Err(Error::NonFiniteGradient {
+                op: op.to_string(),
+                name: name.to_string(),
+                index,
+                value,
+            }),
+        }
+    }
+
+    /// [`check_finite`](Self::check_finite), remembering a pass: the Trainer checks
+    /// once per step, and the optimizer it hands the gradients to need not again.
+    pub(crate) fn vouch_finite(&mut self, op: &str) -> Result<()> {
+        self.check_finite(op)?;
+        self.finite = true;
+        Ok(())
+    }
+
+    /// Remembers that every number is finite, as the caller has checked.
+    pub(crate) fn vouch_finite_unchecked(&mut self) {
+        self.finite = true;
+    }
+
     /// True if these gradients have the names, order and shapes of `params`.
     pub fn matches(&self, params: &Params) -> bool {
         (self.layout != 0 && self.layout == params.layout)
@@ -612,6 +671,7 @@ impl ParamGradients {
     /// If `block` is shorter than the parameters.
     pub(crate) fn fill(&mut self, params: &Params, block: &[f64]) {
         self.shape_like(params);
+        self.finite = false;
         let mut from = 0;
         for g in self.map.values_mut().map(Tensor::data_mut) {
             shared_copy(g, &block[from..from + g.len()]);
@@ -624,4 +684,19 @@ impl ParamGradients {
     pub(crate) fn views(&self) -> impl Iterator<Item = TensorRef<'_>> {
         self.map.values().map(Tensor::view)
     }
+}
+
+/// True if no number of `x` is NaN or ±∞: `v · 0` is ±0 for a finite `v` and NaN
+/// otherwise, and a sum of them is NaN as soon as one is. Summed in four lanes, the
+/// test runs as vector code.
+pub(crate) fn all_finite(x: &[f64]) -> bool {
+    let mut lanes = [0.0f64; 4];
+    let mut chunks = x.chunks_exact(4);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += v * 0.0;
+        }
+    }
+    let rest = chunks.remainder().iter().fold(0.0, |sum, &v| sum + v * 0.0);
+    lanes[0] + lanes[1] + lanes[2] + lanes[3] + rest == 0.0
 }

@@ -10,10 +10,11 @@
 //! can instead be recorded once with [`record`](Trainer::record) and replayed by each
 //! [`replay_step`](Trainer::replay_step), which skips the recording.
 //!
-//! A loss that comes out NaN or infinite stops training with an error before the
-//! update, so the parameters keep their last finite values.
+//! A loss that comes out NaN or infinite, or a finite loss with a gradient that does
+//! not ([`Error::NonFiniteGradient`], naming the parameter), stops training with an
+//! error before the update, so the parameters keep their last finite values.
 
-use super::params::{Bound, ParamGradients, Params};
+use super::params::{all_finite, Bound, ParamGradients, Params};
 use crate::backward::Gradients;
 use crate::data::{Batches, Dataset};
 use crate::error::{Error, Result};
@@ -134,6 +135,7 @@ fn backpropagate(
     }
     loss.backward_into(gradients)?;
     bound.gradients_into(gradients, param_gradients)?;
+    param_gradients.vouch_finite("train")?;
     Ok(value)
 }
 
@@ -157,8 +159,9 @@ impl Trainer {
     /// backpropagates, and lets `optimizer` update `params`. Returns the loss before
     /// the update.
     ///
-    /// An error, leaving `params` unchanged, when the closure fails, the loss is not a
-    /// scalar or not finite, or the optimizer refuses the step.
+    /// An error, leaving `params` and the optimizer's state unchanged, when the closure
+    /// fails, the loss is not a scalar or not finite, a parameter's gradient is not
+    /// finite ([`Error::NonFiniteGradient`]), or the optimizer refuses the step.
     ///
     /// ```
     /// use tapegrad::nn::{Params, Trainer};
@@ -340,9 +343,10 @@ impl Trainer {
     /// and lets `optimizer` update `params`. Returns the loss before the update. After
     /// the first step this allocates nothing.
     ///
-    /// An error, leaving `params` unchanged, when nothing is recorded, when `params`
-    /// no longer has the names and shapes it had when recorded, when the loss is not
-    /// finite, or when the optimizer refuses the step.
+    /// An error, leaving `params` and the optimizer's state unchanged, when nothing is
+    /// recorded, when `params` no longer has the names and shapes it had when recorded,
+    /// when the loss or a parameter's gradient is not finite, or when the optimizer
+    /// refuses the step.
     ///
     /// ```
     /// use tapegrad::nn::{Params, Trainer};
@@ -388,8 +392,15 @@ impl Trainer {
                     return Err(diverged(value));
                 }
                 Var::new(&self.tape, recording.loss).backward_into(&mut self.gradients)?;
-                self.param_gradients
-                    .fill(params, self.gradients.block(at, len));
+                let block = self.gradients.block(at, len);
+                self.param_gradients.fill(params, block);
+                // One look at the block for the common case; the gradients name the
+                // parameter when it fails.
+                if all_finite(block) {
+                    self.param_gradients.vouch_finite_unchecked();
+                } else {
+                    self.param_gradients.vouch_finite("train")?;
+                }
                 value
             }
             None => {

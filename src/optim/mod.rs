@@ -18,8 +18,10 @@
 //!
 //! An optimizer with state (velocities, accumulated squares, moments) sizes it on its
 //! first step and reuses it afterwards, allocating nothing. A step checks everything
-//! first — hyper-parameters, and that the gradients have the names, order and shapes of
-//! the parameters — and on any error changes neither the parameters nor its state.
+//! first — hyper-parameters, that the gradients have the names, order and shapes of the
+//! parameters, and that they are finite (NaN or ±∞ in a gradient is
+//! [`Error::NonFiniteGradient`](crate::Error::NonFiniteGradient), naming the parameter)
+//! — and on any error changes neither the parameters nor its state.
 //!
 //! ```
 //! use tapegrad::nn::{ParamGradients, Params};
@@ -139,10 +141,11 @@ fn check_epsilon(op: &str, eps: f64) -> Result<()> {
     }
 }
 
-/// Checks that `grads` has the names, order and shapes of `params`.
+/// Checks that `grads` has the names, order and shapes of `params`, and that every
+/// gradient is finite.
 fn check_gradients(op: &str, params: &Params, grads: &ParamGradients) -> Result<()> {
     if grads.matches(params) {
-        Ok(())
+        grads.check_finite(op)
     } else {
         Err(Error::Invalid {
             op: op.to_string(),
