@@ -42,7 +42,8 @@
 //!   of tensors (second derivatives through [`Var::grad_graph`], the recorded backward
 //!   pass).
 //! - [`check`]: numerical gradients and the gradient checker (first and second order);
-//!   [`trace`]: the step-by-step table of a backward pass.
+//!   [`trace`]: the step-by-step table of a backward pass; [`dot`]: the recorded graph
+//!   drawn as Graphviz DOT.
 //! - [`nn`]: parameters, initialisation, layers, networks and the training loop;
 //!   [`optim`]: gradient descent on plain functions and the network optimizers;
 //!   [`data`]: full-batch, stochastic and mini-batch iteration.
@@ -62,6 +63,7 @@
 pub mod backward;
 pub mod check;
 pub mod data;
+pub mod dot;
 pub mod error;
 pub mod function;
 pub mod higher;

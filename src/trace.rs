@@ -92,27 +92,27 @@ pub struct Trace {
 /// Errors: `grads` from another tape or from a recording the tape has since cleared; a
 /// user function whose backward rule fails when asked for the local derivatives.
 pub fn trace(output: Var<'_>, grads: &Gradients) -> Result<Trace> {
-    let tape = output.tape();
-    let mut rows = Vec::with_capacity(output.id() as usize + 1);
-    for id in 0..=output.id() {
-        let upstream = grads.wrt(Var::new(tape, id))?;
-        let inner = tape.inner.borrow();
-        let node = &inner.nodes[id as usize];
-        let op = inner.op(node);
-        let value = inner.value(id);
-        let inputs: SmallVec<[TensorRef<'_>; 4]> =
-            inner.inputs(node).iter().map(|&i| inner.value(i)).collect();
+    let nodes = recorded(output);
+    let mut rows = Vec::with_capacity(nodes.len());
+    for node in &nodes {
+        let upstream = grads.wrt(Var::new(output.tape(), node.id))?;
+        let value = node.value.view();
+        let inputs: SmallVec<[TensorRef<'_>; 4]> = node
+            .inputs
+            .iter()
+            .map(|&i| nodes[i as usize].value.view())
+            .collect();
         let (local, gradient) = if inputs.is_empty() {
             (Vec::new(), Vec::new())
         } else {
             let ones = Tensor::ones(value.shape().clone());
-            let local = input_gradients(&op, &inputs, value, ones.view())?;
-            let gradient = if node.requires_grad() {
-                let passed = input_gradients(&op, &inputs, value, upstream.view())?;
+            let local = input_gradients(&node.op, &inputs, value, ones.view())?;
+            let gradient = if node.requires_grad {
+                let passed = input_gradients(&node.op, &inputs, value, upstream.view())?;
                 passed
                     .into_iter()
-                    .zip(inner.inputs(node))
-                    .map(|(g, &i)| inner.nodes[i as usize].requires_grad().then_some(g))
+                    .zip(&node.inputs)
+                    .map(|(g, &i)| nodes[i as usize].requires_grad.then_some(g))
                     .collect()
             } else {
                 Vec::new()
@@ -120,22 +120,54 @@ pub fn trace(output: Var<'_>, grads: &Gradients) -> Result<Trace> {
             (local, gradient)
         };
         rows.push(TraceRow {
-            id,
+            id: node.id,
             label: None,
-            op: op.name().to_string(),
-            inputs: inner.inputs(node).to_vec(),
-            requires_grad: node.requires_grad(),
-            value: value.to_tensor(),
+            op: node.op.name().to_string(),
+            inputs: node.inputs.clone(),
+            requires_grad: node.requires_grad,
+            value: node.value.clone(),
             local,
             upstream,
             gradient,
         });
     }
     Ok(Trace {
-        tape: tape.id(),
+        tape: output.tape().id(),
         output: output.id(),
         rows,
     })
+}
+
+/// One node as the tape recorded it: what [`trace`] and the `dot` module read.
+pub(crate) struct Recorded {
+    /// The node's id: its position in recording order.
+    pub(crate) id: u32,
+    /// The op that made the node.
+    pub(crate) op: Op,
+    /// The ids of the node's inputs, in order.
+    pub(crate) inputs: Vec<u32>,
+    /// True when gradients flow through the node.
+    pub(crate) requires_grad: bool,
+    /// The node's value from the forward pass.
+    pub(crate) value: Tensor,
+}
+
+/// Every node recorded up to and including `output`, in recording order (element `k` is
+/// node `k`), copied out of the tape in one borrow.
+pub(crate) fn recorded(output: Var<'_>) -> Vec<Recorded> {
+    let inner = output.tape().inner.borrow();
+    (0..=output.id())
+        .map(|id| {
+            let node = &inner.nodes[id as usize];
+            Recorded {
+                id,
+                op: inner.op(node),
+                inputs: inner.inputs(node).to_vec(),
+                requires_grad: node.requires_grad(),
+                value: inner.value(id).to_tensor(),
+            }
+        })
+        .collect()
 }
 
 /// Runs `op`'s backward rule with upstream gradient `gy` into fresh zeros, one slot per
@@ -191,7 +223,7 @@ impl Trace {
 
 /// A value in the table: a scalar in full (shortest round-trip) precision, a tensor with
 /// its shape and a few rounded elements.
-fn cell(t: &Tensor) -> String {
+pub(crate) fn cell(t: &Tensor) -> String {
     if t.shape().is_scalar() {
         return format!("{}", t.data()[0]);
     }
@@ -211,7 +243,7 @@ fn cell(t: &Tensor) -> String {
 }
 
 /// Four significant decimals, or scientific notation for very small or large numbers.
-fn short(v: f64) -> String {
+pub(crate) fn short(v: f64) -> String {
     if v == 0.0 || (1e-3..1e5).contains(&v.abs()) {
         let s = format!("{v:.4}");
         let s = s.trim_end_matches('0').trim_end_matches('.');
