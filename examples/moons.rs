@@ -3,14 +3,21 @@
 //! 32. No straight line separates the moons; the ReLU network bends its boundary
 //! around them.
 //!
-//! Run with `cargo run --example moons`.
+//! The picture `target/plots/moons_boundary.svg` shows the regions the trained network
+//! gives each moon, with the 500 points over them.
+//!
+//! Run with `cargo run --release --example moons`.
 
+#[path = "common/plots.rs"]
+mod plots;
+
+use plots::{grid, regions_svg, save, Regions};
 use tapegrad::data::{two_moons, Batches, Batching};
 use tapegrad::nn::{accuracy, init, Activation, Mlp, Params, Trainer};
 use tapegrad::optim::Adam;
-use tapegrad::{Result, Tensor};
+use tapegrad::Tensor;
 
-fn main() -> Result<()> {
+fn main() -> plots::PlotResult<()> {
     let data = two_moons(500, 0.1, 2024)?;
     let labels = data.labels().unwrap_or_default().to_vec();
 
@@ -42,15 +49,15 @@ fn main() -> Result<()> {
     println!();
     println!("class by position (x from -1.5 to 2.5, y from 1.5 down to -1.0):");
     let (columns, rows) = (41, 14);
-    let mut grid = Vec::with_capacity(2 * columns * rows);
+    let mut cells = Vec::with_capacity(2 * columns * rows);
     for r in 0..rows {
         for c in 0..columns {
             let x = -1.5 + 4.0 * c as f64 / (columns - 1) as f64;
             let y = 1.5 - 2.5 * r as f64 / (rows - 1) as f64;
-            grid.extend([x, y]);
+            cells.extend([x, y]);
         }
     }
-    let scores = net.predict(&params, &Tensor::new(grid, [columns * rows, 2])?)?;
+    let scores = net.predict(&params, &Tensor::new(cells, [columns * rows, 2])?)?;
     for row in scores.data().chunks(2 * columns) {
         let line: String = row
             .chunks(2)
@@ -58,5 +65,39 @@ fn main() -> Result<()> {
             .collect();
         println!("  {line}");
     }
+
+    // The same boundary finely, as a picture: the probability of moon 1 by softmax of the
+    // two scores, on a 100 x 100 grid.
+    println!();
+    let (xr, yr, n) = ((-1.5, 2.5), (-1.0, 1.5), 100);
+    let scores = net.predict(&params, &grid(xr, yr, n)?)?;
+    let p = scores
+        .data()
+        .chunks(2)
+        .map(|s| 1.0 / (1.0 + (s[0] - s[1]).exp()))
+        .collect();
+    let points = data
+        .inputs()
+        .data()
+        .chunks(2)
+        .zip(&labels)
+        .map(|(x, &label)| (x[0], x[1], label))
+        .collect();
+    let regions = Regions {
+        title: "2-16-16-2 ReLU network after 150 epochs".into(),
+        x: xr,
+        y: yr,
+        n,
+        p,
+        points,
+        axes: ["x", "y"],
+    };
+    save(
+        "moons_boundary.svg",
+        &regions_svg(
+            "Two moons: the class the network gives every point",
+            &[regions],
+        )?,
+    )?;
     Ok(())
 }

@@ -5,48 +5,145 @@
 //! derivatives (each one a backward pass from an intermediate node), the gradients, one
 //! update and the second forward pass — and printed beside the lecture's rounded value.
 //!
+//! At the end, the graph of the first forward pass is written as Graphviz DOT to
+//! `target/plots/worked_example.dot` (one record per node: name, op, value, gradient),
+//! and drawn as `target/plots/worked_example.svg` when Graphviz's `dot` program is
+//! installed.
+//!
 //! Run with `cargo run --release --example worked_example`.
 
-use tapegrad::trace::trace;
-use tapegrad::{Result, Tape};
+use std::process::Command;
+use tapegrad::dot::Graph;
+use tapegrad::trace::{trace, Trace};
+use tapegrad::{Result, Tape, Tensor, Var};
 
 const X: f64 = 0.5;
 const Y: f64 = 1.0;
 const LR: f64 = 1.0;
 
-/// The forward pass: (z1, h1, z2, o, cost) on `tape`.
-fn forward<'t>(
-    tape: &'t Tape,
-    w1: tapegrad::Var<'t>,
-    w2: tapegrad::Var<'t>,
-) -> [tapegrad::Var<'t>; 5] {
+/// The forward pass: (x, z1, h1, z2, o, o − y, cost) on `tape`.
+fn forward<'t>(tape: &'t Tape, w1: Var<'t>, w2: Var<'t>) -> [Var<'t>; 7] {
     let x = tape.constant(X);
     let z1 = w1 * x;
     let h1 = z1.sigmoid();
     let z2 = w2 * h1;
     let o = z2.sigmoid();
-    let cost = (o - Y).powi(2);
-    [z1, h1, z2, o, cost]
+    let error = o - Y;
+    let cost = error.powi(2);
+    [x, z1, h1, z2, o, error, cost]
 }
 
+/// One line: the quantity, the lecture's number, tapegrad's rounded to the lecture's
+/// digits, and tapegrad's exact value.
 fn row(name: &str, exact: f64, lecture: &str) {
-    println!("{name:<28} {exact:>24} {lecture:>10}");
+    let digits = lecture.split('.').nth(1).map_or(0, str::len);
+    let rounded = format!("{exact:.digits$}");
+    let mark = if rounded == lecture { " " } else { "*" };
+    println!("{name:<24}{lecture:>9}{rounded:>10}{mark} {exact:>24}");
+}
+
+/// The trace as a table narrow enough for an 80-column terminal: values to 4 decimals,
+/// inputs by name.
+fn print_trace(table: &Trace) {
+    let rows = table.rows();
+    let name = |id: u32| {
+        let row = &rows[id as usize];
+        row.label.clone().unwrap_or_else(|| format!("#{id}"))
+    };
+    let number = |t: &Tensor| format!("{:.4}", t.data()[0]);
+    println!(
+        "{:>2} {:<4} {:<10} {:<5} {:>8} {:>10} {:>10} {:>10}",
+        "id", "name", "op", "input", "value", "local", "upstream", "gradient"
+    );
+    println!(
+        "{:>2} {:<4} {:<10} {:<5} {:>8} {:>10} {:>10} {:>10}",
+        "", "y", "", "x", "y", "dy/dx", "dC/dy", "dC/dx"
+    );
+    println!("{}", "-".repeat(66));
+    for row in rows {
+        let op = if row.inputs.is_empty() && !row.requires_grad {
+            "constant".to_string()
+        } else {
+            row.op.clone()
+        };
+        let upstream = if row.requires_grad {
+            number(&row.upstream)
+        } else {
+            "-".into()
+        };
+        let label = row.label.clone().unwrap_or_default();
+        let value = number(&row.value);
+        if row.inputs.is_empty() {
+            println!(
+                "{:>2} {label:<4} {op:<10} {:<5} {value:>8} {:>10} {upstream:>10}",
+                row.id, "", ""
+            );
+        }
+        for (k, &input) in row.inputs.iter().enumerate() {
+            let gradient = match row.gradient.get(k) {
+                Some(Some(g)) => number(g),
+                _ => "-".into(),
+            };
+            let local = number(&row.local[k]);
+            if k == 0 {
+                println!(
+                    "{:>2} {label:<4} {op:<10} {:<5} {value:>8} {local:>10} {upstream:>10} {gradient:>10}",
+                    row.id,
+                    name(input)
+                );
+            } else {
+                println!(
+                    "{:>2} {:<4} {:<10} {:<5} {:>8} {local:>10} {:>10} {gradient:>10}",
+                    "",
+                    "",
+                    "",
+                    name(input),
+                    "",
+                    ""
+                );
+            }
+        }
+    }
+}
+
+/// Writes the graph of the traced forward pass as DOT, and as SVG when Graphviz's `dot`
+/// is installed.
+fn draw(cost: Var<'_>, table: &Trace) -> Result<()> {
+    let dot = Graph::new(cost).trace(table)?.to_dot();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/plots");
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join("worked_example.dot"), &dot));
+    if let Err(e) = written {
+        println!("could not write target/plots/worked_example.dot: {e}");
+        return Ok(());
+    }
+    println!("wrote target/plots/worked_example.dot");
+    let svg = Command::new("dot")
+        .arg("-Tsvg")
+        .arg(dir.join("worked_example.dot"))
+        .arg("-o")
+        .arg(dir.join("worked_example.svg"))
+        .status();
+    match svg {
+        Ok(status) if status.success() => println!("wrote target/plots/worked_example.svg"),
+        _ => println!("(Graphviz's `dot` program is not installed: no worked_example.svg)"),
+    }
+    Ok(())
 }
 
 fn main() -> Result<()> {
     let tape = Tape::new();
     let (w1, w2) = (tape.var(0.7), tape.var(0.5));
-    let [z1, h1, z2, o, cost] = forward(&tape, w1, w2);
+    let [x, z1, h1, z2, o, error, cost] = forward(&tape, w1, w2);
 
+    println!("The lecture's 1-1-1 sigmoid network: input X = {X}, weights W1 = 0.7 and");
+    println!("W2 = 0.5, target Y = {Y}, learning rate {LR}, cost C = (O - Y)^2.\n");
     println!(
-        "The lecture's 1-1-1 sigmoid network: X = {X}, W1 = 0.7, W2 = 0.5, Y = {Y}, lr = {LR}"
+        "{:<24}{:>9}{:>11} {:>24}",
+        "quantity", "lecture", "tapegrad", "tapegrad, exact f64"
     );
-    println!("C = (O - Y)^2\n");
-    println!(
-        "{:<28} {:>24} {:>10}",
-        "quantity", "tapegrad (exact f64)", "lecture"
-    );
-    println!("{}", "-".repeat(64));
+    println!("{:<24}{:>9}{:>11}", "", "", "(rounded)");
+    println!("{}", "-".repeat(69));
     println!("forward pass");
     row("  Z1 = W1*X", z1.item()?, "0.35");
     row("  h1 = sigmoid(Z1)", h1.item()?, "0.587");
@@ -66,7 +163,7 @@ fn main() -> Result<()> {
     row("  dO/dZ2 = O(1 - O)", d_o.wrt_scalar(z2)?, "0.245");
     row("  dZ2/dW2 = h1", d_z2.wrt_scalar(w2)?, "0.587");
     row("  dZ2/dh1 = W2", d_z2.wrt_scalar(h1)?, "0.5");
-    row("  dh1/dZ1 = h1(1 - h1)", d_h1.wrt_scalar(z1)?, "0.243");
+    row("  dh1/dZ1 = h1(1 - h1)", d_h1.wrt_scalar(z1)?, "0.242");
     row("  dZ1/dW1 = X", d_z1.wrt_scalar(w1)?, "0.5");
 
     let (g2, g1) = (d_cost.wrt_scalar(w2)?, d_cost.wrt_scalar(w1)?);
@@ -80,12 +177,15 @@ fn main() -> Result<()> {
     row("  W1", new_w1, "0.713");
 
     let tape2 = Tape::new();
-    let [_, _, _, o2, cost2] = forward(&tape2, tape2.var(new_w1), tape2.var(new_w2));
+    let [.., o2, _, cost2] = forward(&tape2, tape2.var(new_w1), tape2.var(new_w2));
     println!("second forward pass");
     row("  O", o2.item()?, "0.59");
     row("  C", cost2.item()?, "0.1681");
     println!(
-        "\nThe cost fell from {:.6} to {:.6}. (The lecture's 0.1823 and 0.1681 come from\nrounding O to 0.573 and 0.59 first; it also labels the second update \"W2\" where it\nmeans W1.)",
+        "\nThe cost fell from {:.6} to {:.6}.\n\
+         * The lecture computes each line from the rounded line before it: Z2 = 0.5 x\n\
+         0.587 = 0.2935, C = (0.573 - 1)^2 = 0.1823 and, after the update, C = (0.59 - 1)^2\n\
+         = 0.1681. It also labels the second update \"W2\" where it means W1.",
         cost.item()?,
         cost2.item()?
     );
@@ -95,12 +195,16 @@ fn main() -> Result<()> {
     let table = trace(cost, &d_cost)?
         .label(w1, "W1")?
         .label(w2, "W2")?
+        .label(x, "X")?
         .label(z1, "Z1")?
         .label(h1, "h1")?
         .label(z2, "Z2")?
         .label(o, "O")?
+        .label(error, "O-Y")?
         .label(cost, "C")?;
-    println!("\nThe derivation step by step (X is the constant, O - Y is recorded as O + (-1)):\n");
-    println!("{table}");
-    Ok(())
+    println!("\nThe derivation node by node (O - Y is recorded as O + (-1)). A node's");
+    println!("gradient to an input is its upstream gradient times its local derivative:\n");
+    print_trace(&table);
+    println!();
+    draw(cost, &table)
 }

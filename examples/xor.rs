@@ -10,9 +10,17 @@
 //! way: a composition of affine maps is one affine map, and no affine map separates
 //! XOR — the lecture's first point, why activation functions are needed.
 //!
-//! Run with `cargo run --example xor`.
+//! The pictures: `target/plots/xor_loss.svg`, both networks' loss every epoch, and
+//! `target/plots/xor_boundary.svg`, the regions each network gives to class 0 and
+//! class 1, with the four points.
+//!
+//! Run with `cargo run --release --example xor`.
 
-use std::cell::Cell;
+#[path = "common/plots.rs"]
+mod plots;
+
+use plots::{grid, loss_svg, regions_svg, save, Curve, Regions};
+use std::cell::RefCell;
 use tapegrad::nn::{init, Activation, Init, Mlp, Params, Trainer};
 use tapegrad::optim::Sgd;
 use tapegrad::{Result, Tensor};
@@ -21,8 +29,9 @@ const SEED: u64 = 42;
 const EPOCHS: usize = 10_000;
 
 /// Trains the 2-4-1 network with `activation` after both layers, printing the loss
-/// every 4,000 epochs; returns the network, its parameters and the final MSE.
-fn train(activation: Activation, x: &Tensor, y: &Tensor) -> Result<(Mlp, Params, f64)> {
+/// every 4,000 epochs; returns the network, its parameters, the final MSE and the MSE
+/// of every epoch.
+fn train(activation: Activation, x: &Tensor, y: &Tensor) -> Result<(Mlp, Params, f64, Vec<f64>)> {
     let mut params = Params::new();
     let net = Mlp::builder(2)
         .layer(4, activation.clone())
@@ -33,18 +42,16 @@ fn train(activation: Activation, x: &Tensor, y: &Tensor) -> Result<(Mlp, Params,
         })
         .build(&mut params, &mut init::rng(SEED))?;
     let (mut trainer, mut sgd) = (Trainer::new(), Sgd::new(0.1));
-    let mse = Cell::new(f64::NAN);
+    let history = RefCell::new(Vec::with_capacity(EPOCHS));
     for epoch in 0..EPOCHS {
         trainer.step(&mut params, &mut sgd, |p| {
             let o = net.forward(p, p.tape().constant_tensor(x))?;
             let t = p.tape().constant_tensor(y);
-            if epoch % 4000 == 0 {
-                mse.set(o.mse(t)?.item()?);
-            }
+            history.borrow_mut().push(o.mse(t)?.item()?);
             o.half_sse(t)
         })?;
         if epoch % 4000 == 0 {
-            println!("Epoch {epoch}, Loss:{}", mse.get());
+            println!("Epoch {epoch}, Loss:{}", history.borrow()[epoch]);
         }
     }
     let o = net.predict(&params, x)?;
@@ -55,15 +62,37 @@ fn train(activation: Activation, x: &Tensor, y: &Tensor) -> Result<(Mlp, Params,
         .map(|(o, y)| (y - o) * (y - o))
         .sum::<f64>()
         / 4.0;
-    Ok((net, params, mse))
+    Ok((net, params, mse, history.into_inner()))
 }
 
-fn main() -> Result<()> {
+/// The network's output on a grid over [−0.5, 1.5]², as the probability of class 1
+/// (the linear network's output clamped to [0, 1]), with the four points.
+fn regions(title: &str, net: &Mlp, params: &Params, x: &Tensor, y: &Tensor) -> Result<Regions> {
+    let (range, n) = ((-0.5, 1.5), 60);
+    let p = net.predict(params, &grid(range, range, n)?)?;
+    let points = x
+        .data()
+        .chunks(2)
+        .zip(y.data())
+        .map(|(x, &y)| (x[0], x[1], usize::from(y > 0.5)))
+        .collect();
+    Ok(Regions {
+        title: title.into(),
+        x: range,
+        y: range,
+        n,
+        p: p.data().iter().map(|p| p.clamp(0.0, 1.0)).collect(),
+        points,
+        axes: ["input A", "input B"],
+    })
+}
+
+fn main() -> plots::PlotResult<()> {
     let x = Tensor::matrix(&[[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])?;
     let y = Tensor::matrix(&[[0.0], [1.0], [1.0], [0.0]])?;
 
     println!("== 2-4-1 sigmoid network, seed {SEED} ==");
-    let (net, params, mse) = train(Activation::Sigmoid, &x, &y)?;
+    let (net, params, mse, sigmoid_losses) = train(Activation::Sigmoid, &x, &y)?;
     println!("Predictions after training:");
     let o = net.predict(&params, &x)?;
     for (row, p) in o.data().iter().enumerate() {
@@ -77,11 +106,50 @@ fn main() -> Result<()> {
 
     println!();
     println!("== the same network with no activation (linear layers only) ==");
-    let (net, params, mse) = train(Activation::Identity, &x, &y)?;
+    let sigmoid_regions = regions("2-4-1 sigmoid network", &net, &params, &x, &y)?;
+    let (net, params, mse, linear_losses) = train(Activation::Identity, &x, &y)?;
     let o = net.predict(&params, &x)?;
     println!("Predictions after training: {:.4?}", o.data());
     println!(
-        "final MSE {mse:.6}: a linear model cannot do better than 0.25 (0.5 everywhere) on XOR"
+        "final MSE {mse:.6}: a linear model cannot do better than 0.25 (0.5\n\
+         everywhere) on XOR"
     );
+    println!();
+    let epochs: Vec<f64> = (1..=EPOCHS).map(|e| e as f64).collect();
+    // The linear network first, so that the sigmoid network's curve is drawn over it
+    // where both sit near 0.25.
+    let curves = [
+        Curve {
+            name: "no activation (linear): stays at 0.25".into(),
+            x: epochs.clone(),
+            loss: linear_losses,
+        },
+        Curve {
+            name: "2-4-1 sigmoid network".into(),
+            x: epochs,
+            loss: sigmoid_losses,
+        },
+    ];
+    save(
+        "xor_loss.svg",
+        &loss_svg(
+            "XOR: mean squared error every epoch (lr 0.1, full batch)",
+            &curves,
+        )?,
+    )?;
+    let linear_regions = regions(
+        "no activation: 0.5 everywhere (MSE 0.25)",
+        &net,
+        &params,
+        &x,
+        &y,
+    )?;
+    save(
+        "xor_boundary.svg",
+        &regions_svg(
+            "XOR: the class each network gives every point",
+            &[sigmoid_regions, linear_regions],
+        )?,
+    )?;
     Ok(())
 }
