@@ -81,6 +81,34 @@ impl Function for LectureFunction2 {
     }
 }
 
+/// Prints `text` with every line longer than 80 columns wrapped at a space; a
+/// continuation lines up with the value after the line's label (two spaces or more
+/// past its indentation), or is indented 4 more.
+fn print_wrapped(text: &str) {
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let value = line[indent..]
+            .find("  ")
+            .map(|gap| {
+                let after = indent + gap;
+                after + line[after..].len() - line[after..].trim_start().len()
+            })
+            .unwrap_or(indent + 4);
+        let mut rest = line;
+        let mut first = true;
+        while rest.len() > 80 - if first { 0 } else { value } {
+            let width = if first { 80 } else { 80 - value };
+            let cut = rest[..width].rfind(' ').unwrap_or(width);
+            let pad = if first { 0 } else { value };
+            println!("{:pad$}{}", "", &rest[..cut]);
+            rest = rest[cut..].trim_start();
+            first = false;
+        }
+        let pad = if first { 0 } else { value };
+        println!("{:pad$}{rest}", "");
+    }
+}
+
 fn main() -> Result<()> {
     let (f1, f2) = (Arc::new(Function1), Arc::new(Function2));
     println!("f(x) = 2*(x - 2)**2, built from Function1 (z = x - 2) and Function2 (y = 2z^2)\n");
@@ -118,10 +146,12 @@ fn main() -> Result<()> {
         &Tolerance::default(),
     )?
     .named("f(x) = 2(x - 2)^2 at x = 4");
-    println!("\n{report}");
+    println!();
+    print_wrapped(&report.to_string());
     // Function2 on its own, at z = x - 2 for x = -1, 2 and 4.
     let points = [-3.0, 0.0, 2.0].map(|z| vec![Tensor::scalar(z)]);
-    println!("\n{}", check_function(&f2, &points)?);
+    println!();
+    print_wrapped(&check_function(&f2, &points)?.to_string());
 
     // Why the lecture printed 32: its Function2.backward returns y * 4.
     let lecture = Arc::new(LectureFunction2);
@@ -142,7 +172,8 @@ fn main() -> Result<()> {
         &Tolerance::default(),
     )?
     .named("f(x) = 2(x - 2)^2 with the lecture's backward, at x = 4");
-    println!("\n{report}");
+    println!();
+    print_wrapped(&report.to_string());
     println!(
         "\nThe tape used the backward rule it was given (32 = 8z^2 at z = 2); the central\n\
          difference measured the function itself (8 = 4z). The checker names the entry."

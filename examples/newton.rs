@@ -10,6 +10,12 @@
 //! differentiates the recorded gradient once more — and lands on (1, 1) to machine
 //! precision in a handful of steps.
 //!
+//! Its second step is a large one, up the far side of the valley to f = 1412: a Newton
+//! step goes to the minimum of the quadratic that fits f at the current point, and at
+//! (−1.18, 1.38) that quadratic's minimum lies far away. Plain Newton's method does not
+//! check that f goes down; the step still lands with x0 near 0.76, and from there the
+//! model is good and the steps close in on (1, 1).
+//!
 //! Run with `cargo run --release --example newton`.
 
 use tapegrad::higher::{grad, hessian};
@@ -38,15 +44,32 @@ fn gradient(x: [f64; 2]) -> Result<[f64; 2]> {
     Ok([g[0].item()?, g[1].item()?])
 }
 
+/// The columns of [`row`].
+fn header() {
+    println!(
+        "  {:>6} {:>15} {:>15} {:>10} {:>10} {:>10}",
+        "step k", "x0", "x1", "f", "|grad f|", "error"
+    );
+}
+
 fn row(k: usize, x: [f64; 2], g: [f64; 2]) {
     let norm = g[0].hypot(g[1]);
     println!(
-        "  {k:>6}  ({:>19.16}, {:>19.16})  f = {:>10.3e}  |grad| = {norm:>9.3e}  error = {:>9.3e}",
+        "  {k:>6} {:>15.12} {:>15.12} {:>10.3e} {norm:>10.3e} {:>10.3e}",
         x[0],
         x[1],
         f(x),
         error(x)
     );
+}
+
+/// A 2×2 matrix with its entries to 4 decimals.
+fn matrix(h: &[f64]) -> String {
+    let n = |v: f64| {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    format!("[[{}, {}], [{}, {}]]", n(h[0]), n(h[1]), n(h[2]), n(h[3]))
 }
 
 fn main() -> Result<()> {
@@ -60,6 +83,8 @@ fn main() -> Result<()> {
     );
 
     println!("Newton's method: x <- x - H^-1 grad f, H from tapegrad::higher::hessian");
+    println!("(error: the distance to (1, 1) in the larger coordinate)");
+    header();
     let mut x = start;
     let mut newton_steps = None;
     for k in 0..30 {
@@ -72,7 +97,10 @@ fn main() -> Result<()> {
         let h = hessian(rosenbrock, &point(x))?;
         let [a, b, c, d] = [h.data()[0], h.data()[1], h.data()[2], h.data()[3]];
         if k == 0 {
-            println!("          H at the start = [[{a}, {b}], [{c}, {d}]]");
+            println!("         H at the start = {}", matrix(&[a, b, c, d]));
+        }
+        if k == 1 {
+            println!("         (the next step overshoots across the valley: see below)");
         }
         // Solve H·step = g (2×2, by Cramer's rule).
         let det = a * d - b * c;
@@ -80,15 +108,22 @@ fn main() -> Result<()> {
         x = [x[0] - step[0], x[1] - step[1]];
     }
     let h = hessian(rosenbrock, &point(x))?;
-    println!("          H at the end   = {h}");
+    println!("         H at the end   = {}", matrix(h.data()));
     match newton_steps {
-        Some(k) => println!("  reached (1, 1) to {tolerance:e} in {k} Newton steps\n"),
-        None => println!("  did not reach (1, 1) to {tolerance:e} in 30 steps\n"),
+        Some(k) => println!("  reached (1, 1) to {tolerance:e} in {k} Newton steps"),
+        None => println!("  did not reach (1, 1) to {tolerance:e} in 30 steps"),
     }
+    println!(
+        "  Step 2 jumps to x1 = -3.18, where f = 1412: a Newton step goes to the minimum\n  \
+         of the quadratic that fits f where it stands, and at step 1 that minimum lies\n  \
+         far off. Nothing checks that f goes down, but the step lands with x0 near the\n  \
+         answer, and from there the quadratic is a good fit: 4 more steps to (1, 1).\n"
+    );
 
     let lr = 1e-3;
     let budget = 100_000;
     println!("Gradient descent: x <- x - lr grad f, lr = {lr:e}, at most {budget} steps");
+    header();
     let mut x = start;
     let mut descent_steps = None;
     for k in 0..=budget {

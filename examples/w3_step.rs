@@ -138,7 +138,7 @@ fn main() -> Result<()> {
         .collect::<Result<Vec<f64>>>()?;
     rounds.sort_by(f64::total_cmp);
     println!(
-        "W3 step (784-256-10 ReLU MLP, softmax cross-entropy, batch 128, f64): \
+        "W3 step (784-256-10 ReLU MLP, softmax cross-entropy, batch 128, f64):\n  \
          {:.3} ms, the median of {ROUNDS} rounds of the fastest of {CALLS} steps",
         rounds[ROUNDS / 2] * 1e3
     );

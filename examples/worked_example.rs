@@ -183,9 +183,10 @@ fn main() -> Result<()> {
     row("  C", cost2.item()?, "0.1681");
     println!(
         "\nThe cost fell from {:.6} to {:.6}.\n\
-         * The lecture computes each line from the rounded line before it: Z2 = 0.5 x\n\
-         0.587 = 0.2935, C = (0.573 - 1)^2 = 0.1823 and, after the update, C = (0.59 - 1)^2\n\
-         = 0.1681. It also labels the second update \"W2\" where it means W1.",
+         * The lecture computes each line from the rounded line before it:\n  \
+         Z2 = 0.5 x 0.587 = 0.2935, C = (0.573 - 1)^2 = 0.1823 and, after the update,\n  \
+         C = (0.59 - 1)^2 = 0.1681. It also labels the second update \"W2\" where it\n  \
+         means W1.",
         cost.item()?,
         cost2.item()?
     );

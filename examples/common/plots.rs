@@ -256,7 +256,7 @@ pub fn sigmoid_svg(x: &[f64], s: &[f64], ds: &[f64]) -> PlotResult<String> {
             chart.draw_series(LineSeries::new([(0.0, t), (-0.1, t)], line(BLACK, 1)))?;
             chart.draw_series(std::iter::once(Text::new(
                 format!("{t}"),
-                (-0.75, t + 0.015),
+                (-1.0, t + 0.015),
                 (FONT, 14).into_font(),
             )))?;
         }
