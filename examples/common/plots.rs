@@ -197,7 +197,7 @@ pub fn activations_svg(curves: &[ActivationCurve]) -> PlotResult<String> {
                 .build_cartesian_2d(-5.0..5.0, lo..hi)?;
             chart
                 .configure_mesh()
-                .light_line_style(WHITE)
+                .max_light_lines(0)
                 .bold_line_style(RGBColor(0xE4, 0xE4, 0xE4))
                 .x_labels(6)
                 .y_labels(5)
@@ -620,7 +620,7 @@ where
                 .label_style((FONT, 13))
                 .x_label_formatter(&tick)
                 .y_label_formatter(&tick)
-                .light_line_style(WHITE)
+                .max_light_lines(0)
                 .bold_line_style(RGBColor(0xE8, 0xE8, 0xE8))
                 .draw()?;
             for (c, &color) in curves.iter().zip(colors) {
