@@ -88,3 +88,13 @@ pub use var::{Var, Vars};
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The tutorial's code (`docs/tutorial.md`), compiled and run as doctests.
+#[doc = include_str!("../docs/tutorial.md")]
+#[cfg(doctest)]
+pub struct TutorialDoctests;
+
+/// The Korean tutorial's code (`docs/tutorial.ko.md`), compiled and run as doctests.
+#[doc = include_str!("../docs/tutorial.ko.md")]
+#[cfg(doctest)]
+pub struct TutorialKoDoctests;
