@@ -71,7 +71,8 @@ use std::sync::Arc;
 ///
 /// Functions are `Send + Sync` so that a tape holding them can move between threads.
 pub trait Function: Send + Sync {
-    /// A short lower-case name, used in errors, traces and pictures.
+    /// A short lower-case name, used in errors, in [`trace`](crate::trace) tables and in
+    /// the graphs that [`dot`](crate::dot) draws.
     fn name(&self) -> &str;
 
     /// The output's shape given the inputs' shapes; an error if they do not fit.
@@ -206,7 +207,8 @@ pub trait Function: Send + Sync {
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
 pub trait ScalarFunction: Send + Sync {
-    /// A short lower-case name, used in errors, traces and pictures.
+    /// A short lower-case name, used in errors, in [`trace`](crate::trace) tables and in
+    /// the graphs that [`dot`](crate::dot) draws.
     fn name(&self) -> &str;
     /// f(x).
     fn value(&self, x: f64) -> f64;
