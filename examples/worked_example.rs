@@ -126,7 +126,8 @@ fn draw(cost: Var<'_>, table: &Trace) -> Result<()> {
         .status();
     match svg {
         Ok(status) if status.success() => println!("wrote target/plots/worked_example.svg"),
-        _ => println!("(Graphviz's `dot` program is not installed: no worked_example.svg)"),
+        Ok(status) => println!("(Graphviz's `dot` failed, {status}: no worked_example.svg)"),
+        Err(_) => println!("(Graphviz's `dot` program is not installed: no worked_example.svg)"),
     }
     Ok(())
 }
