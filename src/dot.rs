@@ -316,4 +316,27 @@ mod tests {
         assert!(graph.label(_unused, "u").is_err());
         Ok(())
     }
+
+    #[test]
+    fn a_trace_of_another_output_or_a_foreign_label_is_an_error() -> Result<()> {
+        let tape = Tape::new();
+        let a = tape.var(1.0);
+        let b = a.exp();
+        let c = b * 2.0;
+        let of_b = crate::trace::trace(b, &b.backward()?)?;
+        assert!(Graph::new(c).trace(&of_b).is_err());
+        let other = Tape::new();
+        let foreign = other.var(1.0);
+        assert!(matches!(
+            Graph::new(c).label(foreign, "x"),
+            Err(Error::ForeignVariable { .. })
+        ));
+        let grads = c.backward()?;
+        let graph = Graph::new(c).gradients(&grads)?;
+        assert_eq!(
+            graph.nodes()[0].gradient.as_ref().unwrap().item()?,
+            2.0 * 1f64.exp()
+        );
+        Ok(())
+    }
 }
