@@ -206,6 +206,14 @@ impl Product<'_> {
         let nc = n.min(NC).div_ceil(NR) * NR;
         // Depth packed at once: whole KC blocks, as many as fit in SHARED_B.
         let depth_at_once = (SHARED_B / (kc * nc)).max(1) * kc;
+        // Room for the packed `A` of the largest row block, whichever thread takes
+        // which block: sized by the blocks this thread happened to get, its panels
+        // would grow (allocate) in a later product whenever it got a larger one.
+        let tiles = m.div_ceil(MR);
+        let largest_block = tiles.div_ceil(blocks.min(tiles)) * MR;
+        PANELS.with(|panels| {
+            aligned(&mut panels.borrow_mut(), kc * largest_block);
+        });
         SHARED_PANELS.with(|shared| {
             let mut shared = shared.borrow_mut();
             let shared = aligned(&mut shared, depth_at_once.min(k.div_ceil(kc) * kc) * nc);
