@@ -617,8 +617,13 @@ static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(1);
 /// operators and method ops; call [`Var::backward`] on the result.
 ///
 /// A tape is `Send` but not `Sync`: use one per thread. It holds at most 2³² nodes and
-/// 2³² values (32 GiB of them); recording past that panics, as a `Vec` does when it
-/// cannot grow.
+/// 2³² values (32 GiB of them): an op whose value would not fit returns an error (and
+/// its operator panics with it); a leaf or scalar past the limit panics, as a `Vec`
+/// does when it cannot grow.
+///
+/// A recording that fails, with an error or with a panic that the caller catches (a
+/// shape mismatch in an operator, a user function's forward), leaves the tape as it
+/// was before the call: it goes on recording, differentiating and replaying.
 ///
 /// ```compile_fail
 /// fn shared<T: Sync>() {}
