@@ -90,6 +90,15 @@ pub enum Error {
         /// How many were given.
         got: usize,
     },
+    /// A shape names more elements than a tensor can hold: the product of its axis
+    /// lengths (an empty axis counted as 1) exceeds [`Shape::MAX_NUMEL`], or overflows.
+    #[error("{op}: shape {shape} is too large; the product of its nonzero axis lengths must be at most {max}", max = Shape::MAX_NUMEL)]
+    ShapeTooLarge {
+        /// The call or op that made the shape.
+        op: String,
+        /// The shape.
+        shape: Shape,
+    },
     /// A single number was asked of a value that is not a scalar.
     #[error("{op}: expected a scalar, got a value of shape {shape}")]
     NotScalar {

@@ -3,7 +3,14 @@
 //! A [`Shape`] is the list of a tensor's axis lengths, outermost first (row-major). A
 //! scalar has the empty shape `[]`. Shapes of rank up to four are stored inline, so
 //! building one does not touch the heap.
+//!
+//! A shape may name more elements than any tensor can hold: `[3, 2⁶³]` is a list of two
+//! numbers like any other. Such a shape never gets data. [`Tensor::new`](crate::Tensor::new),
+//! a parameter file and every op check the shape they make with
+//! [`checked_numel`](Shape::checked_numel) and refuse one that is too large with
+//! [`Error::ShapeTooLarge`], so an element count never wraps around.
 
+use crate::error::{Error, Result};
 use smallvec::SmallVec;
 use std::fmt;
 
@@ -44,9 +51,29 @@ impl Shape {
         Shape(SmallVec::new())
     }
 
-    /// A shape from its axis lengths.
+    /// The most elements a tensor can hold: a `Vec<f64>` is at most `isize::MAX` bytes.
+    pub const MAX_NUMEL: usize = isize::MAX as usize / std::mem::size_of::<f64>();
+
+    /// A shape from its axis lengths. Any lengths are accepted; see
+    /// [`try_new`](Shape::try_new) for a shape that is checked to fit a tensor.
     pub fn new(dims: &[usize]) -> Self {
         Shape(SmallVec::from_slice(dims))
+    }
+
+    /// A shape from its axis lengths; an error if a tensor of this shape could not exist
+    /// (see [`checked_numel`](Shape::checked_numel)).
+    ///
+    /// ```
+    /// use tapegrad::{Error, Shape};
+    /// assert_eq!(Shape::try_new(&[2, 3])?.numel(), 6);
+    /// let err = Shape::try_new(&[3, 6148914691236517206]).unwrap_err();
+    /// assert!(matches!(err, Error::ShapeTooLarge { .. }));
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn try_new(dims: &[usize]) -> Result<Self> {
+        let shape = Shape::new(dims);
+        shape.check_size("shape")?;
+        Ok(shape)
     }
 
     /// The axis lengths, outermost first.
@@ -60,8 +87,55 @@ impl Shape {
     }
 
     /// The number of elements (1 for a scalar).
+    ///
+    /// # Panics
+    ///
+    /// If the product of the axis lengths overflows `usize`. A shape that belongs to a
+    /// tensor or to a recorded variable never does; for any other use
+    /// [`checked_numel`](Shape::checked_numel).
     pub fn numel(&self) -> usize {
-        self.0.iter().product()
+        self.0
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .unwrap_or_else(|| panic!("shape {self} has more elements than a usize can count"))
+    }
+
+    /// The number of elements, if a tensor of this shape can exist: `None` when the
+    /// product of the axis lengths, an empty axis counted as length 1, exceeds
+    /// [`MAX_NUMEL`](Shape::MAX_NUMEL).
+    ///
+    /// Counting empty axes as 1 keeps every partial product of a valid shape's axis
+    /// lengths below the limit, so the index arithmetic of an op on it cannot overflow
+    /// even where the shape holds no elements.
+    ///
+    /// ```
+    /// use tapegrad::Shape;
+    /// assert_eq!(Shape::from([2, 3]).checked_numel(), Some(6));
+    /// assert_eq!(Shape::from([0, 5]).checked_numel(), Some(0));
+    /// assert_eq!(Shape::from([3, 6148914691236517206]).checked_numel(), None); // 3·K wraps to 2
+    /// assert_eq!(Shape::from([1 << 32, 1 << 32]).checked_numel(), None);
+    /// assert_eq!(Shape::from([0, 1 << 32, 1 << 32]).checked_numel(), None);
+    /// ```
+    pub fn checked_numel(&self) -> Option<usize> {
+        let mut nonzero = 1usize;
+        let mut empty = false;
+        for &d in &self.0 {
+            if d == 0 {
+                empty = true;
+            } else {
+                nonzero = nonzero.checked_mul(d).filter(|&n| n <= Shape::MAX_NUMEL)?;
+            }
+        }
+        Some(if empty { 0 } else { nonzero })
+    }
+
+    /// The number of elements; [`Error::ShapeTooLarge`] naming `op` when a tensor of
+    /// this shape cannot exist (see [`checked_numel`](Shape::checked_numel)).
+    pub(crate) fn check_size(&self, op: &str) -> Result<usize> {
+        self.checked_numel().ok_or_else(|| Error::ShapeTooLarge {
+            op: op.to_string(),
+            shape: self.clone(),
+        })
     }
 
     /// True for the rank-0 shape.
@@ -72,7 +146,8 @@ impl Shape {
     /// The shape both `self` and `other` broadcast to under NumPy's rule, if any.
     ///
     /// Shapes are aligned at their last axis; a missing leading axis counts as length 1,
-    /// and an axis of length 1 stretches to the other's length.
+    /// and an axis of length 1 stretches to the other's length. The result may be too
+    /// large for a tensor (`[3, 1]` with `[1, 2⁶²]`); the ops that broadcast check it.
     ///
     /// ```
     /// use tapegrad::Shape;

@@ -27,12 +27,20 @@ pub struct Tensor {
 }
 
 impl Tensor {
-    /// A tensor from row-major data and a shape; errors if the lengths disagree.
+    /// A tensor from row-major data and a shape; an error if the lengths disagree, or
+    /// [`Error::ShapeTooLarge`] if no tensor can have that shape.
+    ///
+    /// ```
+    /// use tapegrad::{Error, Tensor};
+    /// let err = Tensor::new(vec![1.0, 2.0], [3, 6148914691236517206]).unwrap_err();
+    /// assert!(matches!(err, Error::ShapeTooLarge { .. }));
+    /// ```
     pub fn new(data: Vec<f64>, shape: impl Into<Shape>) -> Result<Tensor> {
         let shape = shape.into();
-        if data.len() != shape.numel() {
+        let expected = shape.check_size("tensor")?;
+        if data.len() != expected {
             return Err(Error::DataLength {
-                expected: shape.numel(),
+                expected,
                 got: data.len(),
                 shape,
             });
@@ -79,20 +87,36 @@ impl Tensor {
     }
 
     /// A tensor of the given shape filled with `value`.
+    ///
+    /// # Panics
+    ///
+    /// If no tensor can have `shape` (see [`Shape::checked_numel`]); use
+    /// [`Tensor::new`] for an error instead.
     pub fn full(shape: impl Into<Shape>, value: f64) -> Tensor {
         let shape = shape.into();
+        let n = shape
+            .check_size("Tensor::full")
+            .unwrap_or_else(|e| panic!("{e}"));
         Tensor {
-            data: vec![value; shape.numel()],
+            data: vec![value; n],
             shape,
         }
     }
 
     /// A tensor of zeros.
+    ///
+    /// # Panics
+    ///
+    /// If no tensor can have `shape`, as [`Tensor::full`].
     pub fn zeros(shape: impl Into<Shape>) -> Tensor {
         Tensor::full(shape, 0.0)
     }
 
     /// A tensor of ones.
+    ///
+    /// # Panics
+    ///
+    /// If no tensor can have `shape`, as [`Tensor::full`].
     pub fn ones(shape: impl Into<Shape>) -> Tensor {
         Tensor::full(shape, 1.0)
     }
@@ -186,12 +210,14 @@ pub struct TensorRef<'a> {
 }
 
 impl<'a> TensorRef<'a> {
-    /// A view of `data` with `shape`; errors if the lengths disagree.
+    /// A view of `data` with `shape`; an error if the lengths disagree, or
+    /// [`Error::ShapeTooLarge`] if no tensor can have that shape.
     pub fn new(data: &'a [f64], shape: &'a Shape) -> Result<Self> {
-        if data.len() != shape.numel() {
+        let expected = shape.check_size("tensor")?;
+        if data.len() != expected {
             return Err(Error::DataLength {
                 shape: shape.clone(),
-                expected: shape.numel(),
+                expected,
                 got: data.len(),
             });
         }

@@ -274,7 +274,9 @@ impl Params {
     }
 
     /// A new store read from text in the format described in the [module docs](self);
-    /// an error naming the line for anything malformed.
+    /// an error naming the line for anything malformed, and
+    /// [`Error::ShapeTooLarge`] for a header whose axis lengths no tensor can have,
+    /// found before any values are read.
     ///
     /// ```
     /// use tapegrad::nn::Params;
@@ -284,6 +286,8 @@ impl Params {
     /// let text = params.to_text();
     /// assert_eq!(Params::from_text(&text)?, params); // exact round trip
     /// assert!(Params::from_text(&text.replace("2 2 2", "2 2 3")).is_err());
+    /// let huge = "tapegrad-params 1\na 2 4294967296 4294967296\n\n";
+    /// assert!(matches!(Params::from_text(huge), Err(tapegrad::Error::ShapeTooLarge { .. })));
     /// # Ok::<(), tapegrad::Error>(())
     /// ```
     pub fn from_text(text: &str) -> Result<Params> {
@@ -313,6 +317,9 @@ impl Params {
                 return Err(at(format!("rank {rank} but {} axis lengths", dims.len())));
             }
             let shape = Shape::from(dims);
+            // Before the values are read: a header's lengths may multiply past any
+            // tensor, or wrap around to the count of a short line.
+            shape.check_size(&format!("{op}: line {number}"))?;
             let (number, line) = lines
                 .next()
                 .ok_or_else(|| at(format!("no values follow {name:?}")))?;

@@ -127,13 +127,14 @@ impl Function for Narrow {
         let (outer, source, inner) = self.layout(&shape);
         let (start, len) = (self.start as usize, self.len as usize);
         // selector[j, i] = 1 when source position j receives kept position i.
-        let mut selector = vec![0.0; source * len];
+        let selector_shape = Shape::try_new(&[source, len])?;
+        let mut selector = vec![0.0; selector_shape.numel()];
         for i in 0..len {
             selector[(start + i) * len + i] = 1.0;
         }
         let selector = x
             .tape()
-            .constant_tensor(&Tensor::new(selector, [source, len])?);
+            .constant_tensor(&Tensor::new(selector, selector_shape)?);
         // Move the axis last, multiply by the selector's transpose, move it back.
         let g = gy.reshape([outer, len, inner])?.transpose()?;
         let g = g.matmul(selector.transpose()?)?.transpose()?;

@@ -656,8 +656,10 @@ pub struct Reshape {
 }
 
 impl Reshape {
-    /// A reshape to `shape`; an error for more than four axes or an axis of 2³² or more.
+    /// A reshape to `shape`; an error for more than four axes, an axis of 2³² or more,
+    /// or a shape too large for any tensor.
     pub fn new(shape: &Shape) -> Result<Reshape> {
+        shape.check_size("reshape")?;
         let mut dims = [0u32; 4];
         if shape.rank() > dims.len() {
             return Err(Error::Invalid {

@@ -776,12 +776,17 @@ macro_rules! ops {
                 }
             }
 
+            /// The op's output shape, checked to fit a tensor: an op on inputs that
+            /// fit may still ask for too many elements (a broadcast of `[n, 1]` with
+            /// `[1, m]`, a product of `[n, 0]` and `[0, m]`).
             pub(crate) fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
-                match self {
+                let shape = match self {
                     Op::Leaf => Ok(Shape::scalar()),
                     Op::Custom(f) => f.output_shape(inputs),
                     $( Op::$variant(f) => Function::output_shape(f, inputs), )*
-                }
+                }?;
+                shape.check_size(self.name())?;
+                Ok(shape)
             }
 
             #[inline]
