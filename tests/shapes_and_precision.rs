@@ -145,3 +145,206 @@ fn a_parameter_file_with_huge_axis_lengths_is_an_error_before_any_value_is_read(
     assert!(too_large(&err), "{err}");
     assert_eq!(params.get("a").unwrap(), &Tensor::vector([1.0]));
 }
+
+// --- Softmax and cross-entropy at any magnitude -----------------------------------------
+
+/// 1e0, 1e1, …, 1e300, each with both signs.
+fn magnitudes() -> Vec<f64> {
+    (0..=300)
+        .map(|k| format!("1e{k}").parse::<f64>().unwrap())
+        .flat_map(|m| [m, -m])
+        .collect()
+}
+
+#[test]
+fn equal_logits_give_exactly_one_over_n_at_any_magnitude() -> Result<()> {
+    for n in [2usize, 3, 5, 7, 10] {
+        let p = 1.0 / n as f64;
+        for m in magnitudes() {
+            let tape = Tape::new();
+            let x = tape.tensor(&Tensor::vector(vec![m; n]));
+            let y = x.softmax(0)?;
+            assert_eq!(
+                y.value(),
+                Tensor::vector(vec![p; n]),
+                "n = {n}, logits {m:e}"
+            );
+            // ∂(y₀)/∂xⱼ = y₀(δ₀ⱼ − yⱼ): p(1 − p) and −p·p, with no error at all.
+            let mut weight = vec![0.0; n];
+            weight[0] = 1.0;
+            let w = tape.constant_tensor(&Tensor::vector(weight));
+            let g = y.try_mul(w)?.sum().backward()?.wrt(x)?;
+            let mut want = vec![p * (0.0 - p); n];
+            want[0] = p * (1.0 - p);
+            assert_eq!(g, Tensor::vector(want), "n = {n}, logits {m:e}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn softmax_of_two_equal_large_logits_sums_to_one() -> Result<()> {
+    // The reproducers: 1e16 gave [1, 1], 1e15 gave 0.472 for each.
+    let tape = Tape::new();
+    for m in [1e15, 1e16] {
+        let x = tape.tensor(&Tensor::vector([m, m]));
+        assert_eq!(x.softmax(0)?.value(), Tensor::vector([0.5, 0.5]));
+    }
+    Ok(())
+}
+
+#[test]
+fn equal_logits_give_exactly_minus_ln_n_under_log_softmax() -> Result<()> {
+    for n in [2usize, 3, 5, 7, 10] {
+        let ln_n = (n as f64).ln();
+        for m in magnitudes() {
+            let tape = Tape::new();
+            let x = tape.tensor(&Tensor::vector(vec![m; n]));
+            let y = x.log_softmax(0)?;
+            assert_eq!(
+                y.value(),
+                Tensor::vector(vec![-ln_n; n]),
+                "n = {n}, logits {m:e}"
+            );
+            // ∂(y₀)/∂xⱼ = δ₀ⱼ − 1/n, with 1/n taken as exp(−ln n).
+            let total = y.sum_axis(0, false)?;
+            let g0 = x.log_softmax(0)?.narrow(0, 0, 1)?.sum();
+            let grad = g0.backward()?.wrt(x)?;
+            let p = (-ln_n).exp();
+            for (j, &gj) in grad.data().iter().enumerate() {
+                let want = if j == 0 { 1.0 - p } else { -p };
+                assert!(
+                    (gj - want).abs() <= 1e-15,
+                    "n = {n}, logits {m:e}: ∂y₀/∂x{j} = {gj}, want {want}"
+                );
+            }
+            // The lane sums to −n·ln n exactly as the values do.
+            assert_eq!(total.item()?, vec![-ln_n; n].iter().sum::<f64>());
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn cross_entropy_of_equal_logits_is_exactly_ln_n_at_any_magnitude() -> Result<()> {
+    for n in [2usize, 3, 5, 7, 10] {
+        let p = 1.0 / n as f64;
+        for m in magnitudes() {
+            for label in [0, n - 1] {
+                let tape = Tape::new();
+                let z = tape.tensor(&Tensor::vector(vec![m; n]));
+                let loss = z.softmax_cross_entropy(&[label])?;
+                assert_eq!(loss.item()?, (n as f64).ln(), "n = {n}, logits {m:e}");
+                // softmax − one-hot, exactly.
+                let mut want = vec![p; n];
+                want[label] = p - 1.0;
+                let g = loss.backward()?.wrt(z)?;
+                assert_eq!(
+                    g,
+                    Tensor::vector(want),
+                    "n = {n}, logits {m:e}, label {label}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn cross_entropy_of_large_equal_logits_has_a_gradient_that_sums_to_zero() -> Result<()> {
+    // The reproducer: at 1e16 the loss was 0 and the gradient [0, 1].
+    let tape = Tape::new();
+    let z = tape.tensor(&Tensor::vector([1e16, 1e16]));
+    let loss = z.softmax_cross_entropy(&[0])?;
+    assert_eq!(loss.item()?, 2f64.ln());
+    assert_eq!(loss.backward()?.wrt(z)?, Tensor::vector([-0.5, 0.5]));
+    Ok(())
+}
+
+#[test]
+fn a_batch_of_rows_at_different_magnitudes_averages_ln_c() -> Result<()> {
+    // Three rows of three equal logits each, at 1, 1e100 and −1e300: every row's loss is
+    // ln 3, every gradient (1/3 − onehot)/3.
+    let tape = Tape::new();
+    let rows = [[1.0; 3], [1e100; 3], [-1e300; 3]];
+    let z = tape.tensor(&Tensor::matrix(&rows)?);
+    let loss = z.softmax_cross_entropy(&[0, 1, 2])?;
+    assert_eq!(loss.item()?, 3.0 * 3f64.ln() / 3.0);
+    let g = loss.backward()?.wrt(z)?;
+    let (p, q) = ((1.0 / 3.0) / 3.0, (1.0 / 3.0 - 1.0) / 3.0);
+    assert_eq!(g, Tensor::matrix(&[[q, p, p], [p, q, p], [p, p, q]])?);
+    Ok(())
+}
+
+#[test]
+fn logits_that_differ_by_a_little_at_a_large_magnitude_keep_their_difference() -> Result<()> {
+    // At 1e16 consecutive doubles are 2 apart: [1e16, 1e16 + 2] is softmax of [0, 2].
+    let tape = Tape::new();
+    let x = tape.tensor(&Tensor::vector([1e16, 1e16 + 2.0]));
+    let y = x.softmax(0)?.value();
+    let e = (-2f64).exp();
+    let want = [e / (1.0 + e), 1.0 / (1.0 + e)];
+    for (got, want) in y.data().iter().zip(want) {
+        assert!(
+            (got - want).abs() <= 2.0 * f64::EPSILON * want,
+            "{got} vs {want}"
+        );
+    }
+    let loss = x.softmax_cross_entropy(&[0])?.item()?;
+    let want = (1.0 + e).ln() + 2.0; // ln(1 + e²) = 2 + ln(1 + e⁻²)
+    assert!(
+        (loss - want).abs() <= 2.0 * f64::EPSILON * want,
+        "{loss} vs {want}"
+    );
+    let ls = x.log_softmax(0)?.value();
+    let want = [-want, -(1.0 + e).ln()];
+    for (got, want) in ls.data().iter().zip(want) {
+        assert!(
+            (got - want).abs() <= 2.0 * f64::EPSILON * want.abs(),
+            "{got} vs {want}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn opposite_huge_logits_and_minus_infinity_give_no_nan() -> Result<()> {
+    let tape = Tape::new();
+    let x = tape.tensor(&Tensor::vector([1e300, -1e300]));
+    assert_eq!(x.softmax(0)?.value(), Tensor::vector([1.0, 0.0]));
+    assert_eq!(x.log_softmax(0)?.value(), Tensor::vector([0.0, -2e300]));
+    let first = x.softmax_cross_entropy(&[0])?;
+    assert_eq!(first.item()?, 0.0);
+    assert_eq!(first.backward()?.wrt(x)?, Tensor::vector([0.0, 0.0]));
+    let second = x.softmax_cross_entropy(&[1])?;
+    assert_eq!(second.item()?, 2e300);
+    assert_eq!(second.backward()?.wrt(x)?, Tensor::vector([1.0, -1.0]));
+
+    let x = tape.tensor(&Tensor::vector([0.0, f64::NEG_INFINITY, 0.0]));
+    assert_eq!(x.softmax(0)?.value(), Tensor::vector([0.5, 0.0, 0.5]));
+    let ls = x.log_softmax(0)?.value();
+    assert_eq!(
+        ls,
+        Tensor::vector([-2f64.ln(), f64::NEG_INFINITY, -2f64.ln()])
+    );
+    let loss = x.softmax_cross_entropy(&[2])?;
+    assert_eq!(loss.item()?, 2f64.ln());
+    assert_eq!(loss.backward()?.wrt(x)?, Tensor::vector([0.5, 0.0, -0.5]));
+    Ok(())
+}
+
+#[test]
+fn the_cross_entropy_gradient_is_the_softmax_op_minus_one_hot() -> Result<()> {
+    // The fused gradient and the softmax op compute the same probabilities, bit for bit.
+    let tape = Tape::new();
+    let logits = [[0.3, -1.7, 2.9, 1e15], [-4.0, 1e-3, 7.5, -7.5]];
+    let z = tape.tensor(&Tensor::matrix(&logits)?);
+    let softmax = z.softmax(1)?.value();
+    let g = z.softmax_cross_entropy(&[3, 0])?.backward()?.wrt(z)?;
+    let mut want = softmax.data().to_vec();
+    want[3] -= 1.0;
+    want[4] -= 1.0;
+    let want: Vec<f64> = want.iter().map(|v| v * 0.5).collect();
+    assert_eq!(g, Tensor::new(want, [2, 4])?);
+    Ok(())
+}

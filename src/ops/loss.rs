@@ -11,6 +11,7 @@
 //! gradient `o − t` is what its backward formulas use).
 
 use super::activation::sigmoid;
+use super::softmax::max_and_sum_exp;
 use super::Op;
 use crate::error::{Error, Result};
 use crate::function::{Function, InputGrads};
@@ -425,8 +426,10 @@ impl Function for BceWithLogits {
 /// `[C]` with one label). ∂y/∂zᵢⱼ = (softmax(zᵢ)ⱼ − [j = labelᵢ])/N — the fused
 /// gradient, softmax minus one-hot.
 ///
-/// Stable: the log-sum-exp subtracts each row's maximum, so logits of ±1000 give a
-/// finite loss and gradient. The op has two inputs, the logits and the labels `[N]`
+/// Stable and exact at any magnitude: each row's logits are taken relative to its
+/// maximum m, and the loss is `ln Σⱼ exp(zᵢⱼ − m) − (zᵢ,labelᵢ − m)`, so logits of ±1000
+/// give a finite loss and gradient, and C equal logits give exactly ln C however large
+/// they are. The op has two inputs, the logits and the labels `[N]`
 /// (class numbers as values; [`Var::softmax_cross_entropy`] records them on the tape as
 /// a constant, so the op itself holds no data and recording it allocates nothing). A
 /// label value names the class nearest to it; the labels get no gradient (their
@@ -515,7 +518,12 @@ impl Function for SoftmaxCrossEntropy {
         for (i, &label) in labels.iter().enumerate() {
             let row = i * classes;
             sum += match class_of(label, classes) {
-                Some(label) => super::softmax::log_sum_exp(z, row, classes, 1) - z[row + label],
+                Some(label) => {
+                    // ln Σ exp(z) − z_label with both terms taken relative to the row's
+                    // maximum: at large logits their difference is the small number.
+                    let (max, sum_exp) = max_and_sum_exp(z, row, classes, 1);
+                    sum_exp.ln() - (z[row + label] - max)
+                }
                 None => f64::NAN,
             };
         }
@@ -539,14 +547,16 @@ impl Function for SoftmaxCrossEntropy {
         for (i, &label) in labels.iter().enumerate() {
             let row = i * classes;
             let label = class_of(label, classes);
-            let lse = super::softmax::log_sum_exp(z, row, classes, 1);
+            let (max, sum_exp) = max_and_sum_exp(z, row, classes, 1);
             for j in 0..classes {
                 let onehot = match label {
                     Some(label) if label == j => 1.0,
                     Some(_) => 0.0,
                     None => f64::NAN,
                 };
-                g[row + j] += scale * ((z[row + j] - lse).exp() - onehot);
+                // The softmax exactly as the `softmax` op computes it.
+                let p = (z[row + j] - max).exp() / sum_exp;
+                g[row + j] += scale * (p - onehot);
             }
         }
         Ok(())

@@ -1,7 +1,11 @@
 //! `softmax` and `log_softmax` along one axis.
 //!
-//! Both subtract the largest element along the axis before exponentiating, so that no
-//! exponential overflows: logits of ±1000 give exact probabilities, not NaN.
+//! Both subtract the largest element m along the axis before exponentiating, so that no
+//! exponential overflows, and keep every logit relative to m afterwards: log-softmax is
+//! `(x − m) − ln Σ exp(x − m)`, never `x − (m + ln Σ exp(x − m))`, whose sum rounds
+//! away the small logarithm once |m| is large (at 10¹⁶, ln 2 is below half a unit in the
+//! last place). So n equal logits give exactly 1/n and −ln n at any magnitude, and
+//! logits of ±10³⁰⁰ give exact probabilities, not NaN.
 
 use super::Op;
 use crate::error::{Error, Result};
@@ -42,14 +46,15 @@ fn for_each_lane(shape: &Shape, axis: usize, mut f: impl FnMut(usize, usize, usi
     }
 }
 
-/// `ln Σⱼ exp(xⱼ)` over one lane, computed as `m + ln Σⱼ exp(xⱼ − m)` with m the
-/// lane's maximum, so that no exponential overflows.
-pub(crate) fn log_sum_exp(x: &[f64], start: usize, len: usize, stride: usize) -> f64 {
+/// `(m, Σⱼ exp(xⱼ − m))` over one lane, m the lane's maximum: no exponential overflows,
+/// and the sum is at least 1. A caller keeps each logit as `xⱼ − m` from here on:
+/// `ln Σⱼ exp(xⱼ) = m + ln sum` is not representable next to a large m.
+pub(crate) fn max_and_sum_exp(x: &[f64], start: usize, len: usize, stride: usize) -> (f64, f64) {
     let max = (0..len)
         .map(|j| x[start + j * stride])
         .fold(f64::NEG_INFINITY, f64::max);
     let sum: f64 = (0..len).map(|j| (x[start + j * stride] - max).exp()).sum();
-    max + sum.ln()
+    (max, sum)
 }
 
 fn check_points() -> Vec<Vec<Tensor>> {
@@ -63,14 +68,19 @@ fn check_points() -> Vec<Vec<Tensor>> {
 /// `yⱼ = exp(xⱼ) / Σₖ exp(xₖ)` along `axis`: each lane becomes a probability
 /// distribution. ∂L/∂xⱼ = yⱼ·(gyⱼ − Σₖ gyₖ·yₖ).
 ///
+/// Computed as `exp(xⱼ − m) / Σₖ exp(xₖ − m)` with m the lane's maximum: exact for
+/// logits of any magnitude (n equal logits give exactly 1/n). A lane holding +∞, or
+/// only −∞, gives NaN.
+///
 /// ```
 /// use tapegrad::{Tape, Tensor};
 /// let tape = Tape::new();
-/// let x = tape.tensor(&Tensor::matrix(&[[0.0, 2f64.ln()], [1000.0, -1000.0]])?);
+/// let x = tape.tensor(&Tensor::matrix(&[[0.0, 2f64.ln()], [1000.0, -1000.0], [1e300, 1e300]])?);
 /// let y = x.softmax(1)?;
 /// let v = y.value();
 /// assert!((v.get(&[0, 0]).unwrap() - 1.0 / 3.0).abs() < 1e-15);
 /// assert_eq!(v.get(&[1, 0]), Some(1.0)); // no overflow at ±1000
+/// assert_eq!(v.get(&[2, 0]), Some(0.5)); // nor precision lost at 1e300
 /// // Each row sums to 1 whatever x is, so the gradient of the sum is zero.
 /// let g = y.sum().backward()?.wrt(x)?;
 /// assert!(g.data().iter().all(|g| g.abs() < 1e-15));
@@ -98,10 +108,17 @@ impl Function for Softmax {
     fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
         let x = inputs[0].data();
         for_each_lane(inputs[0].shape(), self.axis, |start, len, stride| {
-            let lse = log_sum_exp(x, start, len, stride);
+            let max = (0..len)
+                .map(|j| x[start + j * stride])
+                .fold(f64::NEG_INFINITY, f64::max);
+            let mut sum = 0.0;
             for j in 0..len {
                 let at = start + j * stride;
-                out[at] = (x[at] - lse).exp();
+                out[at] = (x[at] - max).exp();
+                sum += out[at];
+            }
+            for j in 0..len {
+                out[start + j * stride] /= sum;
             }
         });
     }
@@ -148,12 +165,18 @@ impl Function for Softmax {
 /// directly so that it stays finite where softmax underflows to 0.
 /// ∂L/∂xⱼ = gyⱼ − softmax(x)ⱼ·Σₖ gyₖ, with softmax(x) = exp(y).
 ///
+/// Computed as `(xⱼ − m) − ln Σₖ exp(xₖ − m)` with m the lane's maximum, so that the
+/// logarithm is not lost next to a large m: n equal logits give exactly −ln n at any
+/// magnitude. A lane holding +∞, or only −∞, gives NaN.
+///
 /// ```
 /// use tapegrad::{Tape, Tensor};
 /// let tape = Tape::new();
 /// let x = tape.tensor(&Tensor::vector([1000.0, -1000.0]));
 /// let y = x.log_softmax(0)?;
 /// assert_eq!(y.value(), Tensor::vector([0.0, -2000.0]));
+/// let big = tape.tensor(&Tensor::vector([-1e300, -1e300]));
+/// assert_eq!(big.log_softmax(0)?.value(), Tensor::vector([-2f64.ln(), -2f64.ln()]));
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug)]
@@ -178,10 +201,11 @@ impl Function for LogSoftmax {
     fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
         let x = inputs[0].data();
         for_each_lane(inputs[0].shape(), self.axis, |start, len, stride| {
-            let lse = log_sum_exp(x, start, len, stride);
+            let (max, sum) = max_and_sum_exp(x, start, len, stride);
+            let log_sum = sum.ln();
             for j in 0..len {
                 let at = start + j * stride;
-                out[at] = x[at] - lse;
+                out[at] = (x[at] - max) - log_sum;
             }
         });
     }
