@@ -348,3 +348,55 @@ fn the_cross_entropy_gradient_is_the_softmax_op_minus_one_hot() -> Result<()> {
     assert_eq!(g, Tensor::new(want, [2, 4])?);
     Ok(())
 }
+
+// --- powi at the ends of i32 --------------------------------------------------------------
+
+#[test]
+fn the_derivative_of_powi_at_i32_min_is_minus_zero_at_two() -> Result<()> {
+    // d/dx x^n = n·x^(n−1) = −2³¹ · 2^(−2³¹−1), which underflows to −0.
+    let tape = Tape::new();
+    let x = tape.var(2.0);
+    let y = x.powi(i32::MIN);
+    assert_eq!(y.item()?, 0.0);
+    // The backward sweep adds the −0 into a gradient that starts at +0.
+    assert_eq!(y.backward()?.wrt_scalar(x)?, 0.0);
+    // The graph of the derivative holds the value itself, sign included.
+    let d = y.grad_graph(&[x])?[0].item()?;
+    assert_eq!(d, 0.0);
+    assert!(d.is_sign_negative(), "{d}");
+    // At ±1 nothing underflows: n·1 and n·(−1)^(n−1) = n·(−1) (n − 1 is odd).
+    for (x0, want) in [(1.0, -2147483648.0), (-1.0, 2147483648.0)] {
+        let x = tape.var(x0);
+        assert_eq!(
+            x.powi(i32::MIN).backward()?.wrt_scalar(x)?,
+            want,
+            "x = {x0}"
+        );
+    }
+    // The graph-building rule agrees: the second derivative n(n−1)·x^(n−2) at 1.
+    let x = tape.var(1.0);
+    let n = f64::from(i32::MIN);
+    let dy = x.powi(i32::MIN).grad_graph(&[x])?[0];
+    assert_eq!(dy.item()?, n);
+    assert_eq!(dy.grad_graph(&[x])?[0].item()?, n * (n - 1.0));
+    Ok(())
+}
+
+#[test]
+fn the_derivative_of_powi_at_i32_max() -> Result<()> {
+    // n·x^(n−1): overflows to +∞ at 2, is n at 1 and at −1 (n − 1 is even).
+    let tape = Tape::new();
+    for (x0, want) in [
+        (2.0, f64::INFINITY),
+        (1.0, 2147483647.0),
+        (-1.0, 2147483647.0),
+    ] {
+        let x = tape.var(x0);
+        assert_eq!(
+            x.powi(i32::MAX).backward()?.wrt_scalar(x)?,
+            want,
+            "x = {x0}"
+        );
+    }
+    Ok(())
+}

@@ -306,6 +306,9 @@ impl<'t> Var<'t> {
 // ---------------------------------------------------------------------------------------
 /// `y = x^n` for an integer `n`. dy/dx = n·x^(n−1); 0 when n = 0.
 ///
+/// For n = `i32::MIN` the exponent n − 1 is not an `i32`; the derivative then takes
+/// x^(n−1) as `powf` of the exact `f64` exponent: at x = 2, −2³¹·2^(−2³¹−1) rounds to −0.
+///
 /// ```
 /// use tapegrad::Tape;
 /// let tape = Tape::new();
@@ -313,6 +316,9 @@ impl<'t> Var<'t> {
 /// let y = x.powi(3);
 /// assert_eq!(y.item()?, -8.0);
 /// assert_eq!(y.backward()?.wrt_scalar(x)?, 12.0);
+/// let x = tape.var(2.0);
+/// let d = x.powi(i32::MIN).grad_graph(&[x])?[0].item()?;
+/// assert!(d == 0.0 && d.is_sign_negative());
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug)]
@@ -342,21 +348,31 @@ impl Unary for Powi {
     // d/dx x^n = n·x^(n−1)
     #[inline]
     fn derivative(&self, x: f64, _y: f64) -> f64 {
-        if self.n == 0 {
-            0.0
-        } else {
-            f64::from(self.n) * x.powi(self.n - 1)
+        match self.n {
+            0 => 0.0,
+            i32::MIN => powi_min_derivative(x),
+            n => f64::from(n) * x.powi(n - 1),
         }
     }
     fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
-        if self.n == 0 {
-            return Ok(x.tape().constant(0.0));
+        match self.n {
+            0 => Ok(x.tape().constant(0.0)),
+            i32::MIN => Ok(x.powf(f64::from(self.n) - 1.0)? * f64::from(self.n)),
+            n => Ok(x.powi(n - 1) * f64::from(n)),
         }
-        Ok(x.powi(self.n - 1) * f64::from(self.n))
     }
     fn check_at(&self) -> &'static [f64] {
         &[-2.0, -0.5, 0.0, 1.0, 3.0]
     }
+}
+
+/// d/dx x^n at n = `i32::MIN`, whose n − 1 is no `i32`; −2³¹ − 1 is exact in f64. Out of
+/// line, so that the derivative every other exponent inlines stays as small as it was.
+#[cold]
+#[inline(never)]
+fn powi_min_derivative(x: f64) -> f64 {
+    let n = f64::from(i32::MIN);
+    n * x.powf(n - 1.0)
 }
 
 impl<'t> Var<'t> {
@@ -368,6 +384,27 @@ impl<'t> Var<'t> {
     /// `self²`, elementwise.
     pub fn square(self) -> Var<'t> {
         self.powi(2)
+    }
+}
+
+#[cfg(test)]
+mod powi_tests {
+    use super::{Powi, Unary};
+
+    #[test]
+    fn the_derivative_at_the_ends_of_i32_has_the_right_sign() {
+        let at = |n: i32, x: f64| Powi { n }.derivative(x, x.powi(n));
+        // −2³¹ · 2^(−2³¹−1): a negative number too small for f64.
+        let d = at(i32::MIN, 2.0);
+        assert!(d == 0.0 && d.is_sign_negative(), "{d}");
+        // −2³¹ · (−2)^(−2³¹−1): the power is negative, the product positive.
+        let d = at(i32::MIN, -2.0);
+        assert!(d == 0.0 && d.is_sign_positive(), "{d}");
+        assert_eq!(at(i32::MIN, 1.0), -2147483648.0);
+        assert_eq!(at(i32::MIN, -1.0), 2147483648.0);
+        assert_eq!(at(i32::MIN, 0.0), f64::NEG_INFINITY);
+        assert_eq!(at(i32::MAX, 2.0), f64::INFINITY);
+        assert_eq!(at(i32::MAX, -1.0), 2147483647.0);
     }
 }
 
