@@ -400,3 +400,34 @@ fn the_derivative_of_powi_at_i32_max() -> Result<()> {
     }
     Ok(())
 }
+
+// --- narrow names the axis it slices ----------------------------------------------------
+
+#[test]
+fn narrow_out_of_range_names_the_axis_and_its_length() {
+    let tape = Tape::new();
+    let x = tape.tensor(&Tensor::matrix(&[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]).unwrap());
+    assert_eq!(
+        x.narrow(0, usize::MAX, 2).unwrap_err().to_string(),
+        "narrow: start 18446744073709551615 and length 2 reach past the end of axis 0, \
+         of length 2, in shape [2, 3]; start + length must be at most 2"
+    );
+    assert_eq!(
+        x.narrow(1, 2, usize::MAX).unwrap_err().to_string(),
+        "narrow: start 2 and length 18446744073709551615 reach past the end of axis 1, \
+         of length 3, in shape [2, 3]; start + length must be at most 3"
+    );
+    assert_eq!(
+        x.narrow(1, 2, 2).unwrap_err().to_string(),
+        "narrow: start 2 and length 2 reach past the end of axis 1, \
+         of length 3, in shape [2, 3]; start + length must be at most 3"
+    );
+    assert_eq!(
+        x.narrow(2, 0, 1).unwrap_err().to_string(),
+        "narrow: axis 2 is out of range for a tensor of rank 2"
+    );
+    assert_eq!(
+        x.narrow(1, 3, 0).unwrap().value(),
+        Tensor::new(Vec::new(), [2, 0]).unwrap()
+    );
+}

@@ -43,6 +43,22 @@ impl Default for Narrow {
     }
 }
 
+/// An error unless positions `start..start + len` lie within `axis` (below the rank) of
+/// `x`; the sum is not formed, so it cannot overflow.
+fn check_range(x: &Shape, axis: usize, start: usize, len: usize) -> Result<()> {
+    let length = x.dims()[axis];
+    if start > length || len > length - start {
+        return Err(Error::Invalid {
+            op: "narrow".into(),
+            reason: format!(
+                "start {start} and length {len} reach past the end of axis {axis}, \
+                 of length {length}, in shape {x}; start + length must be at most {length}"
+            ),
+        });
+    }
+    Ok(())
+}
+
 impl Narrow {
     /// `(outer, source length, inner)` around the axis of an input of `shape`.
     fn layout(&self, shape: &Shape) -> (usize, usize, usize) {
@@ -70,19 +86,9 @@ impl Function for Narrow {
                 rank: x.rank(),
             });
         }
-        let (start, len) = (self.start as usize, self.len as usize);
-        if start + len > x.dims()[axis] {
-            return Err(Error::Invalid {
-                op: "narrow".into(),
-                reason: format!(
-                    "positions {start}..{} are outside axis {axis} of length {}",
-                    start + len,
-                    x.dims()[axis]
-                ),
-            });
-        }
+        check_range(x, axis, self.start as usize, self.len as usize)?;
         let mut dims = x.dims().to_vec();
-        dims[axis] = len;
+        dims[axis] = self.len as usize;
         Ok(Shape::from(dims))
     }
     fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
@@ -151,13 +157,36 @@ impl Function for Narrow {
 
 impl<'t> Var<'t> {
     /// The positions `start..start + len` along `axis`; an error if the axis or the
-    /// positions are out of range.
+    /// positions are out of range, naming the axis and its length, or if a position
+    /// is 2³² or more.
+    ///
+    /// ```
+    /// use tapegrad::{Tape, Tensor};
+    /// let tape = Tape::new();
+    /// let x = tape.tensor(&Tensor::vector([1.0, 2.0, 3.0]));
+    /// assert_eq!(
+    ///     x.narrow(0, usize::MAX, 2).unwrap_err().to_string(),
+    ///     "narrow: start 18446744073709551615 and length 2 reach past the end of axis 0, \
+    ///      of length 3, in shape [3]; start + length must be at most 3"
+    /// );
+    /// ```
     pub fn narrow(self, axis: usize, start: usize, len: usize) -> Result<Var<'t>> {
-        let field = |name: &'static str, value: usize| {
-            u32::try_from(value).map_err(|_| Error::InvalidParameter {
+        let shape = self.shape();
+        if axis >= shape.rank() {
+            return Err(Error::InvalidAxis {
                 op: "narrow".into(),
-                name,
-                value: value as f64,
+                axis,
+                rank: shape.rank(),
+            });
+        }
+        check_range(&shape, axis, start, len)?;
+        // Within range, so only an axis of 2³² or more can hold such a position.
+        let field = |name: &'static str, value: usize| {
+            u32::try_from(value).map_err(|_| Error::Invalid {
+                op: "narrow".into(),
+                reason: format!(
+                    "{name} {value} is 2³² or more; narrow takes axes and positions below 2³²"
+                ),
             })
         };
         let op = Narrow {
