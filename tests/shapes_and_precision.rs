@@ -431,3 +431,50 @@ fn narrow_out_of_range_names_the_axis_and_its_length() {
         Tensor::new(Vec::new(), [2, 0]).unwrap()
     );
 }
+
+// --- Reductions of nothing ----------------------------------------------------------------
+
+fn empty(tape: &Tape) -> tapegrad::Var<'_> {
+    tape.tensor(&Tensor::new(Vec::new(), [0, 3]).unwrap())
+}
+
+#[test]
+fn the_mean_of_an_empty_tensor_is_an_error() {
+    let tape = Tape::new();
+    let x = empty(&tape);
+    let before = tape.len();
+    assert_eq!(
+        x.mean_axis(0, false).unwrap_err().to_string(),
+        "mean_axis: axis 0 of shape [0, 3] is empty, and the mean of no elements is undefined"
+    );
+    assert_eq!(
+        x.max_axis(0, true).unwrap_err().to_string(),
+        "max_axis: axis 0 of shape [0, 3] is empty, and the maximum of no elements is undefined"
+    );
+    assert_eq!(
+        x.mse(x).unwrap_err().to_string(),
+        "mse: the mean over empty outputs (shape [0, 3]) is undefined; give at least one element"
+    );
+    assert!(x.bce(x).is_err());
+    assert!(x.bce_with_logits(x).is_err());
+    assert_eq!(tape.len(), before, "nothing recorded");
+    // A sum of nothing is 0, and so is the half sum of squares, and a mean along a
+    // non-empty axis of an empty tensor is empty.
+    assert_eq!(x.sum().item().unwrap(), 0.0);
+    assert_eq!(x.half_sse(x).unwrap().item().unwrap(), 0.0);
+    assert_eq!(x.mean_axis(1, false).unwrap().value(), Tensor::vector([]));
+}
+
+#[test]
+#[should_panic(expected = "mean: the mean of an empty tensor (shape [0, 3]) is undefined")]
+fn mean_of_an_empty_tensor_panics_with_its_error() {
+    let tape = Tape::new();
+    let _ = empty(&tape).mean();
+}
+
+#[test]
+#[should_panic(expected = "max: the maximum of an empty tensor (shape [0, 3]) is undefined")]
+fn max_of_an_empty_tensor_panics_with_its_error() {
+    let tape = Tape::new();
+    let _ = empty(&tape).max();
+}

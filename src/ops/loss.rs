@@ -20,6 +20,22 @@ use crate::tensor::{Tensor, TensorRef};
 use crate::var::Var;
 use std::cell::RefCell;
 
+/// [`pair_shape`] for a loss that is a mean over the elements: an error for empty
+/// operands, whose mean is undefined.
+fn mean_pair_shape(name: &str, inputs: &[&Shape]) -> Result<Shape> {
+    let shape = pair_shape(name, inputs)?;
+    if inputs[0].numel() == 0 {
+        return Err(Error::Invalid {
+            op: name.to_string(),
+            reason: format!(
+                "the mean over empty outputs (shape {}) is undefined; give at least one element",
+                inputs[0]
+            ),
+        });
+    }
+    Ok(shape)
+}
+
 /// The shape check of a loss between outputs and targets: equal shapes, scalar result.
 fn pair_shape(name: &str, inputs: &[&Shape]) -> Result<Shape> {
     match inputs {
@@ -140,7 +156,8 @@ impl SquaredError for HalfSse {
 
 // ---------------------------------------------------------------------------------------
 /// Mean squared error `y = (1/N)·Σᵢ (oᵢ − tᵢ)²` over all N elements.
-/// ∂y/∂oᵢ = 2(oᵢ − tᵢ)/N, ∂y/∂tᵢ = −2(oᵢ − tᵢ)/N.
+/// ∂y/∂oᵢ = 2(oᵢ − tᵢ)/N, ∂y/∂tᵢ = −2(oᵢ − tᵢ)/N. With N = 0 the mean is undefined,
+/// and recording it is an error.
 ///
 /// ```
 /// use tapegrad::{Tape, Tensor};
@@ -161,7 +178,7 @@ impl Function for Mse {
         "mse"
     }
     fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
-        pair_shape("mse", inputs)
+        mean_pair_shape("mse", inputs)
     }
     fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
         out[0] = SquaredError::value(self, inputs[0].data(), inputs[1].data());
@@ -199,7 +216,7 @@ impl Function for Mse {
 
 // ---------------------------------------------------------------------------------------
 /// Half the sum of squared errors, `y = ½·Σᵢ (tᵢ − oᵢ)²` — the lecture's E_tot.
-/// ∂y/∂oᵢ = oᵢ − tᵢ, ∂y/∂tᵢ = tᵢ − oᵢ.
+/// ∂y/∂oᵢ = oᵢ − tᵢ, ∂y/∂tᵢ = tᵢ − oᵢ. Empty operands give the empty sum, 0.
 ///
 /// Plain gradient descent on this loss is exactly the lecture's XOR update
 /// `W += Xᵀ·δ·lr` with `δ = (t − o)·o(1 − o)`: the deltas are summed over the batch,
@@ -266,7 +283,8 @@ impl Function for HalfSse {
 /// At p = 0 or 1 each logarithm is clamped at −100 and the denominator p(1 − p) at
 /// 10⁻¹², so a saturated prediction gives a large finite loss and gradient instead of
 /// infinity (PyTorch's convention). Probabilities that come out of a sigmoid lose
-/// precision near 0 and 1: prefer [`BceWithLogits`] on the logits.
+/// precision near 0 and 1: prefer [`BceWithLogits`] on the logits. With N = 0 the mean
+/// is undefined, and recording it is an error.
 ///
 /// ```
 /// use tapegrad::{Tape, Tensor};
@@ -292,7 +310,7 @@ impl Function for Bce {
         "bce"
     }
     fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
-        pair_shape("bce", inputs)
+        mean_pair_shape("bce", inputs)
     }
     fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
         let (p, t) = (inputs[0].data(), inputs[1].data());
@@ -349,7 +367,7 @@ impl Function for Bce {
 /// ∂y/∂zᵢ = (σ(zᵢ) − tᵢ)/N, ∂y/∂tᵢ = −zᵢ/N.
 ///
 /// Finite for any finite logit: at z = ±1000 the loss is 0 or 1000 per element, never
-/// `ln 0`.
+/// `ln 0`. With N = 0 the mean is undefined, and recording it is an error.
 ///
 /// ```
 /// use tapegrad::{Tape, Tensor};
@@ -370,7 +388,7 @@ impl Function for BceWithLogits {
         "bce_with_logits"
     }
     fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
-        pair_shape("bce_with_logits", inputs)
+        mean_pair_shape("bce_with_logits", inputs)
     }
     fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
         let (z, t) = (inputs[0].data(), inputs[1].data());
@@ -615,7 +633,7 @@ thread_local! {
 
 impl<'t> Var<'t> {
     /// The mean squared error against `targets` (see [`Mse`]); an error when the shapes
-    /// differ.
+    /// differ or have no elements.
     pub fn mse(self, targets: Var<'t>) -> Result<Var<'t>> {
         self.record(Op::Mse(Mse), &[self, targets])
     }
@@ -627,13 +645,13 @@ impl<'t> Var<'t> {
     }
 
     /// Binary cross-entropy of these probabilities against `targets` (see [`Bce`]); an
-    /// error when the shapes differ.
+    /// error when the shapes differ or have no elements.
     pub fn bce(self, targets: Var<'t>) -> Result<Var<'t>> {
         self.record(Op::Bce(Bce), &[self, targets])
     }
 
     /// Binary cross-entropy of these logits against `targets`, stable for any logit
-    /// (see [`BceWithLogits`]); an error when the shapes differ.
+    /// (see [`BceWithLogits`]); an error when the shapes differ or have no elements.
     pub fn bce_with_logits(self, targets: Var<'t>) -> Result<Var<'t>> {
         self.record(Op::BceWithLogits(BceWithLogits), &[self, targets])
     }

@@ -42,6 +42,42 @@ fn axis_shape(name: &str, inputs: &[&Shape], axis: usize, keepdim: bool) -> Resu
     Ok(x.reduce_axis(axis, keepdim))
 }
 
+/// An error unless `x` has an element: the mean and the maximum of none are undefined
+/// (0/0 and −∞ if computed), so they are refused rather than returned.
+fn non_empty(name: &str, what: &str, x: &Shape) -> Result<()> {
+    if x.numel() == 0 {
+        return Err(Error::Invalid {
+            op: name.to_string(),
+            reason: format!(
+                "the {what} of an empty tensor (shape {x}) is undefined; give at least one element"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// [`axis_shape`], and an error if `axis` is empty: the mean and the maximum along no
+/// elements are undefined.
+fn non_empty_axis_shape(
+    name: &str,
+    what: &str,
+    inputs: &[&Shape],
+    axis: usize,
+    keepdim: bool,
+) -> Result<Shape> {
+    let shape = axis_shape(name, inputs, axis, keepdim)?;
+    let x = inputs[0];
+    if x.dims()[axis] == 0 {
+        return Err(Error::Invalid {
+            op: name.to_string(),
+            reason: format!(
+                "axis {axis} of shape {x} is empty, and the {what} of no elements is undefined"
+            ),
+        });
+    }
+    Ok(shape)
+}
+
 fn nan_max(values: impl Iterator<Item = f64>) -> f64 {
     let mut m = f64::NEG_INFINITY;
     for v in values {
@@ -154,6 +190,9 @@ impl Function for Sum {
 // ---------------------------------------------------------------------------------------
 /// `y = (1/n) Σᵢ xᵢ` over all n elements (a scalar). ∂y/∂xᵢ = 1/n.
 ///
+/// The mean of an empty tensor is undefined: [`Var::try_mean`] returns an error for
+/// one, and [`Var::mean`] panics.
+///
 /// ```
 /// use tapegrad::{Tape, Tensor};
 /// let tape = Tape::new();
@@ -161,6 +200,8 @@ impl Function for Sum {
 /// let y = x.mean();
 /// assert_eq!(y.item()?, 3.0);
 /// assert_eq!(y.backward()?.wrt(x)?, Tensor::vector([0.25; 4]));
+/// let empty = tape.tensor(&Tensor::vector([]));
+/// assert!(empty.try_mean().is_err());
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
@@ -171,7 +212,8 @@ impl Function for Mean {
         "mean"
     }
     fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
-        one_input("mean", inputs).map(|_| Shape::scalar())
+        non_empty("mean", "mean", &one_input("mean", inputs)?)?;
+        Ok(Shape::scalar())
     }
     fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
         let x = inputs[0].data();
@@ -212,6 +254,9 @@ impl Function for Mean {
 /// `y = maxᵢ xᵢ` over all elements (a scalar). ∂y/∂xᵢ = 1/k for the k elements equal to
 /// the maximum, 0 for the others.
 ///
+/// The maximum of an empty tensor is undefined: [`Var::try_max`] returns an error for
+/// one, and [`Var::max`] panics.
+///
 /// ```
 /// use tapegrad::{Tape, Tensor};
 /// let tape = Tape::new();
@@ -219,6 +264,8 @@ impl Function for Mean {
 /// let y = x.max();
 /// assert_eq!(y.item()?, 3.0);
 /// assert_eq!(y.backward()?.wrt(x)?, Tensor::vector([0.0, 0.5, 0.5, 0.0]));
+/// let empty = tape.tensor(&Tensor::vector([]));
+/// assert!(empty.try_max().is_err());
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
@@ -229,7 +276,8 @@ impl Function for Max {
         "max"
     }
     fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
-        one_input("max", inputs).map(|_| Shape::scalar())
+        non_empty("max", "maximum", &one_input("max", inputs)?)?;
+        Ok(Shape::scalar())
     }
     fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
         out[0] = nan_max(inputs[0].data().iter().copied());
@@ -279,13 +327,32 @@ impl<'t> Var<'t> {
     }
 
     /// The mean of all elements, a scalar.
+    ///
+    /// # Panics
+    ///
+    /// If the tensor has no elements; [`try_mean`](Var::try_mean) returns the error.
     pub fn mean(self) -> Var<'t> {
         self.unary(Op::Mean(Mean))
     }
 
+    /// The mean of all elements, a scalar; an error if there are none.
+    pub fn try_mean(self) -> Result<Var<'t>> {
+        self.record(Op::Mean(Mean), &[self])
+    }
+
     /// The largest element, a scalar; ties share the gradient.
+    ///
+    /// # Panics
+    ///
+    /// If the tensor has no elements; [`try_max`](Var::try_max) returns the error.
     pub fn max(self) -> Var<'t> {
         self.unary(Op::Max(Max))
+    }
+
+    /// The largest element, a scalar; ties share the gradient; an error if there are
+    /// no elements.
+    pub fn try_max(self) -> Result<Var<'t>> {
+        self.record(Op::Max(Max), &[self])
     }
 }
 
@@ -398,7 +465,7 @@ impl Function for MeanAxis {
         "mean_axis"
     }
     fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
-        axis_shape("mean_axis", inputs, self.axis, self.keepdim)
+        non_empty_axis_shape("mean_axis", "mean", inputs, self.axis, self.keepdim)
     }
     fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
         SumAxis {
@@ -475,7 +542,7 @@ impl Function for MaxAxis {
         "max_axis"
     }
     fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
-        axis_shape("max_axis", inputs, self.axis, self.keepdim)
+        non_empty_axis_shape("max_axis", "maximum", inputs, self.axis, self.keepdim)
     }
     fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
         let x = inputs[0].data();
@@ -544,13 +611,13 @@ impl<'t> Var<'t> {
     }
 
     /// The mean along `axis` (kept with length 1 when `keepdim`); an error if `axis` is
-    /// not below the rank.
+    /// not below the rank or has length 0.
     pub fn mean_axis(self, axis: usize, keepdim: bool) -> Result<Var<'t>> {
         self.record(Op::MeanAxis(MeanAxis { axis, keepdim }), &[self])
     }
 
     /// The maximum along `axis` (kept with length 1 when `keepdim`); ties share the
-    /// gradient; an error if `axis` is not below the rank.
+    /// gradient; an error if `axis` is not below the rank or has length 0.
     pub fn max_axis(self, axis: usize, keepdim: bool) -> Result<Var<'t>> {
         self.record(Op::MaxAxis(MaxAxis { axis, keepdim }), &[self])
     }
