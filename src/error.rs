@@ -138,6 +138,15 @@ pub enum Error {
         /// The op that made the variable.
         op: String,
     },
+    /// A new value for a leaf ([`Var::set_value`](crate::Var::set_value)) has another
+    /// shape than the leaf; a leaf keeps its shape, so that the recording stays valid.
+    #[error("set_value: the leaf has shape {expected}, but the new value has shape {got}; give a value of the leaf's shape")]
+    ValueShape {
+        /// The leaf's shape.
+        expected: Shape,
+        /// The shape of the value that was given.
+        got: Shape,
+    },
     /// A second derivative was asked of a function that has no graph-building backward rule.
     #[error("{function}: no graph-building backward rule, so it cannot be differentiated twice")]
     NotTwiceDifferentiable {

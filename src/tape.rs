@@ -364,10 +364,9 @@ impl Inner {
         }
         let shape = self.shape(node.shape());
         if shape != value.shape() {
-            return Err(Error::ShapeMismatch {
-                op: "set_value".into(),
-                left: shape.clone(),
-                right: value.shape().clone(),
+            return Err(Error::ValueShape {
+                expected: shape.clone(),
+                got: value.shape().clone(),
             });
         }
         Ok(self.offset(id))

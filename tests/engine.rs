@@ -514,7 +514,8 @@ fn only_leaves_of_the_same_shape_can_be_set() -> Result<()> {
         v.set_value(&Tensor::vector([1.0, 2.0, 3.0]))
             .unwrap_err()
             .to_string(),
-        "set_value: shapes [2] and [3] cannot be broadcast together"
+        "set_value: the leaf has shape [2], but the new value has shape [3]; give a value of \
+         the leaf's shape"
     );
     assert_eq!(v.value(), Tensor::vector([1.0, 2.0]));
     x.set_scalar(0.0)?;

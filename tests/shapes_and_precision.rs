@@ -478,3 +478,25 @@ fn max_of_an_empty_tensor_panics_with_its_error() {
     let tape = Tape::new();
     let _ = empty(&tape).max();
 }
+
+// --- set_value names its own problem ---------------------------------------------------
+
+#[test]
+fn set_value_of_the_wrong_shape_says_so() {
+    let tape = Tape::new();
+    let v = tape.tensor(&Tensor::vector([1.0, 2.0]));
+    let err = v.set_value(&Tensor::vector([1.0, 2.0, 3.0])).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "set_value: the leaf has shape [2], but the new value has shape [3]; \
+         give a value of the leaf's shape"
+    );
+    // Broadcastable shapes are refused just the same: a leaf keeps its shape.
+    let err = v.set_value(&Tensor::scalar(1.0)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "set_value: the leaf has shape [2], but the new value has shape []; \
+         give a value of the leaf's shape"
+    );
+    assert_eq!(v.value(), Tensor::vector([1.0, 2.0]));
+}
