@@ -116,13 +116,13 @@ pub enum Init {
 
 impl Init {
     /// A tensor of `shape` filled by this rule, drawing from `rng` in row-major order.
-    /// An error for a non-finite constant, a negative or non-finite std, or bounds with
-    /// `low ≥ high`.
+    /// An error for a non-finite constant, a negative or non-finite std, bounds with
+    /// `low ≥ high`, or a shape with more elements than a tensor can hold.
     pub fn tensor<R: Rng + ?Sized>(&self, shape: impl Into<Shape>, rng: &mut R) -> Result<Tensor> {
         let shape = shape.into();
         let (fan_in, fan_out) = fans(&shape);
         let (fan_in, fan_out) = (fan_in.max(1) as f64, fan_out.max(1) as f64);
-        let mut values = vec![0.0; shape.numel()];
+        let mut values = vec![0.0; shape.check_size("init")?];
         match *self {
             Init::Zeros => {}
             Init::Constant(c) => {
