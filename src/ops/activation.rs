@@ -33,7 +33,8 @@ pub(crate) fn sigmoid(x: f64) -> f64 {
 /// `y[i] = σ(x[i])`, four lanes at a time on a processor with AVX2, else two: the
 /// same bits as [`sigmoid`] either way (no step is fused).
 fn sigmoid_slice(x: &[f64], y: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
+    // Miri cannot run the intrinsics: the portable loop, with the same bits, stands in.
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the processor has AVX2, the one feature the function is compiled for.
         #[allow(unsafe_code)]
@@ -57,7 +58,7 @@ fn sigmoid_loop(x: &[f64], y: &mut [f64]) {
 ///
 /// # Safety
 /// The processor must have AVX2.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(miri)))]
 #[allow(unsafe_code)]
 #[target_feature(enable = "avx2")]
 unsafe fn sigmoid_slice_avx2(x: &[f64], y: &mut [f64]) {

@@ -525,6 +525,10 @@ mod tests {
     use super::sincos;
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "800,000 calls of sin and cos take too long to interpret"
+    )]
     fn inline_sincos_has_the_bits_of_libm() {
         let pi_4 = std::f64::consts::FRAC_PI_4;
         let edges = [

@@ -790,6 +790,7 @@ mod tests {
     /// Both the blocked kernel and the small loop, with every transpose flag and with
     /// accumulation, agree with the textbook triple loop.
     #[test]
+    #[cfg_attr(miri, ignore = "safe arithmetic, checked natively; slow to interpret")]
     fn gemm_matches_the_triple_loop() {
         for &(m, k, n) in &[(3, 4, 5), (1, 1, 1), (17, 33, 20), (40, 9, 31)] {
             let a: Vec<f64> = (0..m * k).map(|v| ((v * 7) % 11) as f64 - 5.0).collect();
@@ -812,6 +813,7 @@ mod tests {
     /// column blocks with each remainder), every transpose flag and β, gives exactly the
     /// bits of a triple loop that sums each element in order from 0 and then adds β·c.
     #[test]
+    #[cfg_attr(miri, ignore = "safe arithmetic, checked natively; slow to interpret")]
     fn small_products_keep_the_bits_of_an_in_order_loop() {
         for (m, k) in [(1, 1), (4, 2), (2, 4), (3, 5), (5, 1), (2, 0), (4, 7)] {
             for n in 1..=9 {
@@ -848,6 +850,10 @@ mod tests {
     /// width blocks and (all but the first) the helper thread agree with the triple
     /// loop, for every transpose flag and β.
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "products of 10^6 multiply-adds take too long to interpret"
+    )]
     fn blocked_products_match_the_triple_loop() {
         let shapes = [
             (3, 300, 600),
@@ -888,6 +894,10 @@ mod tests {
     /// Several threads multiplying at once share one helper thread: whichever gets it
     /// splits its product, the others multiply alone, and every result is right.
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "60 products of 10^6 multiply-adds take too long to interpret"
+    )]
     fn products_on_several_threads_at_once_agree() {
         let (m, k, n) = (64, 200, 100);
         let a: Vec<f64> = (0..m * k).map(|v| ((v * 7) % 11) as f64 - 5.0).collect();

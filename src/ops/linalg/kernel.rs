@@ -484,9 +484,10 @@ fn add_row(out: &mut [f64], sums: &[f64], beta: f64) {
     }
 }
 
-/// True when this processor has AVX2 and FMA (checked once).
+/// True when this processor has AVX2 and FMA (checked once). Never under Miri, which
+/// cannot run the intrinsics: the portable tile, with the same bits, stands in.
 fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
         static YES: OnceLock<bool> = OnceLock::new();
         *YES.get_or_init(|| {
@@ -494,7 +495,7 @@ fn has_avx2_fma() -> bool {
                 && std::arch::is_x86_feature_detected!("fma")
         })
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(any(not(target_arch = "x86_64"), miri))]
     false
 }
 
@@ -918,6 +919,11 @@ mod tests {
     /// thread: each element sums its depth in the same order either way. Sizes that
     /// leave partial tiles and blocks, every transpose, and β = 0 and β ≠ 0.
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "10^8 multiply-adds take too long to interpret; the small products below \
+                  go through the same hand-off"
+    )]
     fn shared_and_serial_products_agree_bit_for_bit() {
         // A large product with partial tiles and blocks, and W3's narrow ones.
         for (m, k, n) in [
@@ -926,6 +932,15 @@ mod tests {
             (256, 128, 10),
             (128, 10, 256),
         ] {
+            shared_and_serial_agree(m, k, n);
+        }
+    }
+
+    /// Small products shared with the helper: partial tiles on both threads, and the
+    /// hand-off of the work to the helper, quick enough to run under Miri.
+    #[test]
+    fn small_shared_products_agree_with_serial_ones() {
+        for (m, k, n) in [(9, 7, 13), (17, 3, 5)] {
             shared_and_serial_agree(m, k, n);
         }
     }
@@ -984,6 +999,11 @@ mod tests {
     /// Fills and copies below, at and above the size shared with the helper, with a
     /// last chunk that is short, reach every number and nothing past the slice.
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "slices of 10^5 numbers take too long to interpret; the small products \
+                  above go through the same hand-off"
+    )]
     fn shared_fills_and_copies_cover_the_slice() {
         for len in [
             PARALLEL_MEMORY - 1,
