@@ -28,7 +28,7 @@
 
 use crate::backward::Gradients;
 use crate::error::{Error, Result};
-use crate::ops::linalg::shared_copy;
+use crate::ops::linalg::{all_finite, shared_copy};
 use crate::shape::Shape;
 use crate::tape::Tape;
 use crate::tensor::{Tensor, TensorRef};
@@ -496,7 +496,7 @@ impl<'t, 'p> Bound<'t, 'p> {
         out.layout = 0;
         out.finite = false;
         let slots = out.map.values_mut().map(Tensor::data_mut);
-        grads.consecutive_into(self.tape, self.first, slots)?;
+        out.finite = grads.consecutive_into(self.tape, self.first, slots)?;
         out.layout = self.params.layout;
         Ok(())
     }
@@ -518,9 +518,9 @@ pub struct ParamGradients {
     map: NameMap,
     /// The layout stamp of the store these gradients were read for; 0 when unknown.
     layout: u64,
-    /// Set once [`check_finite`](ParamGradients::check_finite) found every number
-    /// finite, and cleared whenever the numbers change: an optimizer then need not
-    /// look at them again.
+    /// True when every number is known to be finite: the copy that filled them from a
+    /// backward pass tests each piece while it is in cache, so that neither the
+    /// training step nor the optimizer reads the gradients again to check them.
     finite: bool,
 }
 
@@ -621,10 +621,19 @@ impl ParamGradients {
 
     /// [`Error::NonFiniteGradient`] for op `op` if a gradient is not finite (see
     /// [`first_non_finite`](Self::first_non_finite)).
+    #[inline]
     pub(crate) fn check_finite(&self, op: &str) -> Result<()> {
         if self.finite {
-            return Ok(());
+            Ok(())
+        } else {
+            self.look_for_non_finite(op)
         }
+    }
+
+    /// [`check_finite`](Self::check_finite) when nothing is known: a look at every
+    /// number.
+    #[inline(never)]
+    fn look_for_non_finite(&self, op: &str) -> Result<()> {
         match self.first_non_finite() {
             None => Ok(()),
             Some((name, index, value)) => Err(Error::NonFiniteGradient {
@@ -636,17 +645,15 @@ impl ParamGradients {
         }
     }
 
-    /// [`check_finite`](Self::check_finite), remembering a pass: the Trainer checks
-    /// once per step, and the optimizer it hands the gradients to need not again.
+    /// [`check_finite`](Self::check_finite), remembering a pass for the optimizer the
+    /// gradients go to next.
+    #[inline]
     pub(crate) fn vouch_finite(&mut self, op: &str) -> Result<()> {
-        self.check_finite(op)?;
-        self.finite = true;
+        if !self.finite {
+            self.look_for_non_finite(op)?;
+            self.finite = true;
+        }
         Ok(())
-    }
-
-    /// Remembers that every number is finite, as the caller has checked.
-    pub(crate) fn vouch_finite_unchecked(&mut self) {
-        self.finite = true;
     }
 
     /// True if these gradients have the names, order and shapes of `params`.
@@ -678,12 +685,14 @@ impl ParamGradients {
     /// If `block` is shorter than the parameters.
     pub(crate) fn fill(&mut self, params: &Params, block: &[f64]) {
         self.shape_like(params);
-        self.finite = false;
         let mut from = 0;
         for g in self.map.values_mut().map(Tensor::data_mut) {
             shared_copy(g, &block[from..from + g.len()]);
             from += g.len();
         }
+        // One test of the whole block costs less than one per gradient when they are
+        // small, as where a whole recording is replayed each step.
+        self.finite = all_finite(&block[..from]);
         self.layout = params.layout;
     }
 
@@ -691,19 +700,4 @@ impl ParamGradients {
     pub(crate) fn views(&self) -> impl Iterator<Item = TensorRef<'_>> {
         self.map.values().map(Tensor::view)
     }
-}
-
-/// True if no number of `x` is NaN or ±∞: `v · 0` is ±0 for a finite `v` and NaN
-/// otherwise, and a sum of them is NaN as soon as one is. Summed in four lanes, the
-/// test runs as vector code.
-pub(crate) fn all_finite(x: &[f64]) -> bool {
-    let mut lanes = [0.0f64; 4];
-    let mut chunks = x.chunks_exact(4);
-    for chunk in &mut chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane += v * 0.0;
-        }
-    }
-    let rest = chunks.remainder().iter().fold(0.0, |sum, &v| sum + v * 0.0);
-    lanes[0] + lanes[1] + lanes[2] + lanes[3] + rest == 0.0
 }

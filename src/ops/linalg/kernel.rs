@@ -674,6 +674,53 @@ pub(crate) fn copy(out: &mut [f64], src: &[f64]) {
     }
 }
 
+/// [`copy`], telling also whether every number copied is finite (no NaN, no ±∞). Each
+/// piece is tested right after it is copied, while it is in cache, so that the test
+/// costs no second pass over memory.
+///
+/// # Panics
+/// If the two lengths differ.
+pub(crate) fn copy_finite(out: &mut [f64], src: &[f64]) -> bool {
+    // A piece of 32 KiB or less: at once.
+    const PIECE: usize = 1 << 12;
+    if out.len() <= PIECE {
+        out.copy_from_slice(src);
+        return all_finite(out);
+    }
+    assert_eq!(out.len(), src.len(), "a copy between slices of one length");
+    let bad = AtomicBool::new(false);
+    let piece = |out: &mut [f64], src: &[f64], []: [&mut [f64]; 0]| {
+        // Copied, then tested from the first level of cache.
+        for (out, src) in out.chunks_mut(PIECE).zip(src.chunks(PIECE)) {
+            out.copy_from_slice(src);
+            if !all_finite(out) {
+                bad.store(true, Ordering::Relaxed);
+            }
+        }
+    };
+    if out.len() < PARALLEL_MEMORY {
+        piece(out, src, []);
+    } else {
+        update_shared(out, src, [], &piece);
+    }
+    !bad.load(Ordering::Relaxed)
+}
+
+/// True if no number of `x` is NaN or ±∞: `v · 0` is ±0 for a finite `v` and NaN
+/// otherwise, and a sum of them is NaN as soon as one is. Summed in four lanes, the
+/// test runs as vector code.
+pub(crate) fn all_finite(x: &[f64]) -> bool {
+    let mut lanes = [0.0f64; 4];
+    let mut chunks = x.chunks_exact(4);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += v * 0.0;
+        }
+    }
+    let rest = chunks.remainder().iter().fold(0.0, |sum, &v| sum + v * 0.0);
+    lanes[0] + lanes[1] + lanes[2] + lanes[3] + rest == 0.0
+}
+
 /// Runs the elementwise `update` over `w`, `g` and `state` (slices of one length): on
 /// the whole slices, or, when they are large, on pieces of them at the same places,
 /// taken by both threads. `update` must treat each position on its own (an optimizer's
