@@ -21,7 +21,9 @@
 
 use crate::error::{Error, Result};
 use crate::function::InputGrads;
-use crate::ops::linalg::{add_grad_a, add_grad_b, shared_copy, shared_zero, zero_beside};
+use crate::ops::linalg::{
+    add_grad_a, add_grad_b, copy_finite, shared_copy, shared_zero, zero_beside,
+};
 use crate::ops::Op;
 use crate::tape::{Inner, Kind, Node, NodeId, Plan, Tape};
 use crate::tensor::{Tensor, TensorRef};
@@ -58,6 +60,10 @@ pub struct Gradients {
     spare_zero: bool,
     /// Memory for the marks of a pass's [`Ancestors`], kept for the next pass.
     ancestors: Vec<bool>,
+    /// The recording (tape, generation) and root of the last pass, if that pass showed
+    /// every node it swept to be an ancestor of the root: a pass from the same root of
+    /// the same recording (a replay) then needs no test (see [`Ancestors`]).
+    all_ancestors: Option<(u64, u64, NodeId)>,
 }
 
 impl Clone for Gradients {
@@ -71,6 +77,7 @@ impl Clone for Gradients {
             spare: Vec::new(),
             spare_zero: false,
             ancestors: Vec::new(),
+            all_ancestors: None,
         }
     }
 }
@@ -118,13 +125,14 @@ impl Gradients {
     /// Copies the gradients of the consecutive nodes `first, first + 1, …` of `tape`
     /// into `outs`, in order, with one check of the tape: a parameter store's gradients.
     /// Each output must have its node's number of elements; a constant, or a node
-    /// recorded after the pass, gets zeros. The errors are [`wrt_into`](Self::wrt_into)'s.
+    /// recorded after the pass, gets zeros. True if every number copied is finite. The
+    /// errors are [`wrt_into`](Self::wrt_into)'s.
     pub(crate) fn consecutive_into<'o>(
         &self,
         tape: &Tape,
         first: usize,
         outs: impl Iterator<Item = &'o mut [f64]>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if tape.id() != self.tape {
             return Err(Error::ForeignVariable {
                 op: "gradients".into(),
@@ -134,6 +142,7 @@ impl Gradients {
         if inner.generation != self.generation {
             return Err(Error::StaleGradients);
         }
+        let mut finite = true;
         for (id, out) in (first..).zip(outs) {
             let node = &inner.nodes[id];
             let n = inner.numel(node);
@@ -146,12 +155,12 @@ impl Gradients {
             }
             if id < self.nodes && node.requires_grad() {
                 let at = inner.offset(id);
-                shared_copy(out, &self.data[at..at + n]);
+                finite &= copy_finite(out, &self.data[at..at + n]);
             } else {
                 shared_zero(out);
             }
         }
-        Ok(())
+        Ok(finite)
     }
 
     /// The arena's numbers `at..at + len`: the gradients of a block of nodes found by
@@ -418,16 +427,19 @@ fn sweep(
         marks: &mut grads.ancestors,
         known: false,
     };
-    let mut walk = move || {
-        if inner.dense() {
-            sweep_nodes::<true>(inner, root, g, &mut ancestors)
-        } else {
-            sweep_nodes::<false>(inner, root, g, &mut ancestors)
-        }
+    // Which nodes are ancestors depends on the recording alone, not on its values.
+    let recording = (tape.id(), inner.generation, root);
+    let proven = grads.all_ancestors.take() == Some(recording);
+    let mut walk = move || match (inner.dense(), proven) {
+        (true, false) => sweep_nodes::<true, true>(inner, root, g, &mut ancestors),
+        (false, false) => sweep_nodes::<false, true>(inner, root, g, &mut ancestors),
+        (true, true) => sweep_nodes::<true, false>(inner, root, g, &mut ancestors),
+        (false, true) => sweep_nodes::<false, false>(inner, root, g, &mut ancestors),
     };
     if !reused || !inner.ops.is_empty() {
         // General nodes may share their kernels with the helper thread: it stays free.
-        walk()?;
+        let all_ancestors = walk()?;
+        grads.all_ancestors = all_ancestors.then_some(recording);
         grads.tape = tape.id();
         return Ok(());
     }
@@ -442,7 +454,7 @@ fn sweep(
         zero_beside(&mut grads.spare, walk)
     };
     grads.spare_zero = true;
-    result?;
+    grads.all_ancestors = result?.then_some(recording);
     grads.tape = tape.id();
     Ok(())
 }
@@ -459,7 +471,9 @@ fn sweep(
 /// is an ancestor. Only for a node whose gradient is all +0 (a node off the path, or an
 /// ancestor that the chain rule gave zero) does the sweep ask here; the first question
 /// marks every ancestor of the root in one walk over the nodes, and the marks answer
-/// the rest. A tape whose gradients are nowhere zero pays one test per node.
+/// the rest. A tape whose gradients are nowhere zero pays one test per node, and a pass
+/// that asked no question has shown every node it ran to be an ancestor: the next pass
+/// over the same recording from the same root (after a replay) tests nothing.
 struct Ancestors<'a> {
     /// One mark per node up to the root, once `known`.
     marks: &'a mut Vec<bool>,
@@ -520,15 +534,17 @@ fn all_plus_zero(gy: &[f64]) -> bool {
 }
 
 /// The sweep's walk, from `root` back to the first node, over the root's ancestors
-/// (see [`Ancestors`]). With `DENSE` (see [`Inner::dense`]), an input's gradient sits
-/// at its node's id, so the walk loads no input node.
+/// (see [`Ancestors`]); with `TEST`, it tests each node, else every node is known to be
+/// one. True if every node it ran was shown an ancestor without a question. With
+/// `DENSE` (see [`Inner::dense`]), an input's gradient sits at its node's id, so the
+/// walk loads no input node.
 #[inline(always)]
-fn sweep_nodes<const DENSE: bool>(
+fn sweep_nodes<const DENSE: bool, const TEST: bool>(
     inner: &Inner,
     root: NodeId,
     g: &mut [f64],
     ancestors: &mut Ancestors<'_>,
-) -> Result<()> {
+) -> Result<bool> {
     let (nodes, values, aux) = (&inner.nodes[..], &inner.values[..], &inner.aux[..]);
     let offsets = &inner.offsets[..];
     let at = |id: usize| if DENSE { id } else { offsets[id] as usize };
@@ -561,7 +577,7 @@ fn sweep_nodes<const DENSE: bool>(
             // a difference's or a product's partials are ±1 or come from the values.
             Kind::Unary => {
                 let gy = incoming(g, id, at, (carry_for, carry));
-                if gy.to_bits() == 0 && !ancestors.contains(inner, root, id) {
+                if TEST && gy.to_bits() == 0 && !ancestors.contains(inner, root, id) {
                     continue;
                 }
                 let [a, stored] = node.args().map(|i| i as usize);
@@ -573,7 +589,7 @@ fn sweep_nodes<const DENSE: bool>(
             }
             Kind::Sum | Kind::Difference => {
                 let gy = incoming(g, id, at, (carry_for, carry));
-                if gy.to_bits() == 0 && !ancestors.contains(inner, root, id) {
+                if TEST && gy.to_bits() == 0 && !ancestors.contains(inner, root, id) {
                     continue;
                 }
                 // −gy for a difference, by its kind's number (0 or 1) in the sign bit:
@@ -583,7 +599,7 @@ fn sweep_nodes<const DENSE: bool>(
             }
             Kind::Product => {
                 let gy = incoming(g, id, at, (carry_for, carry));
-                if gy.to_bits() == 0 && !ancestors.contains(inner, root, id) {
+                if TEST && gy.to_bits() == 0 && !ancestors.contains(inner, root, id) {
                     continue;
                 }
                 let [a, b] = node.args().map(|i| at(i as usize));
@@ -595,7 +611,7 @@ fn sweep_nodes<const DENSE: bool>(
             _ => match std::hint::black_box(node.kind) {
                 Kind::Binary => {
                     let gy = incoming(g, id, at, (carry_for, carry));
-                    if gy.to_bits() == 0 && !ancestors.contains(inner, root, id) {
+                    if TEST && gy.to_bits() == 0 && !ancestors.contains(inner, root, id) {
                         continue;
                     }
                     let [a, b] = node.args().map(|i| at(i as usize));
@@ -606,8 +622,10 @@ fn sweep_nodes<const DENSE: bool>(
                 }
                 Kind::General => {
                     // The first number of the gradient tells most nodes on the path.
-                    let first_zero = g.get(at(id)).is_none_or(|gy| gy.to_bits() == 0);
-                    if first_zero && ancestors.passes_by(inner, root, id, g) {
+                    if TEST
+                        && g.get(at(id)).is_none_or(|gy| gy.to_bits() == 0)
+                        && ancestors.passes_by(inner, root, id, g)
+                    {
                         continue;
                     }
                     general_backward(inner, node, id, values, g)?;
@@ -617,7 +635,7 @@ fn sweep_nodes<const DENSE: bool>(
             },
         }
     }
-    Ok(())
+    Ok(!TEST || !ancestors.known)
 }
 
 /// Backward through general node `id`, if gradients flow into it. Out of line as a

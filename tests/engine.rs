@@ -1240,3 +1240,31 @@ fn a_tape_after_a_failed_recording_is_the_tape_before_it() -> Result<()> {
     }
     Ok(())
 }
+
+/// A pass that shows every node it runs to be an ancestor lets the next pass over the
+/// same recording from the same root skip the test; another root, another recording or
+/// a node that became off-path must not be taken for one.
+#[test]
+fn passes_after_a_replay_keep_to_the_roots_ancestors() -> Result<()> {
+    let mut grads = Gradients::new();
+    let mut tape = Tape::new();
+    for round in 0..2 {
+        tape.clear();
+        let x = tape.var(1.0);
+        let whole = (x * 3.0).sin() * x; // every node an ancestor
+        let _dead = x.ln(); // off the path of `part`, ∞ slope at 0
+        let part = x * 2.0;
+        for v in [1.0, 0.0, 2.0, 0.0] {
+            x.set_scalar(v)?;
+            tape.replay();
+            whole.backward_into(&mut grads)?;
+            let want = (3.0 * v).cos() * 3.0 * v + (3.0 * v).sin();
+            assert_eq!(grads.wrt_scalar(x)?, want, "round {round}, x = {v}");
+            part.backward_into(&mut grads)?;
+            assert_eq!(grads.wrt_scalar(x)?, 2.0, "round {round}, x = {v}");
+            part.backward_into(&mut grads)?;
+            assert_eq!(grads.wrt_scalar(x)?, 2.0, "round {round}, x = {v}");
+        }
+    }
+    Ok(())
+}
