@@ -282,7 +282,7 @@ fn each_optimizer_follows_its_formula_for_three_steps() {
     let eps = 1e-8;
     let want = reference(&w0, &c, |_, w, g, s| {
         s[0] += g * g;
-        w - lr * g / (s[0].sqrt() + eps)
+        w - lr * g / (s[0].sqrt() + 1e-10) // AdaGrad's ε is PyTorch's 1e-10
     });
     assert_path(
         "adagrad",

@@ -1,13 +1,17 @@
 //! AdaGrad: per-weight learning rates from the sum of past squared gradients.
 
 use super::{
-    check_epsilon, check_gradients, check_learning_rate, for_each_parameter, Optimizer, Slots,
+    check_epsilon, check_gradients, check_learning_rate, export_state, for_each_parameter,
+    import_state, Optimizer, Slots,
 };
 use crate::error::Result;
 use crate::nn::{ParamGradients, Params};
 
 /// AdaGrad: `h ← h + g²`, `w ← w − η·g/(√h + ε)`, with h starting at 0. Weights with
-/// large past gradients take smaller steps. Default ε = 1e-8.
+/// large past gradients take smaller steps. Default ε = 1e-10.
+///
+/// This is PyTorch's `torch.optim.Adagrad(params, lr=η, eps=ε)` (no learning-rate
+/// decay, no weight decay, the sum starting at 0), defaults included.
 ///
 /// ```
 /// use tapegrad::nn::{ParamGradients, Params};
@@ -19,7 +23,8 @@ use crate::nn::{ParamGradients, Params};
 /// AdaGrad::new(0.1).step(&mut params, &grads)?;
 /// // First step: g/√(g²) = sign(g), so every weight moves by η.
 /// let w = params.get("w")?.data();
-/// assert!((w[0] - -0.1).abs() < 1e-8 && (w[1] - 0.1).abs() < 1e-8);
+/// assert!((w[0] - -0.1).abs() < 1e-10 && (w[1] - 0.1).abs() < 1e-10);
+/// assert_eq!(AdaGrad::default().eps(), 1e-10);
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
 #[derive(Clone, Debug)]
@@ -30,11 +35,11 @@ pub struct AdaGrad {
 }
 
 impl AdaGrad {
-    /// AdaGrad with learning rate `lr` and ε = 1e-8.
+    /// AdaGrad with learning rate `lr` and ε = 1e-10.
     pub fn new(lr: f64) -> AdaGrad {
         AdaGrad {
             lr,
-            epsilon: 1e-8,
+            epsilon: 1e-10,
             squares: Slots::default(),
         }
     }
@@ -43,6 +48,11 @@ impl AdaGrad {
     pub fn epsilon(mut self, epsilon: f64) -> AdaGrad {
         self.epsilon = epsilon;
         self
+    }
+
+    /// ε, added to √h to keep the division finite.
+    pub fn eps(&self) -> f64 {
+        self.epsilon
     }
 }
 
@@ -79,5 +89,13 @@ impl Optimizer for AdaGrad {
     }
     fn reset(&mut self) {
         self.squares.clear();
+    }
+    fn state(&self) -> Params {
+        export_state(&[("sum", &self.squares)], None)
+    }
+    fn load_state(&mut self, state: &Params) -> Result<()> {
+        let ([squares], _) = import_state("adagrad", state, ["sum"], false)?;
+        self.squares = squares;
+        Ok(())
     }
 }

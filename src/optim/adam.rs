@@ -1,8 +1,8 @@
 //! Adam: momentum and RMSProp together, with bias correction.
 
 use super::{
-    check_decay, check_epsilon, check_gradients, check_learning_rate, for_each_parameter,
-    Optimizer, Slots,
+    check_decay, check_epsilon, check_gradients, check_learning_rate, export_state,
+    for_each_parameter, import_state, Optimizer, Slots,
 };
 use crate::error::Result;
 use crate::nn::{ParamGradients, Params};
@@ -12,6 +12,9 @@ use crate::nn::{ParamGradients, Params};
 /// `m̂ = m/(1 − β₁ᵗ)`, `v̂ = v/(1 − β₂ᵗ)`, `w ← w − η·m̂/(√v̂ + ε)`,
 /// with m and v starting at 0. Defaults β₁ = 0.9, β₂ = 0.999, ε = 1e-8 (η = 0.001 is
 /// the usual choice).
+///
+/// This is PyTorch's `torch.optim.Adam(params, lr=η, betas=(β₁, β₂), eps=ε)` (no
+/// weight decay, not AMSGrad), defaults included.
 ///
 /// ```
 /// use tapegrad::nn::{ParamGradients, Params};
@@ -25,6 +28,7 @@ use crate::nn::{ParamGradients, Params};
 /// // m̂ = g and v̂ = g² after one step: w moves by η·g/(|g| + ε) ≈ η.
 /// assert!((params.get("w")?.item()? - 1.001).abs() < 1e-12);
 /// assert_eq!(adam.steps(), 1);
+/// assert_eq!((adam.beta1(), adam.beta2(), adam.eps()), (0.9, 0.999, 1e-8));
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
 #[derive(Clone, Debug)]
@@ -68,6 +72,21 @@ impl Adam {
     /// The number of steps taken since the last reset (t).
     pub fn steps(&self) -> u64 {
         self.steps
+    }
+
+    /// β₁, the decay of the first moment (the mean of the gradients).
+    pub fn beta1(&self) -> f64 {
+        self.beta1
+    }
+
+    /// β₂, the decay of the second moment (the mean of the squared gradients).
+    pub fn beta2(&self) -> f64 {
+        self.beta2
+    }
+
+    /// ε, added to √v̂ to keep the division finite.
+    pub fn eps(&self) -> f64 {
+        self.epsilon
     }
 }
 
@@ -124,5 +143,17 @@ impl Optimizer for Adam {
         self.steps = 0;
         self.first.clear();
         self.second.clear();
+    }
+    fn state(&self) -> Params {
+        export_state(
+            &[("exp_avg", &self.first), ("exp_avg_sq", &self.second)],
+            Some(self.steps),
+        )
+    }
+    fn load_state(&mut self, state: &Params) -> Result<()> {
+        let ([first, second], steps) =
+            import_state("adam", state, ["exp_avg", "exp_avg_sq"], true)?;
+        (self.first, self.second, self.steps) = (first, second, steps);
+        Ok(())
     }
 }

@@ -4,19 +4,30 @@
 //! [`ParamGradients`] of one backward pass, [`step`](Optimizer::step) updates every
 //! parameter in place. With g the gradient of a parameter w and η the learning rate:
 //!
-//! | optimizer | update |
-//! |---|---|
-//! | [`Sgd`] | w ← w − η·g |
-//! | [`Momentum`] | v ← μ·v − η·g; w ← w + v |
-//! | [`Nesterov`] | v ← μ·v − η·g; w ← w + μ·v − η·g |
-//! | [`AdaGrad`] | h ← h + g²; w ← w − η·g/(√h + ε) |
-//! | [`RmsProp`] | h ← ρ·h + (1 − ρ)·g²; w ← w − η·g/(√h + ε) |
-//! | [`Adam`] | m ← β₁m + (1 − β₁)g; v ← β₂v + (1 − β₂)g²; w ← w − η·m̂/(√v̂ + ε), m̂ = m/(1 − β₁ᵗ), v̂ = v/(1 − β₂ᵗ) |
+//! | optimizer | update | matches |
+//! |---|---|---|
+//! | [`Sgd`] | w ← w − η·g | `torch.optim.SGD` |
+//! | [`Momentum`] | b ← μ·b + g; w ← w − η·b | `torch.optim.SGD(momentum=μ)` |
+//! | [`Nesterov`] | b ← μ·b + g; w ← w − η·(g + μ·b) | `torch.optim.SGD(momentum=μ, nesterov=True)` |
+//! | [`AdaGrad`] | h ← h + g²; w ← w − η·g/(√h + ε) | `torch.optim.Adagrad` |
+//! | [`RmsProp`] | h ← ρ·h + (1 − ρ)·g²; w ← w − η·g/(√h + ε) | `torch.optim.RMSprop` |
+//! | [`Adam`] | m ← β₁m + (1 − β₁)g; v ← β₂v + (1 − β₂)g²; w ← w − η·m̂/(√v̂ + ε), m̂ = m/(1 − β₁ᵗ), v̂ = v/(1 − β₂ᵗ) | `torch.optim.Adam` |
 //!
+//! Each follows the formulation and the default hyper-parameters of the PyTorch
+//! optimizer it names (with PyTorch's other options, such as weight decay, at their
+//! defaults), so a run can be reproduced in either. In particular the momentum buffer b
+//! holds gradients, not steps: the learning rate multiplies it when it is applied, so a
+//! new learning rate takes effect at once, also on the momentum gathered before.
 //! `Default::default()` gives each one its usual learning rate: 0.001 for Adam, 0.01 for
-//! the others.
+//! the others. Every hyper-parameter has a getter (`mu`, `beta1`, `beta2`, `rho`,
+//! `eps`), and a [`Scheduler`] changes the learning rate from epoch to epoch.
 //!
-//! An optimizer with state (velocities, accumulated squares, moments) sizes it on its
+//! An optimizer's state (momentum buffers, accumulated squares, moments, Adam's step
+//! count) can be read with [`Optimizer::state`] as named tensors, saved like parameters
+//! (with [`Params::save`] or `Params::save_safetensors`), and given to a fresh optimizer
+//! with [`Optimizer::load_state`]: training then resumes exactly where it stopped.
+//!
+//! An optimizer with state (momentum buffers, accumulated squares, moments) sizes it on its
 //! first step and reuses it afterwards, allocating nothing. A step checks everything
 //! first — hyper-parameters, that the gradients have the names, order and shapes of the
 //! parameters, and that they are finite (NaN or ±∞ in a gradient is
@@ -49,6 +60,7 @@ pub mod descent;
 pub mod momentum;
 pub mod nesterov;
 pub mod rmsprop;
+pub mod schedule;
 pub mod sgd;
 
 pub use adagrad::AdaGrad;
@@ -59,11 +71,14 @@ pub use descent::{
 pub use momentum::Momentum;
 pub use nesterov::Nesterov;
 pub use rmsprop::RmsProp;
+pub use schedule::{Schedule, Scheduler};
 pub use sgd::Sgd;
 
 use crate::error::{Error, Result};
 use crate::nn::{ParamGradients, Params};
 use crate::ops::linalg::update_in_pieces;
+use crate::shape::Shape;
+use crate::tensor::Tensor;
 
 /// Updates parameters from their gradients, one step at a time.
 ///
@@ -84,8 +99,60 @@ pub trait Optimizer {
     /// [`reset`](Optimizer::reset) when moving to another network).
     fn step(&mut self, params: &mut Params, grads: &ParamGradients) -> Result<()>;
 
-    /// Forgets the state (velocities, moments, the step count).
+    /// Forgets the state (momentum buffers, moments, the step count).
     fn reset(&mut self);
+
+    /// The optimizer's state as named tensors, to save with the parameters and give
+    /// back with [`load_state`](Optimizer::load_state).
+    ///
+    /// Each buffer is called `{parameter}.{buffer}` and has its parameter's shape, in
+    /// the parameters' order, with PyTorch's names for the buffers: `momentum_buffer`
+    /// (Momentum, Nesterov), `sum` (AdaGrad), `square_avg` (RMSProp), `exp_avg` and
+    /// `exp_avg_sq` (Adam, which also stores its step count as the scalar `step`).
+    /// Empty for an optimizer without state, or before its first step. The default
+    /// method returns an empty store.
+    ///
+    /// ```
+    /// use tapegrad::nn::{ParamGradients, Params};
+    /// use tapegrad::optim::{Momentum, Optimizer};
+    /// use tapegrad::Tensor;
+    /// let mut params = Params::new();
+    /// params.insert("w", Tensor::vector([0.0, 0.0]))?;
+    /// let grads = ParamGradients::from_pairs([("w", Tensor::vector([1.0, -2.0]))])?;
+    /// let mut opt = Momentum::new(0.1);
+    /// opt.step(&mut params, &grads)?;
+    /// let state = opt.state();
+    /// assert_eq!(state.get("w.momentum_buffer")?, &Tensor::vector([1.0, -2.0]));
+    ///
+    /// // A fresh optimizer given the state takes the same next step.
+    /// let mut resumed = Momentum::new(0.1);
+    /// resumed.load_state(&state)?;
+    /// let mut copy = params.clone();
+    /// opt.step(&mut params, &grads)?;
+    /// resumed.step(&mut copy, &grads)?;
+    /// assert_eq!(copy, params);
+    /// assert_eq!(params.get("w")?.data()[0], -0.1 - 0.1 * 1.9);
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    fn state(&self) -> Params {
+        Params::new()
+    }
+
+    /// Replaces the state with `state`, as written by [`state`](Optimizer::state); an
+    /// empty store forgets it (as [`reset`](Optimizer::reset)). The next step checks,
+    /// as always, that the state fits the parameters. An error, changing nothing, for a
+    /// missing, unexpected, misshapen or non-finite entry. The default method accepts
+    /// only an empty store.
+    fn load_state(&mut self, state: &Params) -> Result<()> {
+        if state.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid {
+                op: format!("{} load_state", self.name()),
+                reason: "this optimizer has no state to load".into(),
+            })
+        }
+    }
 }
 
 impl<O: Optimizer + ?Sized> Optimizer for Box<O> {
@@ -103,6 +170,12 @@ impl<O: Optimizer + ?Sized> Optimizer for Box<O> {
     }
     fn reset(&mut self) {
         (**self).reset()
+    }
+    fn state(&self) -> Params {
+        (**self).state()
+    }
+    fn load_state(&mut self, state: &Params) -> Result<()> {
+        (**self).load_state(state)
     }
 }
 
@@ -166,10 +239,12 @@ fn check_gradients(op: &str, params: &Params, grads: &ParamGradients) -> Result<
     }
 }
 
-/// Per-parameter state buffers (one flat vector per parameter), sized on first use.
+/// Per-parameter state buffers (one flat vector per parameter), sized on first use,
+/// with the name and shape of the parameter each was sized for.
 #[derive(Clone, Debug, Default)]
 struct Slots {
     buffers: Vec<Vec<f64>>,
+    layout: Vec<(String, Shape)>,
 }
 
 impl Slots {
@@ -178,6 +253,10 @@ impl Slots {
     fn prepare(&mut self, op: &str, params: &Params) -> Result<()> {
         if self.buffers.is_empty() {
             self.buffers = params.iter().map(|(_, p)| vec![0.0; p.numel()]).collect();
+            self.layout = params
+                .iter()
+                .map(|(name, p)| (name.to_string(), p.shape().clone()))
+                .collect();
             return Ok(());
         }
         let fits = self.buffers.len() == params.len()
@@ -200,7 +279,109 @@ impl Slots {
 
     fn clear(&mut self) {
         self.buffers.clear();
+        self.layout.clear();
     }
+}
+
+/// The state of `slots`, given as `(buffer name, slots)` sized for the same
+/// parameters, as a store: parameter by parameter, `{parameter}.{buffer}` with the
+/// parameter's shape; then `step`, if given, as a scalar.
+fn export_state(slots: &[(&str, &Slots)], step: Option<u64>) -> Params {
+    let mut state = Params::new();
+    if let Some((_, first)) = slots.first() {
+        for (i, (name, shape)) in first.layout.iter().enumerate() {
+            for (key, s) in slots {
+                let value = Tensor::new(s.buffers[i].clone(), shape.clone())
+                    .expect("a buffer is sized to its parameter's shape");
+                state
+                    .insert(format!("{name}.{key}"), value)
+                    .expect("parameter names are distinct and without whitespace");
+            }
+        }
+    }
+    // Before the first step there is no state at all, not even a step count.
+    if let Some(step) = step.filter(|_| !state.is_empty()) {
+        state
+            .insert("step", Tensor::scalar(step as f64))
+            .expect("`step` is a valid name, used once");
+    }
+    state
+}
+
+/// The buffers named `keys` (and the step count, if `with_step`) read back from a
+/// store written by [`export_state`]. Nothing is changed here: the caller swaps the
+/// result in.
+fn import_state<const N: usize>(
+    op: &str,
+    state: &Params,
+    keys: [&str; N],
+    with_step: bool,
+) -> Result<([Slots; N], u64)> {
+    let op = format!("{op} load_state");
+    let bad = |reason: String| Error::Invalid {
+        op: op.clone(),
+        reason,
+    };
+    let mut entries: Vec<(&str, &Tensor)> = state.iter().collect();
+    let mut step = 0;
+    if with_step {
+        if let Some(at) = entries.iter().position(|(name, _)| *name == "step") {
+            let (_, value) = entries.remove(at);
+            let t = value.item().ok().filter(|t| {
+                value.shape().is_scalar() && *t >= 0.0 && t.fract() == 0.0 && *t < 2f64.powi(53)
+            });
+            step = t.ok_or_else(|| {
+                bad(format!(
+                    "`step` must be a scalar whole number ≥ 0, got {value:?}"
+                ))
+            })? as u64;
+        } else if !entries.is_empty() {
+            return Err(bad("the state has buffers but no `step`".into()));
+        }
+        if entries.is_empty() && step != 0 {
+            return Err(bad(format!(
+                "`step` is {step} but the state has no buffers"
+            )));
+        }
+    }
+    if entries.len() % N.max(1) != 0 {
+        return Err(bad(format!(
+            "expected {} per parameter, got {} entries",
+            keys.join(", "),
+            entries.len()
+        )));
+    }
+    let mut slots: [Slots; N] = std::array::from_fn(|_| Slots::default());
+    for group in entries.chunks(N.max(1)) {
+        let mut parameter: Option<(&str, &Shape)> = None;
+        for ((entry, value), (key, slot)) in group.iter().zip(keys.iter().zip(&mut slots)) {
+            let name = entry
+                .strip_suffix(key)
+                .and_then(|n| n.strip_suffix('.'))
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| {
+                    bad(format!(
+                        "expected an entry `{{parameter}}.{key}`, got {entry:?}"
+                    ))
+                })?;
+            match parameter {
+                None => parameter = Some((name, value.shape())),
+                Some((first, shape)) if first == name && shape == value.shape() => {}
+                Some((first, shape)) => {
+                    return Err(bad(format!(
+                        "{entry:?} of shape {} does not go with {first:?} of shape {shape}",
+                        value.shape()
+                    )))
+                }
+            }
+            if value.data().iter().any(|v| !v.is_finite()) {
+                return Err(bad(format!("{entry:?} holds a value that is not finite")));
+            }
+            slot.buffers.push(value.data().to_vec());
+            slot.layout.push((name.to_string(), value.shape().clone()));
+        }
+    }
+    Ok((slots, step))
 }
 
 /// Calls `update(w, g, state)` for every parameter, with its gradient and the

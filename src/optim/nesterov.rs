@@ -1,15 +1,20 @@
 //! Nesterov accelerated gradient.
 
 use super::{
-    check_decay, check_gradients, check_learning_rate, for_each_parameter, Optimizer, Slots,
+    check_decay, check_gradients, check_learning_rate, export_state, for_each_parameter,
+    import_state, Optimizer, Slots,
 };
 use crate::error::Result;
 use crate::nn::{ParamGradients, Params};
 
-/// Nesterov momentum: the velocity is applied as if the gradient had been taken one
-/// momentum step ahead. In the form that needs only the gradient at w (as PyTorch's
-/// `nesterov=True`): `v ← μ·v − η·g`, `w ← w + μ·v − η·g`, with the new v and v
-/// starting at 0. Default μ = 0.9.
+/// Nesterov momentum: the momentum is applied as if the gradient had been taken one
+/// momentum step ahead, in the form that needs only the gradient at w:
+/// `b ← μ·b + g`, `w ← w − η·(g + μ·b)`, with the new b and b starting at 0.
+/// Default μ = 0.9.
+///
+/// This is PyTorch's `torch.optim.SGD(params, lr=η, momentum=μ, nesterov=True)`
+/// (dampening 0, no weight decay). As in [`Momentum`](super::Momentum), the buffer
+/// holds gradients, so a new learning rate applies at once to all of it.
 ///
 /// ```
 /// use tapegrad::nn::{ParamGradients, Params};
@@ -18,16 +23,22 @@ use crate::nn::{ParamGradients, Params};
 /// let mut params = Params::new();
 /// params.insert("w", Tensor::scalar(0.0))?;
 /// let grads = ParamGradients::from_pairs([("w", Tensor::scalar(1.0))])?;
-/// Nesterov::new(0.1).momentum(0.5).step(&mut params, &grads)?;
-/// // v = −0.1, w = 0.5·(−0.1) − 0.1
+/// let mut opt = Nesterov::new(0.1).momentum(0.5);
+/// assert_eq!(opt.mu(), 0.5);
+/// opt.step(&mut params, &grads)?;
+/// // b = 1, w = −0.1·(1 + 0.5·1)
 /// assert!((params.get("w")?.item()? - -0.15).abs() < 1e-15);
+/// // At η = 0.01: b = 1.5, w = −0.15 − 0.01·(1 + 0.75)
+/// opt.set_learning_rate(0.01);
+/// opt.step(&mut params, &grads)?;
+/// assert!((params.get("w")?.item()? - -0.1675).abs() < 1e-15);
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct Nesterov {
     lr: f64,
     momentum: f64,
-    velocity: Slots,
+    buffer: Slots,
 }
 
 impl Nesterov {
@@ -36,7 +47,7 @@ impl Nesterov {
         Nesterov {
             lr,
             momentum: 0.9,
-            velocity: Slots::default(),
+            buffer: Slots::default(),
         }
     }
 
@@ -44,6 +55,11 @@ impl Nesterov {
     pub fn momentum(mut self, momentum: f64) -> Nesterov {
         self.momentum = momentum;
         self
+    }
+
+    /// μ, the momentum factor.
+    pub fn mu(&self) -> f64 {
+        self.momentum
     }
 }
 
@@ -68,17 +84,25 @@ impl Optimizer for Nesterov {
         check_learning_rate("nesterov", self.lr)?;
         check_decay("nesterov", "momentum", self.momentum)?;
         check_gradients("nesterov", params, grads)?;
-        self.velocity.prepare("nesterov", params)?;
+        self.buffer.prepare("nesterov", params)?;
         let (lr, mu) = (self.lr, self.momentum);
-        for_each_parameter(params, grads, [&mut self.velocity], |w, g, [v]| {
-            for ((w, g), v) in w.iter_mut().zip(g).zip(v.iter_mut()) {
-                *v = mu * *v - lr * g;
-                *w += mu * *v - lr * g;
+        for_each_parameter(params, grads, [&mut self.buffer], |w, g, [b]| {
+            for ((w, g), b) in w.iter_mut().zip(g).zip(b.iter_mut()) {
+                *b = mu * *b + g;
+                *w -= lr * (g + mu * *b);
             }
         });
         Ok(())
     }
     fn reset(&mut self) {
-        self.velocity.clear();
+        self.buffer.clear();
+    }
+    fn state(&self) -> Params {
+        export_state(&[("momentum_buffer", &self.buffer)], None)
+    }
+    fn load_state(&mut self, state: &Params) -> Result<()> {
+        let ([buffer], _) = import_state("nesterov", state, ["momentum_buffer"], false)?;
+        self.buffer = buffer;
+        Ok(())
     }
 }

@@ -1,8 +1,8 @@
 //! RMSProp: per-weight learning rates from a moving average of squared gradients.
 
 use super::{
-    check_decay, check_epsilon, check_gradients, check_learning_rate, for_each_parameter,
-    Optimizer, Slots,
+    check_decay, check_epsilon, check_gradients, check_learning_rate, export_state,
+    for_each_parameter, import_state, Optimizer, Slots,
 };
 use crate::error::Result;
 use crate::nn::{ParamGradients, Params};
@@ -10,6 +10,9 @@ use crate::nn::{ParamGradients, Params};
 /// RMSProp: `h ← ρ·h + (1 − ρ)·g²`, `w ← w − η·g/(√h + ε)`, with h starting at 0.
 /// Unlike AdaGrad, old gradients fade, so steps do not shrink for ever. Defaults
 /// ρ = 0.99, ε = 1e-8.
+///
+/// This is PyTorch's `torch.optim.RMSprop(params, lr=η, alpha=ρ, eps=ε)` (not centered,
+/// no momentum, no weight decay), defaults included; PyTorch calls ρ `alpha`.
 ///
 /// ```
 /// use tapegrad::nn::{ParamGradients, Params};
@@ -21,6 +24,7 @@ use crate::nn::{ParamGradients, Params};
 /// RmsProp::new(0.01).decay(0.9).step(&mut params, &grads)?;
 /// // h = 0.1·9 = 0.9; w = −0.01·3/√0.9
 /// assert!((params.get("w")?.item()? - -0.03 / 0.9f64.sqrt()).abs() < 1e-9);
+/// assert_eq!((RmsProp::default().rho(), RmsProp::default().eps()), (0.99, 1e-8));
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
 #[derive(Clone, Debug)]
@@ -52,6 +56,16 @@ impl RmsProp {
     pub fn epsilon(mut self, epsilon: f64) -> RmsProp {
         self.epsilon = epsilon;
         self
+    }
+
+    /// ρ, the decay of the moving average of squared gradients.
+    pub fn rho(&self) -> f64 {
+        self.decay
+    }
+
+    /// ε, added to √h to keep the division finite.
+    pub fn eps(&self) -> f64 {
+        self.epsilon
     }
 }
 
@@ -89,5 +103,13 @@ impl Optimizer for RmsProp {
     }
     fn reset(&mut self) {
         self.squares.clear();
+    }
+    fn state(&self) -> Params {
+        export_state(&[("square_avg", &self.squares)], None)
+    }
+    fn load_state(&mut self, state: &Params) -> Result<()> {
+        let ([squares], _) = import_state("rmsprop", state, ["square_avg"], false)?;
+        self.squares = squares;
+        Ok(())
     }
 }

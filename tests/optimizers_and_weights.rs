@@ -1,0 +1,421 @@
+//! Optimizers that follow PyTorch's formulas, learning-rate schedules, resumable
+//! training (optimizer state saved and loaded with the parameters) and parameter files.
+
+use tapegrad::nn::{init, Activation, Mlp, ParamGradients, Params, Trainer};
+use tapegrad::optim::{
+    AdaGrad, Adam, Momentum, Nesterov, Optimizer, RmsProp, Schedule, Scheduler, Sgd,
+};
+use tapegrad::{Error, Tensor};
+
+/// Runs `opt` on the quadratic ½‖w − c‖², whose gradient is w − c, with learning rate
+/// `lrs[k]` at step k + 1; returns w after every step.
+fn quadratic_path(opt: &mut dyn Optimizer, w0: &[f64], c: &[f64], lrs: &[f64]) -> Vec<Vec<f64>> {
+    let mut params = Params::new();
+    params.insert("w", Tensor::vector(w0.to_vec())).unwrap();
+    let mut path = Vec::new();
+    for &lr in lrs {
+        let w = params.get("w").unwrap().data().to_vec();
+        let g: Vec<f64> = w.iter().zip(c).map(|(w, c)| w - c).collect();
+        let grads = ParamGradients::from_pairs([("w", Tensor::vector(g))]).unwrap();
+        opt.set_learning_rate(lr);
+        opt.step(&mut params, &grads).unwrap();
+        path.push(params.get("w").unwrap().data().to_vec());
+    }
+    path
+}
+
+/// PyTorch's `SGD(momentum=μ, nesterov=…)` with dampening 0, written as in its
+/// `_single_tensor_sgd`: `buf = g` on the first step, then `buf = μ·buf + g`; the step
+/// direction is `buf`, or `g + μ·buf` for Nesterov; `w = w − lr·direction`.
+fn pytorch_sgd_momentum(
+    w0: &[f64],
+    c: &[f64],
+    lrs: &[f64],
+    mu: f64,
+    nesterov: bool,
+) -> Vec<Vec<f64>> {
+    let mut w = w0.to_vec();
+    let mut buf: Option<Vec<f64>> = None;
+    let mut path = Vec::new();
+    for &lr in lrs {
+        let g: Vec<f64> = w.iter().zip(c).map(|(w, c)| w - c).collect();
+        let b = match buf.take() {
+            None => g.clone(),
+            Some(b) => b.iter().zip(&g).map(|(b, g)| mu * b + g).collect(),
+        };
+        for k in 0..w.len() {
+            let direction = if nesterov { g[k] + mu * b[k] } else { b[k] };
+            w[k] -= lr * direction;
+        }
+        buf = Some(b);
+        path.push(w.clone());
+    }
+    path
+}
+
+fn bits(values: &[f64]) -> Vec<u64> {
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn momentum_and_nesterov_follow_pytorch_across_a_learning_rate_change() {
+    let w0 = [1.0, -2.0, 0.5];
+    let c = [3.0, 0.5, -1.0];
+    // Four steps at η = 0.1, then four at η = 0.01.
+    let lrs = [0.1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01];
+    for (nesterov, mut opt) in [
+        (false, Box::new(Momentum::new(0.1)) as Box<dyn Optimizer>),
+        (true, Box::new(Nesterov::new(0.1))),
+    ] {
+        let got = quadratic_path(&mut opt, &w0, &c, &lrs);
+        let want = pytorch_sgd_momentum(&w0, &c, &lrs, 0.9, nesterov);
+        for (step, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(bits(g), bits(w), "{} step {}", opt.name(), step + 1);
+        }
+    }
+
+    // By hand, first coordinate, two steps at 0.1 then one at 0.01 (μ = 0.9, g = w − 3).
+    // Momentum: b = −2, w = 1.2; b = −1.8 − 1.8 = −3.6, w = 1.56;
+    // then g = −1.44, b = −3.24 − 1.44 = −4.68, w = 1.56 + 0.01·4.68 = 1.6068.
+    // (A velocity that carries η, v ← μv − ηg, would give 1.8984 instead.)
+    let lrs = [0.1, 0.1, 0.01];
+    let momentum = quadratic_path(&mut Momentum::new(0.1), &w0, &c, &lrs);
+    assert_eq!(momentum[1][0], 1.56);
+    assert!((momentum[2][0] - 1.6068).abs() < 1e-15);
+    // Nesterov: b = −2, w = 1 + 0.1·(2 + 1.8) = 1.38; g = −1.62, b = −3.42,
+    // w = 1.38 + 0.1·(1.62 + 3.078) = 1.8498; then g = −1.1502, b = −4.2282,
+    // w = 1.8498 + 0.01·(1.1502 + 3.80538) = 1.8993558.
+    let nesterov = quadratic_path(&mut Nesterov::new(0.1), &w0, &c, &lrs);
+    assert!((nesterov[0][0] - 1.38).abs() < 1e-15);
+    assert!((nesterov[1][0] - 1.8498).abs() < 1e-15);
+    assert!((nesterov[2][0] - 1.8993558).abs() < 1e-15);
+}
+
+#[test]
+fn defaults_and_getters_are_pytorchs() {
+    assert_eq!(AdaGrad::default().eps(), 1e-10);
+    assert_eq!(AdaGrad::default().learning_rate(), 0.01);
+    let rms = RmsProp::default();
+    assert_eq!(
+        (rms.rho(), rms.eps(), rms.learning_rate()),
+        (0.99, 1e-8, 0.01)
+    );
+    let adam = Adam::default();
+    assert_eq!(
+        (adam.beta1(), adam.beta2(), adam.eps(), adam.learning_rate()),
+        (0.9, 0.999, 1e-8, 0.001)
+    );
+    assert_eq!(Momentum::default().mu(), 0.9);
+    assert_eq!(Nesterov::default().mu(), 0.9);
+    // The builders and the getters agree.
+    let adam = Adam::new(0.1).betas(0.8, 0.95).epsilon(1e-6);
+    assert_eq!((adam.beta1(), adam.beta2(), adam.eps()), (0.8, 0.95, 1e-6));
+    assert_eq!(RmsProp::new(0.1).decay(0.5).rho(), 0.5);
+    assert_eq!(AdaGrad::new(0.1).epsilon(1e-3).eps(), 1e-3);
+    assert_eq!(Momentum::new(0.1).momentum(0.25).mu(), 0.25);
+    assert_eq!(Nesterov::new(0.1).momentum(0.75).mu(), 0.75);
+
+    // AdaGrad with ε = 1e-10 on its first step: w = 0 − 0.1·2/(2 + 1e-10).
+    let mut params = Params::new();
+    params.insert("w", Tensor::scalar(0.0)).unwrap();
+    let grads = ParamGradients::from_pairs([("w", Tensor::scalar(2.0))]).unwrap();
+    AdaGrad::new(0.1).step(&mut params, &grads).unwrap();
+    assert_eq!(
+        params.get("w").unwrap().item().unwrap(),
+        -(0.1 * 2.0 / (2.0 + 1e-10))
+    );
+}
+
+/// The six optimizers, each with a learning rate that moves the small network below.
+fn six_optimizers() -> Vec<Box<dyn Optimizer>> {
+    vec![
+        Box::new(Sgd::new(0.1)),
+        Box::new(Momentum::new(0.05)),
+        Box::new(Nesterov::new(0.05)),
+        Box::new(AdaGrad::new(0.1)),
+        Box::new(RmsProp::new(0.01)),
+        Box::new(Adam::new(0.01)),
+    ]
+}
+
+/// A 2-3-1 tanh network; `seed` picks its initial weights.
+fn network(seed: u64) -> (Mlp, Params) {
+    let mut params = Params::new();
+    let net = Mlp::builder(2)
+        .layer(3, Activation::Tanh)
+        .layer(1, Activation::Identity)
+        .build(&mut params, &mut init::rng(seed))
+        .unwrap();
+    (net, params)
+}
+
+/// Steps `steps` of training, step k on rows {k mod 4, (k + 1) mod 4} of a fixed data
+/// set, so that each step sees other data.
+fn train(net: &Mlp, params: &mut Params, opt: &mut dyn Optimizer, steps: std::ops::Range<usize>) {
+    let rows = [[0.0, 1.0], [1.0, -1.0], [0.5, 0.5], [-1.0, 2.0]];
+    let targets = [1.0, -0.5, 0.25, 2.0];
+    let mut trainer = Trainer::new();
+    for k in steps {
+        let (a, b) = (k % 4, (k + 1) % 4);
+        let x = Tensor::matrix(&[rows[a], rows[b]]).unwrap();
+        let y = Tensor::new(vec![targets[a], targets[b]], [2, 1]).unwrap();
+        trainer
+            .step(params, opt, |p| {
+                let o = net.forward(p, p.tape().constant_tensor(&x))?;
+                o.mse(p.tape().constant_tensor(&y))
+            })
+            .unwrap();
+    }
+}
+
+fn temp_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("tapegrad-test-{}-{name}", std::process::id()))
+}
+
+fn assert_same_bits(a: &Params, b: &Params, what: &str) {
+    assert_eq!(
+        a.names().collect::<Vec<_>>(),
+        b.names().collect::<Vec<_>>(),
+        "{what}"
+    );
+    for ((name, x), (_, y)) in a.iter().zip(b.iter()) {
+        assert_eq!(x.shape(), y.shape(), "{what}: {name}");
+        assert_eq!(bits(x.data()), bits(y.data()), "{what}: {name}");
+    }
+}
+
+#[test]
+fn every_optimizer_resumes_from_saved_state_bit_for_bit() {
+    for (mut straight, mut first) in six_optimizers().into_iter().zip(six_optimizers()) {
+        let name = straight.name().to_string();
+        // 20 steps without a break.
+        let (net, mut uninterrupted) = network(3);
+        train(&net, &mut uninterrupted, &mut straight, 0..20);
+
+        // 10 steps, then the parameters and the optimizer's state go to files.
+        let (_, mut params) = network(3);
+        train(&net, &mut params, &mut first, 0..10);
+        let (params_file, state_file) = (
+            temp_path(&format!("{name}.params")),
+            temp_path(&format!("{name}.state")),
+        );
+        params.save(&params_file).unwrap();
+        first.state().save(&state_file).unwrap();
+        let saved_state = first.state();
+        drop((params, first));
+
+        // A fresh start: other initial weights, a new optimizer, a new trainer.
+        let (net, mut params) = network(99);
+        params.load(&params_file).unwrap();
+        let mut resumed = six_optimizers()
+            .into_iter()
+            .find(|o| o.name() == name)
+            .unwrap();
+        let state_text = std::fs::read_to_string(&state_file).unwrap();
+        resumed
+            .load_state(&Params::from_text(&state_text).unwrap())
+            .unwrap();
+        assert_same_bits(&resumed.state(), &saved_state, &name);
+        train(&net, &mut params, &mut resumed, 10..20);
+
+        assert_same_bits(&params, &uninterrupted, &name);
+        assert_same_bits(&resumed.state(), &straight.state(), &name);
+        assert_ne!(params, network(3).1, "{name} trained");
+        std::fs::remove_file(params_file).ok();
+        std::fs::remove_file(state_file).ok();
+    }
+}
+
+#[test]
+fn optimizer_state_names_its_buffers_like_pytorch() {
+    let (net, mut params) = network(1);
+    let expected: [(&str, &[&str]); 6] = [
+        ("sgd", &[]),
+        ("momentum", &["momentum_buffer"]),
+        ("nesterov", &["momentum_buffer"]),
+        ("adagrad", &["sum"]),
+        ("rmsprop", &["square_avg"]),
+        ("adam", &["exp_avg", "exp_avg_sq"]),
+    ];
+    for (mut opt, (name, keys)) in six_optimizers().into_iter().zip(expected) {
+        assert_eq!(opt.name(), name);
+        assert!(opt.state().is_empty(), "{name} before its first step");
+        train(&net, &mut params, &mut opt, 0..3);
+        let state = opt.state();
+        let mut want: Vec<String> = params
+            .names()
+            .flat_map(|p| keys.iter().map(move |k| format!("{p}.{k}")))
+            .collect();
+        if name == "adam" {
+            want.push("step".into());
+            assert_eq!(state.get("step").unwrap().item().unwrap(), 3.0);
+        }
+        assert_eq!(state.names().collect::<Vec<_>>(), want, "{name}");
+        for (p, value) in params.iter() {
+            for k in keys {
+                assert_eq!(
+                    state.get(&format!("{p}.{k}")).unwrap().shape(),
+                    value.shape()
+                );
+            }
+        }
+        opt.reset();
+        assert!(opt.state().is_empty(), "{name} after reset");
+    }
+}
+
+#[test]
+fn loading_a_bad_state_is_an_error_and_changes_nothing() {
+    let (net, mut params) = network(1);
+    let mut adam = Adam::new(0.01);
+    train(&net, &mut params, &mut adam, 0..2);
+    let before = adam.state();
+    let mut broken = Params::new();
+    for (name, value) in before.iter() {
+        broken.insert(name, value.clone()).unwrap();
+    }
+    let load = |adam: &mut Adam, state: &Params| adam.load_state(state);
+
+    // The step count missing, negative or fractional.
+    let mut no_step = Params::new();
+    for (name, value) in before.iter().filter(|(n, _)| *n != "step") {
+        no_step.insert(name, value.clone()).unwrap();
+    }
+    assert!(matches!(
+        load(&mut adam, &no_step),
+        Err(Error::Invalid { .. })
+    ));
+    broken.set("step", Tensor::scalar(1.5)).unwrap();
+    assert!(load(&mut adam, &broken).is_err());
+    broken.set("step", Tensor::scalar(2.0)).unwrap();
+    // A non-finite moment.
+    let first = before.names().next().unwrap().to_string();
+    let mut bad = before.get(&first).unwrap().clone();
+    bad.data_mut()[0] = f64::NAN;
+    broken.set(&first, bad).unwrap();
+    assert!(load(&mut adam, &broken).is_err());
+    // Another optimizer's buffers.
+    assert!(load(&mut adam, &Momentum::default().state()).is_ok());
+    assert!(adam.state().is_empty());
+    adam.load_state(&before).unwrap();
+    let mut momentum = Momentum::new(0.1);
+    assert!(momentum.load_state(&before).is_err());
+    assert!(Sgd::new(0.1).load_state(&before).is_err());
+    assert!(momentum.state().is_empty());
+    assert_same_bits(&adam.state(), &before, "adam");
+
+    // A state for other parameters is refused at the next step, changing nothing.
+    let (_, mut other) = {
+        let mut params = Params::new();
+        let net = Mlp::builder(2)
+            .layer(5, Activation::Tanh)
+            .layer(1, Activation::Identity)
+            .build(&mut params, &mut init::rng(0))
+            .unwrap();
+        (net, params)
+    };
+    let grads = ParamGradients::from_pairs(
+        other
+            .iter()
+            .map(|(n, v)| (n.to_string(), Tensor::ones(v.shape().clone()))),
+    )
+    .unwrap();
+    let kept = other.clone();
+    assert!(adam.step(&mut other, &grads).is_err());
+    assert_eq!(other, kept);
+    assert_same_bits(&adam.state(), &before, "adam after a refused step");
+}
+
+#[test]
+fn schedules_give_pytorchs_learning_rates() {
+    let step = Scheduler::new(
+        0.1,
+        Schedule::StepDecay {
+            every: 3,
+            gamma: 0.1,
+        },
+    )
+    .unwrap();
+    let rates: Vec<f64> = (0..7).map(|e| step.learning_rate(e)).collect();
+    // PyTorch's StepLR multiplies by γ at epochs 3 and 6.
+    assert_eq!(
+        rates,
+        [
+            0.1,
+            0.1,
+            0.1,
+            0.1 * 0.1,
+            0.1 * 0.1,
+            0.1 * 0.1,
+            0.1 * 0.1 * 0.1
+        ]
+    );
+
+    let exponential = Scheduler::new(0.5, Schedule::Exponential { gamma: 0.9 }).unwrap();
+    assert_eq!(exponential.learning_rate(0), 0.5);
+    assert_eq!(exponential.learning_rate(3), 0.5 * 0.9 * 0.9 * 0.9);
+
+    // Cosine from 1 to 0 over 4 epochs: 1, (1 + √½)/2, ½, (1 − √½)/2, 0, then back up.
+    let cosine = Scheduler::new(
+        1.0,
+        Schedule::Cosine {
+            period: 4,
+            min: 0.0,
+        },
+    )
+    .unwrap();
+    let half = std::f64::consts::FRAC_1_SQRT_2;
+    let want = [
+        1.0,
+        (1.0 + half) / 2.0,
+        0.5,
+        (1.0 - half) / 2.0,
+        0.0,
+        (1.0 - half) / 2.0,
+    ];
+    for (e, want) in want.iter().enumerate() {
+        assert!((cosine.learning_rate(e) - want).abs() < 1e-15, "epoch {e}");
+    }
+
+    let constant = Scheduler::new(0.3, Schedule::Constant).unwrap();
+    assert_eq!(constant.learning_rate(1000), 0.3);
+
+    // step() moves one epoch and sets the optimizer's rate.
+    let mut scheduler = Scheduler::new(
+        0.1,
+        Schedule::StepDecay {
+            every: 2,
+            gamma: 0.5,
+        },
+    )
+    .unwrap();
+    let mut opt = Nesterov::new(0.1);
+    assert_eq!(scheduler.step(&mut opt), 0.1);
+    assert_eq!(scheduler.step(&mut opt), 0.05);
+    assert_eq!(opt.learning_rate(), 0.05);
+    assert_eq!(scheduler.epoch(), 2);
+    scheduler.set_epoch(6);
+    assert_eq!(scheduler.step(&mut opt), 0.0125);
+
+    for bad in [
+        Scheduler::new(-0.1, Schedule::Constant),
+        Scheduler::new(f64::NAN, Schedule::Constant),
+        Scheduler::new(0.1, Schedule::Exponential { gamma: -1.0 }),
+        Scheduler::new(
+            0.1,
+            Schedule::Cosine {
+                period: 0,
+                min: 0.0,
+            },
+        ),
+        Scheduler::new(
+            0.1,
+            Schedule::Cosine {
+                period: 5,
+                min: f64::INFINITY,
+            },
+        ),
+    ] {
+        assert!(matches!(bad, Err(Error::Invalid { .. })));
+    }
+}
