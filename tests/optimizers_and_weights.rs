@@ -419,3 +419,260 @@ fn schedules_give_pytorchs_learning_rates() {
         assert!(matches!(bad, Err(Error::Invalid { .. })));
     }
 }
+
+#[cfg(feature = "safetensors")]
+/// A safetensors file by hand: the 8-byte little-endian header length, the JSON
+/// header, the data.
+fn safetensors_bytes(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header.as_bytes());
+    bytes.extend(data);
+    bytes
+}
+
+#[cfg(feature = "safetensors")]
+#[test]
+fn safetensors_round_trip_follows_the_format() {
+    let mut params = Params::new();
+    params
+        .insert(
+            "layer1.weight",
+            Tensor::matrix(&[
+                [0.1, -2.5, 1.0 / 3.0],
+                [1e-300, -0.0, f64::MIN_POSITIVE / 4.0],
+            ])
+            .unwrap(),
+        )
+        .unwrap();
+    params
+        .insert("layer1.bias", Tensor::vector([0.5, -0.25]))
+        .unwrap();
+    params.insert("a_scalar", Tensor::scalar(-7.0)).unwrap();
+    let path = temp_path("round-trip.safetensors");
+    params.save_safetensors(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+
+    // The specification: 8 bytes, a little-endian u64 N; N bytes of UTF-8 JSON that
+    // start with `{` (padding with spaces allowed); then the data, where each tensor's
+    // `data_offsets` [begin, end) are relative to the start of the data and the tensors
+    // cover it with no gap.
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+    assert!(header.starts_with('{'));
+    let header: serde_json::Value = serde_json::from_str(header.trim_end_matches(' ')).unwrap();
+    let data = &bytes[8 + n..];
+    let entries = header.as_object().unwrap();
+    assert_eq!(
+        entries["__metadata__"]["tapegrad.order"],
+        "layer1.weight layer1.bias a_scalar"
+    );
+    let mut covered = 0;
+    for (name, value) in params.iter() {
+        let entry = &entries[name];
+        assert_eq!(entry["dtype"], "F64", "{name}");
+        let shape: Vec<usize> = entry["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(shape, value.shape().dims(), "{name}");
+        let (begin, end) = (
+            entry["data_offsets"][0].as_u64().unwrap() as usize,
+            entry["data_offsets"][1].as_u64().unwrap() as usize,
+        );
+        assert_eq!(end - begin, 8 * value.numel(), "{name}");
+        let stored: Vec<u64> = data[begin..end]
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(stored, bits(value.data()), "{name}");
+        covered += end - begin;
+    }
+    assert_eq!(entries.len(), params.len() + 1); // and __metadata__
+    assert_eq!(covered, data.len());
+    assert_eq!(entries["a_scalar"]["shape"], serde_json::json!([]));
+
+    // Back, bit for bit and in order, into a new store and into an existing one.
+    let back = Params::read_safetensors(&path).unwrap();
+    assert_same_bits(&back, &params, "round trip");
+    let mut existing = params.clone();
+    for (_, value) in existing.iter_mut() {
+        value.data_mut().fill(9.0);
+    }
+    existing.load_safetensors(&path).unwrap();
+    assert_same_bits(&existing, &params, "load");
+    std::fs::remove_file(path).ok();
+}
+
+#[cfg(feature = "safetensors")]
+/// `tests/data/reference.safetensors` was written once by the reference Python
+/// library, safetensors 0.8.0 with NumPy 2.4:
+///
+/// ```python
+/// import numpy as np
+/// from safetensors.numpy import save_file
+/// save_file({
+///     "layer1.weight": np.array([[0.1, -2.5, 1.0 / 3.0], [1e-300, -0.0, 4.0]], dtype=np.float64),
+///     "layer1.bias": np.array([0.5, -0.25], dtype=np.float64),
+///     "scale": np.array(1.5, dtype=np.float64),
+///     "half.precision": np.array([0.1, -3.0], dtype=np.float32),
+/// }, "reference.safetensors", metadata={"source": "numpy"})
+/// ```
+#[test]
+fn a_file_written_by_the_python_library_loads() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/reference.safetensors"
+    );
+    let params = Params::read_safetensors(path).unwrap();
+    // No recorded order: the order of the values in the file.
+    assert_eq!(
+        params.names().collect::<Vec<_>>(),
+        ["layer1.bias", "layer1.weight", "scale", "half.precision"]
+    );
+    let weight = params.get("layer1.weight").unwrap();
+    assert_eq!(weight.shape().dims(), &[2, 3]);
+    assert_eq!(
+        bits(weight.data()),
+        bits(&[0.1, -2.5, 1.0 / 3.0, 1e-300, -0.0, 4.0])
+    );
+    assert_eq!(
+        params.get("layer1.bias").unwrap(),
+        &Tensor::vector([0.5, -0.25])
+    );
+    let scale = params.get("scale").unwrap();
+    assert!(scale.shape().is_scalar());
+    assert_eq!(scale.item().unwrap(), 1.5);
+    // F32 is widened exactly.
+    assert_eq!(
+        params.get("half.precision").unwrap().data(),
+        &[f64::from(0.1f32), -3.0]
+    );
+
+    // Into an existing store of the same names and shapes, in another order.
+    let mut store = Params::new();
+    store.insert("scale", Tensor::scalar(0.0)).unwrap();
+    store.insert("half.precision", Tensor::zeros([2])).unwrap();
+    store
+        .insert("layer1.weight", Tensor::zeros([2, 3]))
+        .unwrap();
+    store.insert("layer1.bias", Tensor::zeros([2])).unwrap();
+    store.load_safetensors(path).unwrap();
+    assert_eq!(store.names().next(), Some("scale"));
+    assert_eq!(store.get("scale").unwrap().item().unwrap(), 1.5);
+    assert_eq!(store, params);
+}
+
+#[cfg(feature = "safetensors")]
+#[test]
+fn a_bad_safetensors_file_is_an_error_and_changes_nothing() {
+    let mut store = Params::new();
+    store.insert("w", Tensor::vector([1.0, 2.0])).unwrap();
+    let kept = store.clone();
+    let path = temp_path("bad.safetensors");
+    let refused = |store: &mut Params, bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap();
+        let result = store.load_safetensors(&path);
+        assert!(matches!(result, Err(Error::Invalid { .. })), "{result:?}");
+        assert_eq!(*store, kept);
+    };
+    let two = [1.0f64, 2.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect::<Vec<_>>();
+    // A well-formed file for reference.
+    let good = safetensors_bytes(
+        r#"{"w":{"dtype":"F64","shape":[2],"data_offsets":[0,16]}}"#,
+        &two,
+    );
+    let mut copy = store.clone();
+    std::fs::write(&path, &good).unwrap();
+    copy.load_safetensors(&path).unwrap();
+    assert_eq!(copy, store);
+    // Cut short, a header length past the end, not JSON, offsets that do not fit.
+    refused(&mut store, &good[..good.len() - 1]);
+    refused(&mut store, &[255, 255, 255, 255, 0, 0, 0, 0]);
+    refused(&mut store, &safetensors_bytes("not json", &[]));
+    refused(
+        &mut store,
+        &safetensors_bytes(
+            r#"{"w":{"dtype":"F64","shape":[2],"data_offsets":[0,8]}}"#,
+            &two[..8],
+        ),
+    );
+    // Another type, another shape, another name, one tensor too many.
+    refused(
+        &mut store,
+        &safetensors_bytes(
+            r#"{"w":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}}"#,
+            &two,
+        ),
+    );
+    refused(
+        &mut store,
+        &safetensors_bytes(
+            r#"{"w":{"dtype":"F64","shape":[1,2],"data_offsets":[0,16]}}"#,
+            &two,
+        ),
+    );
+    refused(
+        &mut store,
+        &safetensors_bytes(
+            r#"{"v":{"dtype":"F64","shape":[2],"data_offsets":[0,16]}}"#,
+            &two,
+        ),
+    );
+    let mut more = Params::new();
+    more.insert("w", Tensor::vector([1.0, 2.0])).unwrap();
+    more.insert("b", Tensor::scalar(0.0)).unwrap();
+    refused(&mut store, &more.to_safetensors().unwrap());
+    // A name that tapegrad does not accept.
+    let spaced = safetensors_bytes(
+        r#"{"a b":{"dtype":"F64","shape":[2],"data_offsets":[0,16]}}"#,
+        &two,
+    );
+    assert!(Params::from_safetensors(&spaced).is_err());
+    // No file at all.
+    std::fs::remove_file(&path).ok();
+    assert!(matches!(
+        store.load_safetensors(&path),
+        Err(Error::Invalid { .. })
+    ));
+    assert_eq!(store, kept);
+}
+
+#[cfg(feature = "safetensors")]
+#[test]
+fn training_resumes_from_safetensors_files_bit_for_bit() {
+    for (mut straight, mut first) in six_optimizers().into_iter().zip(six_optimizers()) {
+        let name = straight.name().to_string();
+        let (net, mut uninterrupted) = network(5);
+        train(&net, &mut uninterrupted, &mut straight, 0..20);
+
+        let (_, mut params) = network(5);
+        train(&net, &mut params, &mut first, 0..10);
+        let (params_file, state_file) = (
+            temp_path(&format!("{name}.params.safetensors")),
+            temp_path(&format!("{name}.state.safetensors")),
+        );
+        params.save_safetensors(&params_file).unwrap();
+        first.state().save_safetensors(&state_file).unwrap();
+        drop((params, first));
+
+        let (net, mut params) = network(77);
+        params.load_safetensors(&params_file).unwrap();
+        let mut resumed = six_optimizers()
+            .into_iter()
+            .find(|o| o.name() == name)
+            .unwrap();
+        resumed
+            .load_state(&Params::read_safetensors(&state_file).unwrap())
+            .unwrap();
+        train(&net, &mut params, &mut resumed, 10..20);
+        assert_same_bits(&params, &uninterrupted, &name);
+        assert_same_bits(&resumed.state(), &straight.state(), &name);
+        std::fs::remove_file(params_file).ok();
+        std::fs::remove_file(state_file).ok();
+    }
+}

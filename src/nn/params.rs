@@ -701,3 +701,219 @@ impl ParamGradients {
         self.map.values().map(Tensor::view)
     }
 }
+
+// Parameter files in the safetensors format.
+
+/// The `__metadata__` key under which tapegrad records the parameters' order (the
+/// format stores tensors in an order of its own).
+#[cfg(feature = "safetensors")]
+const ORDER_KEY: &str = "tapegrad.order";
+
+/// A parameter seen by the `safetensors` crate: `F64`, its shape, its values as
+/// little-endian bytes.
+#[cfg(feature = "safetensors")]
+struct F64View<'a>(&'a Tensor);
+
+#[cfg(feature = "safetensors")]
+impl safetensors::View for F64View<'_> {
+    fn dtype(&self) -> safetensors::Dtype {
+        safetensors::Dtype::F64
+    }
+    fn shape(&self) -> &[usize] {
+        self.0.shape().dims()
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        self.0.data().iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+    fn data_len(&self) -> usize {
+        8 * self.0.numel()
+    }
+}
+
+/// The values of a tensor of a safetensors file, as `f64`: `F64` as it is, `F32`
+/// widened (exactly); other types are an error.
+#[cfg(feature = "safetensors")]
+fn safetensors_values(
+    op: &str,
+    name: &str,
+    view: &safetensors::tensor::TensorView<'_>,
+) -> Result<Vec<f64>> {
+    use safetensors::Dtype;
+    let bytes = view.data();
+    match view.dtype() {
+        Dtype::F64 => Ok(bytes
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("chunks of 8 bytes")))
+            .collect()),
+        Dtype::F32 => Ok(bytes
+            .chunks_exact(4)
+            .map(|b| f64::from(f32::from_le_bytes(b.try_into().expect("chunks of 4 bytes"))))
+            .collect()),
+        other => Err(invalid(
+            op,
+            format!("{name:?} has dtype {other}; tapegrad reads F64 and F32"),
+        )),
+    }
+}
+
+/// Saving and loading in the [safetensors](https://github.com/huggingface/safetensors)
+/// format, which PyTorch, candle, JAX and NumPy read and write (feature `safetensors`,
+/// on by default).
+///
+/// A file is an 8-byte little-endian header length N, N bytes of JSON header mapping
+/// each name to its `dtype`, `shape` and `data_offsets`, then the values. tapegrad
+/// writes every parameter as `F64` with its name and shape, and records the
+/// parameters' order in the header's `__metadata__` (under `tapegrad.order`), since
+/// the format keeps tensors in an order of its own. It reads `F64` and `F32` (widened
+/// exactly) tensors.
+///
+/// ```
+/// use tapegrad::nn::Params;
+/// use tapegrad::Tensor;
+/// let mut params = Params::new();
+/// params.insert("layer1.weight", Tensor::matrix(&[[0.1, -2.5], [1.0 / 3.0, 4.0]])?)?;
+/// params.insert("layer1.bias", Tensor::vector([0.5, -0.25]))?;
+/// let bytes = params.to_safetensors()?;
+/// let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+/// let header = std::str::from_utf8(&bytes[8..8 + header_len]).unwrap();
+/// assert!(header.contains(r#""layer1.bias":{"dtype":"F64","shape":[2],"data_offsets":[0,16]}"#));
+/// assert_eq!(bytes.len(), 8 + header_len + 6 * 8);
+///
+/// let back = Params::from_safetensors(&bytes)?;
+/// assert_eq!(back.names().collect::<Vec<_>>(), ["layer1.weight", "layer1.bias"]);
+/// assert_eq!(back, params);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[cfg(feature = "safetensors")]
+impl Params {
+    /// The store as the bytes of a safetensors file, every parameter as `F64`.
+    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        let order = self.names().collect::<Vec<_>>().join(" ");
+        // Collected into whichever map the crate takes (std's, or hashbrown's without
+        // its `std` feature).
+        let metadata = std::iter::once((ORDER_KEY.to_string(), order)).collect();
+        safetensors::serialize(
+            self.iter().map(|(name, value)| (name, F64View(value))),
+            Some(metadata),
+        )
+        .map_err(|e| invalid("params save_safetensors", e.to_string()))
+    }
+
+    /// A new store from the bytes of a safetensors file, in the order recorded by
+    /// [`to_safetensors`](Params::to_safetensors), or else in the order of the values
+    /// in the file. An error for a malformed file, a type other than `F64` or `F32`,
+    /// or a name that is empty or contains whitespace.
+    pub fn from_safetensors(bytes: &[u8]) -> Result<Params> {
+        let op = "params load_safetensors";
+        let file = |e: safetensors::SafeTensorError| invalid(op, e.to_string());
+        let (_, metadata) = safetensors::SafeTensors::read_metadata(bytes).map_err(file)?;
+        let tensors = safetensors::SafeTensors::deserialize(bytes).map_err(file)?;
+        let mut names = metadata.offset_keys();
+        if let Some(order) = metadata.metadata().as_ref().and_then(|m| m.get(ORDER_KEY)) {
+            let recorded: Vec<String> = order.split_whitespace().map(String::from).collect();
+            let mut sorted = recorded.clone();
+            sorted.sort();
+            let mut present = names.clone();
+            present.sort();
+            if sorted == present {
+                names = recorded;
+            }
+        }
+        let mut params = Params::new();
+        for name in names {
+            let view = tensors.tensor(&name).map_err(file)?;
+            let values = safetensors_values(op, &name, &view)?;
+            let value = Tensor::new(values, Shape::new(view.shape()))
+                .map_err(|e| invalid(op, format!("{name:?}: {e}")))?;
+            params
+                .insert(name, value)
+                .map_err(|e| invalid(op, e.to_string()))?;
+        }
+        Ok(params)
+    }
+
+    /// Writes the store to `path` as a safetensors file.
+    pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = self.to_safetensors()?;
+        std::fs::write(path, bytes).map_err(|e| {
+            invalid(
+                "params save_safetensors",
+                format!("{}: {e}", path.display()),
+            )
+        })
+    }
+
+    /// A new store read from the safetensors file at `path` (see
+    /// [`from_safetensors`](Params::from_safetensors)).
+    pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Params> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| {
+            invalid(
+                "params load_safetensors",
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        Params::from_safetensors(&bytes)
+    }
+
+    /// Replaces every value with the one in the safetensors file at `path`, which must
+    /// hold exactly this store's names (in any order) with the same shapes: the rule of
+    /// [`load`](Params::load). An unreadable, corrupt or mismatched file is an error
+    /// and leaves the store unchanged.
+    ///
+    /// ```
+    /// use tapegrad::nn::Params;
+    /// use tapegrad::Tensor;
+    /// let path = std::env::temp_dir().join(format!("tapegrad-doc-{}.safetensors", std::process::id()));
+    /// let mut params = Params::new();
+    /// params.insert("w", Tensor::vector([1.5, -2.0]))?;
+    /// params.save_safetensors(&path)?;
+    /// params.set("w", Tensor::vector([0.0, 0.0]))?;
+    /// params.load_safetensors(&path)?;
+    /// assert_eq!(params.get("w")?, &Tensor::vector([1.5, -2.0]));
+    ///
+    /// let mut other = Params::new();
+    /// other.insert("w", Tensor::vector([7.0, 7.0, 7.0]))?; // another shape
+    /// assert!(other.load_safetensors(&path).is_err());
+    /// assert_eq!(other.get("w")?, &Tensor::vector([7.0, 7.0, 7.0])); // untouched
+    /// # std::fs::remove_file(&path).ok();
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn load_safetensors(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let loaded = Params::read_safetensors(path)?;
+        let op = "params load_safetensors";
+        if loaded.len() != self.len() {
+            return Err(invalid(
+                op,
+                format!(
+                    "the file holds {} tensors, the store {} parameters",
+                    loaded.len(),
+                    self.len()
+                ),
+            ));
+        }
+        for (name, current) in self.iter() {
+            let value = loaded
+                .get(name)
+                .map_err(|_| invalid(op, format!("the file has no tensor {name:?}")))?;
+            if value.shape() != current.shape() {
+                return Err(invalid(
+                    op,
+                    format!(
+                        "the file has {name:?} of shape {} where the store has shape {}",
+                        value.shape(),
+                        current.shape()
+                    ),
+                ));
+            }
+        }
+        // Every name and shape checked: now the values change, in the store's order.
+        for (name, value) in self.map.iter_mut() {
+            value
+                .data_mut()
+                .copy_from_slice(loaded.get(name).expect("checked above").data());
+        }
+        Ok(())
+    }
+}

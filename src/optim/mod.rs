@@ -31,7 +31,7 @@
 //! first step and reuses it afterwards, allocating nothing. A step checks everything
 //! first — hyper-parameters, that the gradients have the names, order and shapes of the
 //! parameters, and that they are finite (NaN or ±∞ in a gradient is
-//! [`Error::NonFiniteGradient`](crate::Error::NonFiniteGradient), naming the parameter)
+//! [`Error::NonFiniteGradient`], naming the parameter)
 //! — and on any error changes neither the parameters nor its state.
 //!
 //! ```
