@@ -15,6 +15,8 @@
 //! sum over all samples does not depend on it beyond rounding). When B does not divide
 //! N, the last batch of an epoch is the smaller remainder: it is kept, not dropped, so
 //! every sample is seen exactly once per epoch. An empty data set and B = 0 are errors.
+//! To reproduce a run made elsewhere (say, by another framework's data loader),
+//! [`Batches::with_orders`] takes the order of every epoch instead.
 //!
 //! [`Dataset`] holds the samples themselves (one row per sample) and copies a batch's
 //! rows into reusable buffers.
@@ -59,6 +61,8 @@ pub struct Batches {
     shuffle: bool,
     rng: ChaCha8Rng,
     epochs: usize,
+    /// The given order of each epoch, in turn (see `with_orders`); empty otherwise.
+    orders: Vec<Vec<usize>>,
 }
 
 impl Batches {
@@ -84,13 +88,90 @@ impl Batches {
             shuffle,
             rng: crate::nn::init::rng(seed),
             epochs: 0,
+            orders: Vec::new(),
         })
     }
 
-    /// Starts the next epoch (reshuffling unless full batch) and returns its batches of
-    /// sample indices.
+    /// Batches of `batch_size` in given orders: epoch k visits the samples in the order
+    /// `orders[k mod orders.len()]` (so a single order is kept for every epoch), cut
+    /// into batches of `batch_size`, the last one holding the remainder. Each order
+    /// must be a permutation of 0..N, the same N for all. An error for no order, an
+    /// empty order, a batch size of 0, or an order that is not a permutation.
+    ///
+    /// [`Trainer::fit`](crate::nn::Trainer::fit) takes these batches like any other,
+    /// so a run can follow the sample order of a run made elsewhere.
+    ///
+    /// ```
+    /// use tapegrad::data::{Batches, Dataset};
+    /// use tapegrad::nn::{Params, Trainer};
+    /// use tapegrad::optim::Sgd;
+    /// use tapegrad::Tensor;
+    /// let mut batches = Batches::with_orders(2, vec![vec![2, 0, 1], vec![1, 2, 0]])?;
+    /// assert_eq!(batches.epoch().collect::<Vec<_>>(), [&[2, 0][..], &[1]]);
+    /// assert_eq!(batches.epoch().collect::<Vec<_>>(), [&[1, 2][..], &[0]]);
+    /// assert_eq!(batches.epoch().collect::<Vec<_>>(), [&[2, 0][..], &[1]]); // again
+    ///
+    /// // Trainer::fit follows the order: the first step sees samples 2 and 0.
+    /// let data = Dataset::new(Tensor::new(vec![1.0, 2.0, 3.0], [3, 1])?, Tensor::zeros([3, 1]))?;
+    /// let mut params = Params::new();
+    /// params.insert("w", Tensor::scalar(1.0))?;
+    /// let mut batches = Batches::with_orders(2, vec![vec![2, 0, 1]])?;
+    /// let mut seen = Vec::new();
+    /// Trainer::new().fit(&mut params, &mut Sgd::new(0.0), &data, &mut batches, 2, |p, b| {
+    ///     seen.push(b.indices.to_vec());
+    ///     Ok((p.get("w")? * b.inputs).sum())
+    /// })?;
+    /// assert_eq!(seen, [vec![2, 0], vec![1], vec![2, 0], vec![1]]);
+    ///
+    /// assert!(Batches::with_orders(2, vec![vec![0, 0, 1]]).is_err()); // not a permutation
+    /// assert!(Batches::with_orders(2, vec![vec![0, 1], vec![0, 1, 2]]).is_err());
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn with_orders(batch_size: usize, orders: Vec<Vec<usize>>) -> Result<Batches> {
+        let invalid = |reason: String| Error::Invalid {
+            op: "batches".into(),
+            reason,
+        };
+        let Some(first) = orders.first() else {
+            return Err(invalid("no order given".into()));
+        };
+        let len = first.len();
+        if len == 0 {
+            return Err(invalid("the data set is empty".into()));
+        }
+        if batch_size == 0 {
+            return Err(invalid("the batch size must be at least 1".into()));
+        }
+        let mut seen = vec![false; len];
+        for (k, order) in orders.iter().enumerate() {
+            seen.fill(false);
+            let permutation = order.len() == len
+                && order
+                    .iter()
+                    .all(|&i| i < len && !std::mem::replace(&mut seen[i], true));
+            if !permutation {
+                return Err(invalid(format!(
+                    "order {k} is not a permutation of 0..{len}: {order:?}"
+                )));
+            }
+        }
+        Ok(Batches {
+            order: first.clone(),
+            size: batch_size.min(len),
+            shuffle: false,
+            rng: crate::nn::init::rng(0),
+            epochs: 0,
+            orders,
+        })
+    }
+
+    /// Starts the next epoch (reshuffling unless full batch, or taking the next given
+    /// order) and returns its batches of sample indices.
     pub fn epoch(&mut self) -> std::slice::Chunks<'_, usize> {
-        if self.shuffle {
+        if !self.orders.is_empty() {
+            let next = &self.orders[self.epochs % self.orders.len()];
+            self.order.copy_from_slice(next);
+        } else if self.shuffle {
             self.order.shuffle(&mut self.rng);
         }
         self.epochs += 1;

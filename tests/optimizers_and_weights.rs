@@ -676,3 +676,51 @@ fn training_resumes_from_safetensors_files_bit_for_bit() {
         std::fs::remove_file(state_file).ok();
     }
 }
+
+#[test]
+fn given_batch_orders_drive_fit_step_by_step() {
+    use tapegrad::data::{Batches, Dataset};
+    // w·x on four samples, plain SGD with η = 0.1 and loss Σ w·x over the batch:
+    // each step moves w by −0.1·Σx, in the given order of batches.
+    let x = Tensor::new(vec![1.0, 2.0, 4.0, 8.0], [4, 1]).unwrap();
+    let data = Dataset::new(x, Tensor::zeros([4, 1])).unwrap();
+    let orders = vec![vec![3, 1, 0, 2], vec![0, 2, 3, 1]];
+    let mut batches = Batches::with_orders(3, orders).unwrap();
+    assert_eq!(batches.batch_size(), 3);
+    assert_eq!(batches.batches_per_epoch(), 2);
+    let mut params = Params::new();
+    params.insert("w", Tensor::scalar(0.0)).unwrap();
+    let mut seen = Vec::new();
+    let mut after = Vec::new();
+    let history = Trainer::new()
+        .fit(
+            &mut params,
+            &mut Sgd::new(0.1),
+            &data,
+            &mut batches,
+            3,
+            |p, b| {
+                seen.push(b.indices.to_vec());
+                after.push(b.inputs.value().data().iter().sum::<f64>());
+                Ok((p.get("w")? * b.inputs).sum())
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        seen,
+        [
+            vec![3, 1, 0],
+            vec![2],
+            vec![0, 2, 3],
+            vec![1],
+            vec![3, 1, 0],
+            vec![2]
+        ]
+    );
+    // The batches' input sums: 11, 4, 13, 2, 11, 4; w is −0.1 times their running sum.
+    assert_eq!(after, [11.0, 4.0, 13.0, 2.0, 11.0, 4.0]);
+    let w = params.get("w").unwrap().item().unwrap();
+    assert!((w - -0.1 * 45.0).abs() < 1e-12);
+    assert_eq!(history.steps.len(), 6);
+    assert_eq!(batches.epochs(), 3);
+}
