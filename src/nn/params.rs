@@ -917,3 +917,145 @@ impl Params {
         Ok(())
     }
 }
+
+// Serde support (feature `serde`).
+
+/// A tensor as serde sees it: `{"shape": [..], "data": [..]}`, the values in row-major
+/// order.
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize)]
+struct TensorOut<'a> {
+    shape: &'a [usize],
+    data: &'a [f64],
+}
+
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct TensorIn {
+    shape: Vec<usize>,
+    data: Vec<f64>,
+}
+
+/// With the `serde` feature, a tensor serializes as `{"shape": [..], "data": [..]}` and
+/// deserializes from it, checking that the data fit the shape. serde_json writes every
+/// finite `f64` in the shortest form that reads back identical, and reads it back
+/// identical with its `float_roundtrip` feature (without it, to within one unit in the
+/// last place); NaN and ±∞ have no JSON form.
+///
+/// ```
+/// use tapegrad::Tensor;
+/// let t = Tensor::matrix(&[[0.1, -2.0], [1.0 / 3.0, 4.0]])?;
+/// let json = serde_json::to_string(&t).unwrap();
+/// assert_eq!(json, r#"{"shape":[2,2],"data":[0.1,-2.0,0.3333333333333333,4.0]}"#);
+/// assert_eq!(serde_json::from_str::<Tensor>(&json).unwrap(), t);
+/// assert!(serde_json::from_str::<Tensor>(r#"{"shape":[3],"data":[1.0]}"#).is_err());
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[cfg(feature = "serde")]
+impl serde::Serialize for Tensor {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        let out = TensorOut {
+            shape: self.shape().dims(),
+            data: self.data(),
+        };
+        serde::Serialize::serialize(&out, serializer)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Tensor {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Tensor, D::Error> {
+        let TensorIn { shape, data } = serde::Deserialize::deserialize(deserializer)?;
+        Tensor::new(data, shape).map_err(serde::de::Error::custom)
+    }
+}
+
+/// With the `serde` feature, a shape serializes as the list of its axis lengths.
+///
+/// ```
+/// use tapegrad::Shape;
+/// let shape = Shape::new(&[2, 3]);
+/// assert_eq!(serde_json::to_string(&shape).unwrap(), "[2,3]");
+/// assert_eq!(serde_json::from_str::<Shape>("[2,3]").unwrap(), shape);
+/// assert!(serde_json::from_str::<Shape>("[]").unwrap().is_scalar());
+/// ```
+#[cfg(feature = "serde")]
+impl serde::Serialize for Shape {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(self.dims(), serializer)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Shape {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Shape, D::Error> {
+        let dims: Vec<usize> = serde::Deserialize::deserialize(deserializer)?;
+        Ok(Shape::from(dims))
+    }
+}
+
+/// With the `serde` feature, a store serializes as a map from names to tensors, in the
+/// store's order, and deserializes from one, keeping its order and refusing a
+/// duplicate or malformed name.
+///
+/// ```
+/// use tapegrad::nn::Params;
+/// use tapegrad::Tensor;
+/// let mut params = Params::new();
+/// params.insert("w", Tensor::vector([1.5, -2.0]))?;
+/// params.insert("b", Tensor::scalar(0.25))?;
+/// let json = serde_json::to_string(&params).unwrap();
+/// assert_eq!(json, r#"{"w":{"shape":[2],"data":[1.5,-2.0]},"b":{"shape":[],"data":[0.25]}}"#);
+/// let back: Params = serde_json::from_str(&json).unwrap();
+/// assert_eq!(back.names().collect::<Vec<_>>(), ["w", "b"]);
+/// assert_eq!(back, params);
+/// assert!(serde_json::from_str::<Params>(r#"{"a b":{"shape":[],"data":[1.0]}}"#).is_err());
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[cfg(feature = "serde")]
+impl serde::Serialize for Params {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Params {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Params, D::Error> {
+        struct ParamsVisitor;
+        impl<'de> serde::de::Visitor<'de> for ParamsVisitor {
+            type Value = Params;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map from parameter names to tensors")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Params, A::Error> {
+                let mut params = Params::new();
+                while let Some((name, value)) = map.next_entry::<String, Tensor>()? {
+                    params
+                        .insert(name, value)
+                        .map_err(serde::de::Error::custom)?;
+                }
+                Ok(params)
+            }
+        }
+        deserializer.deserialize_map(ParamsVisitor)
+    }
+}
