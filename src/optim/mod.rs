@@ -13,26 +13,27 @@
 //! | [`RmsProp`] | h ← ρ·h + (1 − ρ)·g²; w ← w − η·g/(√h + ε) | `torch.optim.RMSprop` |
 //! | [`Adam`] | m ← β₁m + (1 − β₁)g; v ← β₂v + (1 − β₂)g²; w ← w − η·m̂/(√v̂ + ε), m̂ = m/(1 − β₁ᵗ), v̂ = v/(1 − β₂ᵗ) | `torch.optim.Adam` |
 //!
-//! Each follows the formulation and the default hyper-parameters of the PyTorch
-//! optimizer it names (with PyTorch's other options, such as weight decay, at their
-//! defaults), so a run can be reproduced in either. In particular the momentum buffer b
-//! holds gradients, not steps: the learning rate multiplies it when it is applied, so a
-//! new learning rate takes effect at once, also on the momentum gathered before.
-//! `Default::default()` gives each one its usual learning rate: 0.001 for Adam, 0.01 for
-//! the others. Every hyper-parameter has a getter (`mu`, `beta1`, `beta2`, `rho`,
-//! `eps`), and a [`Scheduler`] changes the learning rate from epoch to epoch.
+//! Each follows the formulation and the default hyper-parameters (μ, ρ, β₁, β₂, ε) of
+//! the PyTorch optimizer it names, with PyTorch's other options (weight decay,
+//! dampening, …) at their defaults, so a run can be reproduced in either. In particular
+//! the momentum buffer b holds gradients, not steps: the learning rate multiplies it
+//! when it is applied, so a new learning rate takes effect at once, also on the
+//! momentum gathered before. `Default::default()` gives each one its usual learning
+//! rate: 0.001 for Adam, 0.01 for the others (PyTorch's SGD, alone, defaults to 0.001:
+//! give the rate explicitly when comparing). Every hyper-parameter has a getter (`mu`,
+//! `beta1`, `beta2`, `rho`, `eps`), and a [`Scheduler`] changes the learning rate from
+//! epoch to epoch.
 //!
 //! An optimizer's state (momentum buffers, accumulated squares, moments, Adam's step
 //! count) can be read with [`Optimizer::state`] as named tensors, saved like parameters
 //! (with [`Params::save`] or `Params::save_safetensors`), and given to a fresh optimizer
 //! with [`Optimizer::load_state`]: training then resumes exactly where it stopped.
 //!
-//! An optimizer with state (momentum buffers, accumulated squares, moments) sizes it on its
-//! first step and reuses it afterwards, allocating nothing. A step checks everything
-//! first — hyper-parameters, that the gradients have the names, order and shapes of the
-//! parameters, and that they are finite (NaN or ±∞ in a gradient is
-//! [`Error::NonFiniteGradient`], naming the parameter)
-//! — and on any error changes neither the parameters nor its state.
+//! An optimizer with state sizes it on its first step and reuses it afterwards,
+//! allocating nothing. A step checks everything first — hyper-parameters, that the
+//! gradients have the names, order and shapes of the parameters, and that they are
+//! finite (NaN or ±∞ in a gradient is [`Error::NonFiniteGradient`], naming the
+//! parameter) — and on any error changes neither the parameters nor its state.
 //!
 //! ```
 //! use tapegrad::nn::{ParamGradients, Params};
