@@ -757,4 +757,7 @@ fn serde_round_trips_tensors_shapes_and_params_exactly() {
     )
     .is_err());
     assert!(serde_json::from_str::<Tensor>(r#"{"data":[1.0]}"#).is_err());
+    // A shape too large for any tensor is an error, not an overflow.
+    let huge = r#"{"shape":[4294967296,4294967296,16],"data":[]}"#;
+    assert!(serde_json::from_str::<Tensor>(huge).is_err());
 }

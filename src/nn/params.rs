@@ -936,6 +936,22 @@ struct TensorIn {
     data: Vec<f64>,
 }
 
+/// The shape of axis lengths read by serde, refused when its axes other than the empty
+/// ones multiply past a `usize`: such a shape can hold no tensor.
+#[cfg(feature = "serde")]
+fn deserialized_shape<E: serde::de::Error>(dims: Vec<usize>) -> std::result::Result<Shape, E> {
+    let counted = dims
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1usize, |n, &d| n.checked_mul(d));
+    match counted {
+        Some(_) => Ok(Shape::from(dims)),
+        None => Err(E::custom(format!(
+            "the shape {dims:?} has more elements than a usize can count"
+        ))),
+    }
+}
+
 /// With the `serde` feature, a tensor serializes as `{"shape": [..], "data": [..]}` and
 /// deserializes from it, checking that the data fit the shape. serde_json writes every
 /// finite `f64` in the shortest form that reads back identical, and reads it back
@@ -971,11 +987,12 @@ impl<'de> serde::Deserialize<'de> for Tensor {
         deserializer: D,
     ) -> std::result::Result<Tensor, D::Error> {
         let TensorIn { shape, data } = serde::Deserialize::deserialize(deserializer)?;
-        Tensor::new(data, shape).map_err(serde::de::Error::custom)
+        Tensor::new(data, deserialized_shape::<D::Error>(shape)?).map_err(serde::de::Error::custom)
     }
 }
 
-/// With the `serde` feature, a shape serializes as the list of its axis lengths.
+/// With the `serde` feature, a shape serializes as the list of its axis lengths, and
+/// one whose element count overflows a `usize` is refused.
 ///
 /// ```
 /// use tapegrad::Shape;
@@ -983,6 +1000,7 @@ impl<'de> serde::Deserialize<'de> for Tensor {
 /// assert_eq!(serde_json::to_string(&shape).unwrap(), "[2,3]");
 /// assert_eq!(serde_json::from_str::<Shape>("[2,3]").unwrap(), shape);
 /// assert!(serde_json::from_str::<Shape>("[]").unwrap().is_scalar());
+/// assert!(serde_json::from_str::<Shape>("[4294967296, 4294967296, 16]").is_err());
 /// ```
 #[cfg(feature = "serde")]
 impl serde::Serialize for Shape {
@@ -1000,7 +1018,7 @@ impl<'de> serde::Deserialize<'de> for Shape {
         deserializer: D,
     ) -> std::result::Result<Shape, D::Error> {
         let dims: Vec<usize> = serde::Deserialize::deserialize(deserializer)?;
-        Ok(Shape::from(dims))
+        deserialized_shape(dims)
     }
 }
 
