@@ -761,3 +761,47 @@ fn serde_round_trips_tensors_shapes_and_params_exactly() {
     let huge = r#"{"shape":[4294967296,4294967296,16],"data":[]}"#;
     assert!(serde_json::from_str::<Tensor>(huge).is_err());
 }
+
+#[test]
+fn a_loaded_state_must_be_for_the_same_parameters() {
+    let mut params = Params::new();
+    params.insert("a", Tensor::vector([1.0, 2.0])).unwrap();
+    params.insert("b", Tensor::vector([3.0, 4.0])).unwrap();
+    let grads = |p: &Params| {
+        ParamGradients::from_pairs(p.iter().map(|(n, v)| (n.to_string(), v.map(|x| 0.5 * x))))
+            .unwrap()
+    };
+    let mut momentum = Momentum::new(0.1);
+    let g = grads(&params);
+    momentum.step(&mut params, &g).unwrap();
+    let state = momentum.state();
+
+    // The same sizes under other names, or in another order: refused, nothing changes.
+    for names in [["b", "a"], ["a", "c"]] {
+        let mut other = Params::new();
+        other.insert(names[0], Tensor::vector([1.0, 2.0])).unwrap();
+        other.insert(names[1], Tensor::vector([3.0, 4.0])).unwrap();
+        let mut resumed = Momentum::new(0.1);
+        resumed.load_state(&state).unwrap();
+        let kept = other.clone();
+        let g = grads(&other);
+        let refused = resumed.step(&mut other, &g);
+        assert!(matches!(refused, Err(Error::Invalid { .. })), "{names:?}");
+        assert_eq!(other, kept);
+        assert_same_bits(&resumed.state(), &state, "after a refused step");
+    }
+
+    // The same parameters: one step of b ← 0.9·b + g, w ← w − 0.1·b from the state.
+    let mut resumed = Momentum::new(0.1);
+    resumed.load_state(&state).unwrap();
+    let mut copy = params.clone();
+    let g = grads(&copy);
+    resumed.step(&mut copy, &g).unwrap();
+    let b = state.get("a.momentum_buffer").unwrap().data()[0];
+    let w = params.get("a").unwrap().data()[0];
+    assert_eq!(b, 0.5); // the first gradient, 0.5·1
+    assert_eq!(
+        copy.get("a").unwrap().data()[0],
+        w - 0.1 * (0.9 * b + 0.5 * w)
+    );
+}

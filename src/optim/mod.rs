@@ -140,10 +140,11 @@ pub trait Optimizer {
     }
 
     /// Replaces the state with `state`, as written by [`state`](Optimizer::state); an
-    /// empty store forgets it (as [`reset`](Optimizer::reset)). The next step checks,
-    /// as always, that the state fits the parameters. An error, changing nothing, for a
-    /// missing, unexpected, misshapen or non-finite entry. The default method accepts
-    /// only an empty store.
+    /// empty store forgets it (as [`reset`](Optimizer::reset)). An error, changing
+    /// nothing, for a missing, unexpected, misshapen or non-finite entry. The next step
+    /// checks that the state was saved for parameters of the same names, order and
+    /// shapes, and otherwise refuses, changing nothing. The default method accepts only
+    /// an empty store.
     fn load_state(&mut self, state: &Params) -> Result<()> {
         if state.is_empty() {
             Ok(())
@@ -240,12 +241,23 @@ fn check_gradients(op: &str, params: &Params, grads: &ParamGradients) -> Result<
     }
 }
 
+/// `name shape, name shape, …`, for error messages.
+fn describe<'a>(entries: impl Iterator<Item = (&'a str, &'a Shape)>) -> String {
+    entries
+        .map(|(name, shape)| format!("{name} {shape}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Per-parameter state buffers (one flat vector per parameter), sized on first use,
 /// with the name and shape of the parameter each was sized for.
 #[derive(Clone, Debug, Default)]
 struct Slots {
     buffers: Vec<Vec<f64>>,
     layout: Vec<(String, Shape)>,
+    /// Set when the buffers were loaded: the next step checks the names and shapes of
+    /// the parameters too, not only their sizes, once.
+    loaded: bool,
 }
 
 impl Slots {
@@ -266,6 +278,24 @@ impl Slots {
                 .iter()
                 .zip(params.iter())
                 .all(|(b, (_, p))| b.len() == p.numel());
+        if fits && self.loaded {
+            let same = self
+                .layout
+                .iter()
+                .zip(params.iter())
+                .all(|((name, shape), (n, p))| name == n && shape == p.shape());
+            if !same {
+                return Err(Error::Invalid {
+                    op: op.to_string(),
+                    reason: format!(
+                        "the loaded state is for the parameters {}, not {}",
+                        describe(self.layout.iter().map(|(n, s)| (n.as_str(), s))),
+                        describe(params.iter().map(|(n, p)| (n, p.shape()))),
+                    ),
+                });
+            }
+            self.loaded = false;
+        }
         if fits {
             Ok(())
         } else {
@@ -378,6 +408,7 @@ fn import_state<const N: usize>(
             if value.data().iter().any(|v| !v.is_finite()) {
                 return Err(bad(format!("{entry:?} holds a value that is not finite")));
             }
+            slot.loaded = true;
             slot.buffers.push(value.data().to_vec());
             slot.layout.push((name.to_string(), value.shape().clone()));
         }
