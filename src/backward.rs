@@ -58,11 +58,12 @@ pub struct Gradients {
     /// of scalars the helper thread zeroes it while the sweep runs (see `sweep`).
     spare: Vec<f64>,
     spare_zero: bool,
-    /// Memory for the marks of a pass's [`Ancestors`], kept for the next pass.
+    /// Memory for the marks of a pass's ancestors (see [`PROVEN`]), kept for the next
+    /// pass.
     ancestors: Vec<bool>,
     /// The recording (tape, generation) and root of the last pass, if that pass showed
     /// every node it swept to be an ancestor of the root: a pass from the same root of
-    /// the same recording (a replay) then needs no test (see [`Ancestors`]).
+    /// the same recording (a replay) then needs no test (see [`PROVEN`]).
     all_ancestors: Option<(u64, u64, NodeId)>,
 }
 
@@ -423,18 +424,37 @@ fn sweep(
     // A slice, not the Vec: its pointer and length stay in registers across the loop.
     let g: &mut [f64] = &mut grads.data;
     let inner = &*inner;
-    let mut ancestors = Ancestors {
-        marks: &mut grads.ancestors,
-        known: false,
-    };
+    let marks = &mut grads.ancestors;
     // Which nodes are ancestors depends on the recording alone, not on its values.
     let recording = (tape.id(), inner.generation, root);
     let proven = grads.all_ancestors.take() == Some(recording);
-    let mut walk = move || match (inner.dense(), proven) {
-        (true, false) => sweep_nodes::<true, true>(inner, root, g, &mut ancestors),
-        (false, false) => sweep_nodes::<false, true>(inner, root, g, &mut ancestors),
-        (true, true) => sweep_nodes::<true, false>(inner, root, g, &mut ancestors),
-        (false, true) => sweep_nodes::<false, false>(inner, root, g, &mut ancestors),
+    // True if every node the walk ran was shown an ancestor without marks.
+    let mut walk = move || -> Result<bool> {
+        let top = root as usize;
+        let dense = inner.dense();
+        if proven {
+            return if dense {
+                sweep_nodes::<true, PROVEN>(inner, top, g, &[])
+            } else {
+                sweep_nodes::<false, PROVEN>(inner, top, g, &[])
+            }
+            .map(|_| true);
+        }
+        let stopped = if dense {
+            sweep_nodes::<true, TESTED>(inner, top, g, &[])?
+        } else {
+            sweep_nodes::<false, TESTED>(inner, top, g, &[])?
+        };
+        let Some(at) = stopped else { return Ok(true) };
+        // The gradients written so far are final for the nodes run: go on from the
+        // node the walk stopped at, by the marks.
+        mark_ancestors(inner, root, marks);
+        if dense {
+            sweep_nodes::<true, MARKED>(inner, at, g, marks)?;
+        } else {
+            sweep_nodes::<false, MARKED>(inner, at, g, marks)?;
+        }
+        Ok(false)
     };
     if !reused || !inner.ops.is_empty() {
         // General nodes may share their kernels with the helper thread: it stays free.
@@ -468,53 +488,35 @@ fn sweep(
 ///
 /// Most nodes show it without a look at the graph: a node whose gradient holds a
 /// number other than +0 was written by a node the sweep ran (or is the root), so it
-/// is an ancestor. Only for a node whose gradient is all +0 (a node off the path, or an
-/// ancestor that the chain rule gave zero) does the sweep ask here; the first question
-/// marks every ancestor of the root in one walk over the nodes, and the marks answer
-/// the rest. A tape whose gradients are nowhere zero pays one test per node, and a pass
-/// that asked no question has shown every node it ran to be an ancestor: the next pass
-/// over the same recording from the same root (after a replay) tests nothing.
-struct Ancestors<'a> {
-    /// One mark per node up to the root, once `known`.
-    marks: &'a mut Vec<bool>,
-    known: bool,
-}
+/// is an ancestor. The walk tests that as it goes (`TESTED`), one test per node read
+/// from the arena, and stops at the first gradient of +0 (a node off the path, or an
+/// ancestor the chain rule gave zero); then every ancestor of the root is marked in one
+/// walk over the nodes, and the sweep goes on from there by the marks (`MARKED`). A
+/// pass that never stopped has shown every node it ran to be an ancestor: the next
+/// pass over the same recording from the same root (after a replay) tests nothing
+/// (`PROVEN`).
+const PROVEN: u8 = 0;
+/// See [`PROVEN`].
+const TESTED: u8 = 1;
+/// See [`PROVEN`].
+const MARKED: u8 = 2;
 
-impl Ancestors<'_> {
-    /// True if node `id` lies on a path to `root`, through nodes that pass gradients on
-    /// (frozen nodes and those without gradient do not).
-    #[cold]
-    #[inline(never)]
-    fn contains(&mut self, inner: &Inner, root: NodeId, id: usize) -> bool {
-        if !self.known {
-            let root = root as usize;
-            let marks = &mut *self.marks;
-            marks.clear();
-            marks.resize(root + 1, false);
-            marks[root] = true;
-            for id in (inner.leaf_prefix.min(root + 1)..=root).rev() {
-                let node = &inner.nodes[id];
-                if marks[id] && passes_gradients(node) {
-                    for &i in inner.inputs(node) {
-                        marks[i as usize] = true;
-                    }
-                }
+/// Marks in `marks` every node from which `root` can be reached through nodes that
+/// pass gradients on (frozen nodes and nodes without gradient do not).
+#[cold]
+#[inline(never)]
+fn mark_ancestors(inner: &Inner, root: NodeId, marks: &mut Vec<bool>) {
+    let root = root as usize;
+    marks.clear();
+    marks.resize(root + 1, false);
+    marks[root] = true;
+    for id in (inner.leaf_prefix.min(root + 1)..=root).rev() {
+        let node = &inner.nodes[id];
+        if marks[id] && passes_gradients(node) {
+            for &i in inner.inputs(node) {
+                marks[i as usize] = true;
             }
-            self.known = true;
         }
-        self.marks[id]
-    }
-}
-
-impl Ancestors<'_> {
-    /// True if the sweep passes general node `id` by: its gradient in `g` is all +0
-    /// and it is no ancestor of `root`.
-    #[cold]
-    #[inline(never)]
-    fn passes_by(&mut self, inner: &Inner, root: NodeId, id: usize, g: &[f64]) -> bool {
-        let at = inner.offset(id);
-        let n = inner.numel(&inner.nodes[id]);
-        all_plus_zero(&g[at..at + n]) && !self.contains(inner, root, id)
     }
 }
 
@@ -527,24 +529,19 @@ fn passes_gradients(node: &Node) -> bool {
     }
 }
 
-/// True if no number of `gy` is other than +0: the gradient of a node the sweep may
-/// have to pass by (see [`Ancestors`]).
-fn all_plus_zero(gy: &[f64]) -> bool {
-    gy.iter().all(|v| v.to_bits() == 0)
-}
-
-/// The sweep's walk, from `root` back to the first node, over the root's ancestors
-/// (see [`Ancestors`]); with `TEST`, it tests each node, else every node is known to be
-/// one. True if every node it ran was shown an ancestor without a question. With
-/// `DENSE` (see [`Inner::dense`]), an input's gradient sits at its node's id, so the
-/// walk loads no input node.
+/// The sweep's walk, from node `top` back to the first node, over the root's ancestors
+/// (see [`PROVEN`]): under `PROVEN` every node is known to be one; under `TESTED`
+/// the walk stops at the first node whose gradient, read from the arena, is +0, and
+/// returns it; under `MARKED` it runs the nodes `marks` holds. With `DENSE` (see
+/// [`Inner::dense`]), an input's gradient sits at its node's id, so the walk loads no
+/// input node.
 #[inline(always)]
-fn sweep_nodes<const DENSE: bool, const TEST: bool>(
+fn sweep_nodes<const DENSE: bool, const MODE: u8>(
     inner: &Inner,
-    root: NodeId,
+    top: usize,
     g: &mut [f64],
-    ancestors: &mut Ancestors<'_>,
-) -> Result<bool> {
+    marks: &[bool],
+) -> Result<Option<usize>> {
     let (nodes, values, aux) = (&inner.nodes[..], &inner.values[..], &inner.aux[..]);
     let offsets = &inner.offsets[..];
     let at = |id: usize| if DENSE { id } else { offsets[id] as usize };
@@ -555,17 +552,36 @@ fn sweep_nodes<const DENSE: bool, const TEST: bool>(
     // could write a gradient replaces or clears the carry.
     let (mut carry_for, mut carry) = (usize::MAX, 0.0);
     // The leading leaves have nothing to do (and the root may be one of them).
-    let start = inner.leaf_prefix.min(root as usize + 1);
+    let start = inner.leaf_prefix.min(top + 1);
     // The id counts down beside the nodes: worked out from the iterator, it would
     // take a division by the node's 12 bytes.
-    let mut id = root as usize + 1;
+    let mut id = top + 1;
     // Nodes that take no gradient need no test: the scalar ones recorded past the
     // fast path are frozen (see `Kind::FrozenUnary`) and fall to the default arm,
     // which also tests general nodes; any other such node was recorded from inputs
     // that take none either, so it only adds into slots that are no gradient (see
     // `Gradients::slot`).
-    for node in nodes[start..=root as usize].iter().rev() {
+    // The gradient flowing into scalar node `id`: the carried sum when it is this
+    // node's (written by the node just run, an ancestor, so this node is one too), else
+    // the arena's slot. Under `TESTED`, a slot of +0 stops the walk (see `PROVEN`).
+    macro_rules! incoming {
+        () => {
+            if carry_for == id {
+                carry
+            } else {
+                let gy = read(g, at(id));
+                if MODE == TESTED && gy.to_bits() == 0 {
+                    return Ok(Some(id));
+                }
+                gy
+            }
+        };
+    }
+    for node in nodes[start..=top].iter().rev() {
         id -= 1;
+        if MODE == MARKED && !marks[id] {
+            continue;
+        }
         // Three arms and a default: with a fourth, the match compiles to a jump table,
         // which swept the chain of cheap ops 8–9% slower over most placements of the
         // code (see "What makes it fast" in docs/performance.md). Sums and differences
@@ -576,10 +592,7 @@ fn sweep_nodes<const DENSE: bool, const TEST: bool>(
             // Two multiply-adds at most: a unary node's derivative is stored, and a sum's,
             // a difference's or a product's partials are ±1 or come from the values.
             Kind::Unary => {
-                let gy = incoming(g, id, at, (carry_for, carry));
-                if TEST && gy.to_bits() == 0 && !ancestors.contains(inner, root, id) {
-                    continue;
-                }
+                let gy = incoming!();
                 let [a, stored] = node.args().map(|i| i as usize);
                 let da = read(aux, stored);
                 let a_at = at(a);
@@ -588,20 +601,14 @@ fn sweep_nodes<const DENSE: bool, const TEST: bool>(
                 (carry_for, carry) = (a, ga);
             }
             Kind::Sum | Kind::Difference => {
-                let gy = incoming(g, id, at, (carry_for, carry));
-                if TEST && gy.to_bits() == 0 && !ancestors.contains(inner, root, id) {
-                    continue;
-                }
+                let gy = incoming!();
                 // −gy for a difference, by its kind's number (0 or 1) in the sign bit:
                 // no branch.
                 let gb = f64::from_bits(gy.to_bits() ^ (node.kind as u64) << 63);
                 (carry_for, carry) = accumulate(g, node.args(), at, [gy, gb]);
             }
             Kind::Product => {
-                let gy = incoming(g, id, at, (carry_for, carry));
-                if TEST && gy.to_bits() == 0 && !ancestors.contains(inner, root, id) {
-                    continue;
-                }
+                let gy = incoming!();
                 let [a, b] = node.args().map(|i| at(i as usize));
                 let (va, vb) = (read(values, a), read(values, b));
                 (carry_for, carry) = accumulate(g, node.args(), at, [gy * vb, gy * va]);
@@ -610,10 +617,7 @@ fn sweep_nodes<const DENSE: bool, const TEST: bool>(
             // partials by their op code; a general node runs its op's rule.
             _ => match std::hint::black_box(node.kind) {
                 Kind::Binary => {
-                    let gy = incoming(g, id, at, (carry_for, carry));
-                    if TEST && gy.to_bits() == 0 && !ancestors.contains(inner, root, id) {
-                        continue;
-                    }
+                    let gy = incoming!();
                     let [a, b] = node.args().map(|i| at(i as usize));
                     let (va, vb) = (read(values, a), read(values, b));
                     let (da, db) =
@@ -621,12 +625,13 @@ fn sweep_nodes<const DENSE: bool, const TEST: bool>(
                     (carry_for, carry) = accumulate(g, node.args(), at, [gy * da, gy * db]);
                 }
                 Kind::General => {
-                    // The first number of the gradient tells most nodes on the path.
-                    if TEST
-                        && g.get(at(id)).is_none_or(|gy| gy.to_bits() == 0)
-                        && ancestors.passes_by(inner, root, id, g)
+                    // The first number of the gradient tells most nodes on the path; a
+                    // node of no elements has none (its slot is the next node's).
+                    if MODE == TESTED
+                        && (g.get(at(id)).is_none_or(|gy| gy.to_bits() == 0)
+                            || inner.numel(node) == 0)
                     {
-                        continue;
+                        return Ok(Some(id));
                     }
                     general_backward(inner, node, id, values, g)?;
                     (carry_for, carry) = (usize::MAX, 0.0);
@@ -635,7 +640,7 @@ fn sweep_nodes<const DENSE: bool, const TEST: bool>(
             },
         }
     }
-    Ok(!TEST || !ancestors.known)
+    Ok(None)
 }
 
 /// Backward through general node `id`, if gradients flow into it. Out of line as a
@@ -675,22 +680,6 @@ fn accumulate(
         (b, gb)
     } else {
         (a, ga)
-    }
-}
-
-/// The gradient flowing into scalar node `id`: the carried sum when it is this node's,
-/// else the arena's slot.
-#[inline(always)]
-fn incoming(
-    g: &[f64],
-    id: usize,
-    at: impl Fn(usize) -> usize,
-    (carry_for, carry): (usize, f64),
-) -> f64 {
-    if carry_for == id {
-        carry
-    } else {
-        read(g, at(id))
     }
 }
 
