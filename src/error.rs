@@ -16,8 +16,11 @@ use crate::shape::Shape;
 /// let err = a.try_add(b).unwrap_err();
 /// assert!(matches!(err, Error::ShapeMismatch { .. }));
 /// assert_eq!(err.to_string(), "add: shapes [2, 3] and [4] cannot be broadcast together");
+/// // `Debug` prints the same sentence, so that `fn main() -> Result<(), Error>`
+/// // ends with a readable message.
+/// assert_eq!(format!("{err:?}"), err.to_string());
 /// ```
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A variable from one tape was used with another tape or its gradients.
@@ -186,6 +189,14 @@ pub enum Error {
         /// What is wrong, as a sentence.
         reason: String,
     },
+}
+
+impl std::fmt::Debug for Error {
+    /// The error's message, as `Display` writes it: what `main` prints when it returns
+    /// the error. Match on the variant for its fields.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// `Result` with tapegrad's [`Error`].

@@ -986,12 +986,14 @@ impl Tape {
     /// variable of this tape: no `Result` on the scalar path, so that the variable
     /// stays in registers; any error (a foreign variable) panics with its message.
     #[inline(always)]
+    #[track_caller]
     pub(crate) fn unary_or_panic<'t, U: Unary + Registered>(&'t self, f: U, a: Var<'t>) -> Var<'t> {
         match self.hinted_unary(&f, a) {
             Some(param) => self.record_scalar_unary(f, param, a.id(), a.hint()),
-            None => self
-                .record_unary_unhinted(f, a)
-                .unwrap_or_else(|e| panic!("{e}")),
+            None => match self.record_unary_unhinted(f, a) {
+                Ok(y) => y,
+                Err(e) => panic!("{e}"),
+            },
         }
     }
 
@@ -1094,6 +1096,7 @@ impl Tape {
     /// scalar path, as for [`unary_or_panic`](Tape::unary_or_panic); errors (shapes
     /// that do not broadcast, a foreign variable) panic with their message.
     #[inline(always)]
+    #[track_caller]
     pub(crate) fn binary_or_panic<'t, B: Binary + Registered>(
         &'t self,
         f: B,
@@ -1103,8 +1106,11 @@ impl Tape {
         if self.hinted_binary::<B>(a, b) {
             return self.record_scalar_binary(f, [a.id(), b.id()], a.hint(), b.hint());
         }
-        self.record_binary_unhinted(f, a, b)
-            .unwrap_or_else(|e| panic!("{e}"))
+        match self.record_binary_unhinted(f, a, b) {
+            Ok(y) => y,
+            // The caller's line, through the operator's `#[track_caller]`.
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// True when the inlined path can record `B` on `a` and `b`: scalars of this tape
@@ -1484,7 +1490,10 @@ impl Tape {
     }
 
     /// Records values computed under this guard without gradient: nodes made while a
-    /// [`NoGrad`] guard lives are constants to backward. Guards nest.
+    /// [`NoGrad`] guard lives are constants to backward. Guards nest. Keep the guard in a
+    /// named binding (`let _guard = …`): `let _ = tape.no_grad();` drops it at once.
+    /// [`no_grad_scope`](Tape::no_grad_scope) takes a closure instead and cannot end
+    /// early.
     ///
     /// ```
     /// use tapegrad::Tape;
@@ -1504,6 +1513,25 @@ impl Tape {
         // The fast path records with gradients; the slow path sets it again.
         self.fast_end.set(0);
         NoGrad { tape: self }
+    }
+
+    /// Runs `f` with gradients off: every node it records is a constant to backward,
+    /// as under [`no_grad`](Tape::no_grad), and the scope ends when `f` returns, so it
+    /// cannot end by accident (as `let _ = tape.no_grad();` does, at once).
+    ///
+    /// ```
+    /// use tapegrad::Tape;
+    /// let tape = Tape::new();
+    /// let x = tape.var(2.0);
+    /// let frozen = tape.no_grad_scope(|| x * 3.0);
+    /// let y = x * frozen; // frozen is 6, a constant
+    /// assert_eq!(y.backward()?.wrt_scalar(x)?, 6.0);
+    /// assert!(!tape.is_no_grad());
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn no_grad_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _guard = self.no_grad();
+        f()
     }
 
     /// True while a [`NoGrad`] guard of this tape lives.

@@ -92,11 +92,13 @@ impl Tensor {
     ///
     /// If no tensor can have `shape` (see [`Shape::checked_numel`]); use
     /// [`Tensor::new`] for an error instead.
+    #[track_caller]
     pub fn full(shape: impl Into<Shape>, value: f64) -> Tensor {
         let shape = shape.into();
-        let n = shape
-            .check_size("Tensor::full")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let n = match shape.check_size("Tensor::full") {
+            Ok(n) => n,
+            Err(e) => panic!("{e}"),
+        };
         Tensor {
             data: vec![value; n],
             shape,
@@ -108,6 +110,7 @@ impl Tensor {
     /// # Panics
     ///
     /// If no tensor can have `shape`, as [`Tensor::full`].
+    #[track_caller]
     pub fn zeros(shape: impl Into<Shape>) -> Tensor {
         Tensor::full(shape, 0.0)
     }
@@ -117,6 +120,7 @@ impl Tensor {
     /// # Panics
     ///
     /// If no tensor can have `shape`, as [`Tensor::full`].
+    #[track_caller]
     pub fn ones(shape: impl Into<Shape>) -> Tensor {
         Tensor::full(shape, 1.0)
     }

@@ -168,16 +168,19 @@ impl<'t> Var<'t> {
 
     /// Records a unary elementwise built-in op (it cannot fail) on this variable.
     #[inline(always)]
+    #[track_caller]
     pub(crate) fn elementwise<U: Unary + Registered>(self, f: U) -> Var<'t> {
         self.tape.unary_or_panic(f, self)
     }
 
     /// Records a unary built-in op that cannot fail on a variable of this tape.
     #[inline(always)]
+    #[track_caller]
     pub(crate) fn unary(self, op: Op) -> Var<'t> {
-        self.tape
-            .record(op, &[self])
-            .unwrap_or_else(|e| panic!("{e}"))
+        match self.tape.record(op, &[self]) {
+            Ok(y) => y,
+            Err(e) => panic!("{e}"),
+        }
     }
 }
 
@@ -298,8 +301,10 @@ macro_rules! binary_operator {
         impl<'t> $trait for Var<'t> {
             type Output = Var<'t>;
             /// # Panics
-            /// On shapes that cannot be broadcast together, or variables of different tapes.
+            /// On shapes that cannot be broadcast together, or variables of different
+            /// tapes, with a message that names both shapes and the caller's line.
             #[inline]
+            #[track_caller]
             fn $method(self, rhs: Var<'t>) -> Var<'t> {
                 self.tape().binary_or_panic(arith::$trait, self, rhs)
             }
@@ -308,6 +313,7 @@ macro_rules! binary_operator {
         impl<'t> $trait<f64> for Var<'t> {
             type Output = Var<'t>;
             #[inline]
+            #[track_caller]
             fn $method(self, rhs: f64) -> Var<'t> {
                 self.elementwise($with_scalar(rhs))
             }
@@ -316,6 +322,7 @@ macro_rules! binary_operator {
         impl<'t> $trait<Var<'t>> for f64 {
             type Output = Var<'t>;
             #[inline]
+            #[track_caller]
             fn $method(self, rhs: Var<'t>) -> Var<'t> {
                 rhs.elementwise($scalar_with(self))
             }

@@ -1268,3 +1268,57 @@ fn passes_after_a_replay_keep_to_the_roots_ancestors() -> Result<()> {
     }
     Ok(())
 }
+
+/// A panic from an operator names the line that used it, not a line of tapegrad.
+#[test]
+fn an_operators_panic_points_at_its_caller() {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Option<(String, u32)>>> = Arc::new(Mutex::new(None));
+    let hook_seen = Arc::clone(&seen);
+    // Only this thread's panic: other tests of the binary run beside this one.
+    let this_thread = std::thread::current().id();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let (Some(at), true) = (info.location(), std::thread::current().id() == this_thread) {
+            *hook_seen.lock().unwrap() = Some((at.file().to_string(), at.line()));
+        }
+    }));
+    let tape = Tape::new();
+    let a = tape.tensor(&Tensor::zeros([2, 3]));
+    let b = tape.tensor(&Tensor::zeros([4]));
+    let line = line!() + 1;
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| a + b));
+    std::panic::set_hook(previous);
+    assert!(caught.is_err());
+    let (file, at) = seen
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the hook saw the panic");
+    assert!(file.ends_with("engine.rs"), "{file}");
+    assert_eq!(at, line);
+}
+
+/// `Error`'s `Debug` is its message: what `fn main() -> Result<(), Error>` prints.
+#[test]
+fn an_errors_debug_output_is_its_message() {
+    let tape = Tape::new();
+    let a = tape.tensor(&Tensor::zeros([2, 3]));
+    let b = tape.tensor(&Tensor::zeros([4]));
+    let err = a.try_add(b).unwrap_err();
+    assert_eq!(
+        format!("{err:?}"),
+        "add: shapes [2, 3] and [4] cannot be broadcast together"
+    );
+}
+
+#[test]
+fn a_no_grad_scope_ends_with_its_closure() -> Result<()> {
+    let tape = Tape::new();
+    let x = tape.var(2.0);
+    let (frozen, inside) = tape.no_grad_scope(|| (x * x, tape.is_no_grad()));
+    assert!(inside && !tape.is_no_grad());
+    let y = x * frozen;
+    assert_eq!(y.backward()?.wrt_scalar(x)?, 4.0);
+    Ok(())
+}

@@ -297,10 +297,11 @@ impl Mlp {
     /// gradients (for evaluation, not for training loops).
     pub fn predict(&self, params: &Params, x: &Tensor) -> Result<Tensor> {
         let tape = Tape::new();
-        let _no_grad = tape.no_grad();
-        let bound = params.bind(&tape);
-        let x = tape.constant_tensor(x);
-        Ok(self.forward(&bound, x)?.value())
+        tape.no_grad_scope(|| {
+            let bound = params.bind(&tape);
+            let x = tape.constant_tensor(x);
+            Ok(self.forward(&bound, x)?.value())
+        })
     }
 
     /// The layers and their activations, input side first.

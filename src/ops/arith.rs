@@ -227,6 +227,7 @@ impl Unary for Neg {
 
 impl<'t> std::ops::Neg for Var<'t> {
     type Output = Var<'t>;
+    #[track_caller]
     fn neg(self) -> Var<'t> {
         self.elementwise(Neg)
     }

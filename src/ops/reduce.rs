@@ -331,6 +331,7 @@ impl<'t> Var<'t> {
     /// # Panics
     ///
     /// If the tensor has no elements; [`try_mean`](Var::try_mean) returns the error.
+    #[track_caller]
     pub fn mean(self) -> Var<'t> {
         self.unary(Op::Mean(Mean))
     }
@@ -345,6 +346,7 @@ impl<'t> Var<'t> {
     /// # Panics
     ///
     /// If the tensor has no elements; [`try_max`](Var::try_max) returns the error.
+    #[track_caller]
     pub fn max(self) -> Var<'t> {
         self.unary(Op::Max(Max))
     }
