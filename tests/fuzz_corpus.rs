@@ -45,3 +45,45 @@ fn every_program_of_the_fuzz_corpus_passes_the_fuzz_checks() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert!(files.len() >= 10, "the corpus has {} programs", files.len());
 }
+
+/// A function whose backward fails: it must never be asked, off the output's path.
+struct FailingBackward;
+
+impl tapegrad::Function for FailingBackward {
+    fn name(&self) -> &str {
+        "failing_backward"
+    }
+    fn forward(&self, inputs: &[tapegrad::TensorRef<'_>], out: &mut [f64]) {
+        out.copy_from_slice(inputs[0].data());
+    }
+    fn backward(
+        &self,
+        _inputs: &[tapegrad::TensorRef<'_>],
+        _y: tapegrad::TensorRef<'_>,
+        _gy: tapegrad::TensorRef<'_>,
+    ) -> tapegrad::Result<Vec<tapegrad::Tensor>> {
+        Err(tapegrad::Error::Invalid {
+            op: "failing_backward".into(),
+            reason: "asked for its backward".into(),
+        })
+    }
+}
+
+/// Found by the fuzzer: a general node of no elements, off the output's path, had its
+/// backward run. Its gradient slot is where the next node's starts, and the sweep read
+/// that node's gradient as the first number of its own.
+#[test]
+fn an_empty_node_off_the_outputs_path_is_passed_by() {
+    use tapegrad::{Tape, Tensor};
+    let f = std::sync::Arc::new(FailingBackward);
+    let tape = Tape::new();
+    let x = tape.tensor(&Tensor::new(vec![], [2, 0]).unwrap());
+    let a = x.relu();
+    let _off_the_path = a.apply(&f).unwrap();
+    let y = a.sum();
+    let grads = y.backward().unwrap();
+    assert_eq!(grads.wrt(x).unwrap(), Tensor::new(vec![], [2, 0]).unwrap());
+    // On the path, the same function is asked, and its error is backward's.
+    let z = x.apply(&f).unwrap().sum();
+    assert!(z.backward().is_err());
+}
