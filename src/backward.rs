@@ -869,10 +869,9 @@ impl<'t> Var<'t> {
             }
             for id in 0..=root {
                 if !needed[id] {
-                    needed[id] = inner
-                        .inputs(&inner.nodes[id])
-                        .iter()
-                        .any(|&i| needed[i as usize]);
+                    let node = &inner.nodes[id];
+                    needed[id] = !frozen(&inner, node)
+                        && inner.inputs(node).iter().any(|&i| needed[i as usize]);
                 }
             }
         }
@@ -887,7 +886,7 @@ impl<'t> Var<'t> {
             let (op, input_ids) = {
                 let inner = tape.inner.borrow();
                 let node = &inner.nodes[id];
-                if node.is_leaf() {
+                if node.is_leaf() || frozen(&inner, node) {
                     continue;
                 }
                 let ids: SmallVec<[NodeId; 4]> = SmallVec::from_slice(inner.inputs(node));
@@ -933,4 +932,14 @@ impl<'t> Var<'t> {
             })
             .collect())
     }
+}
+
+/// True for a node recorded in a no-grad scope: it takes no gradient, though an input
+/// does. It is a constant to `grad_graph`, as it is to backward: gradients stop there.
+fn frozen(inner: &Inner, node: &Node) -> bool {
+    !node.requires_grad()
+        && inner
+            .inputs(node)
+            .iter()
+            .any(|&i| inner.nodes[i as usize].requires_grad())
 }

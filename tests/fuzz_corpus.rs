@@ -87,3 +87,30 @@ fn an_empty_node_off_the_outputs_path_is_passed_by() {
     let z = x.apply(&f).unwrap().sum();
     assert!(z.backward().is_err());
 }
+
+/// Found by the fuzzer: `grad_graph` differentiated through a node recorded in a
+/// no-grad scope, which backward (rightly) treats as a constant.
+#[test]
+fn grad_graph_stops_at_a_node_recorded_without_gradient() {
+    use tapegrad::{Tape, Tensor};
+    let tape = Tape::new();
+    let x = tape.var(0.5);
+    let frozen = {
+        let _guard = tape.no_grad();
+        x.exp().sigmoid()
+    };
+    let y = x * 3.0 + frozen;
+    let dy = y.grad_graph(&[x]).unwrap()[0];
+    assert_eq!(dy.item().unwrap(), 3.0);
+    assert_eq!(y.backward().unwrap().wrt_scalar(x).unwrap(), 3.0);
+    // The same with tensors, whose frozen node is a general one.
+    let v = tape.tensor(&Tensor::vector([0.5, -1.5]));
+    let frozen = {
+        let _guard = tape.no_grad();
+        v.softmax(0).unwrap()
+    };
+    let z = v.try_mul(frozen).unwrap().sum();
+    let dz = z.grad_graph(&[v]).unwrap()[0].value();
+    assert_eq!(dz, z.backward().unwrap().wrt(v).unwrap());
+    assert_eq!(dz, frozen.value());
+}
