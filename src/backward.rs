@@ -19,7 +19,7 @@
 //! # Ok::<(), tapegrad::Error>(())
 //! ```
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Phase, Result};
 use crate::function::InputGrads;
 use crate::ops::linalg::{
     add_grad_a, add_grad_b, copy_finite, shared_copy, shared_zero, zero_beside,
@@ -429,30 +429,42 @@ fn sweep(
     let recording = (tape.id(), inner.generation, root);
     let proven = grads.all_ancestors.take() == Some(recording);
     // True if every node the walk ran was shown an ancestor without marks.
+    let anomaly = tape.anomaly();
     let mut walk = move || -> Result<bool> {
         let top = root as usize;
         let dense = inner.dense();
+        if anomaly {
+            // Anomaly mode: the values first, then each gradient as the sweep writes it.
+            inner.first_non_finite_value(Some(root))?;
+            mark_ancestors(inner, root, marks);
+            if dense {
+                sweep_nodes::<true, MARKED, true>(inner, top, g, marks)?;
+            } else {
+                sweep_nodes::<false, MARKED, true>(inner, top, g, marks)?;
+            }
+            return Ok(false);
+        }
         if proven {
             return if dense {
-                sweep_nodes::<true, PROVEN>(inner, top, g, &[])
+                sweep_nodes::<true, PROVEN, false>(inner, top, g, &[])
             } else {
-                sweep_nodes::<false, PROVEN>(inner, top, g, &[])
+                sweep_nodes::<false, PROVEN, false>(inner, top, g, &[])
             }
             .map(|_| true);
         }
         let stopped = if dense {
-            sweep_nodes::<true, TESTED>(inner, top, g, &[])?
+            sweep_nodes::<true, TESTED, false>(inner, top, g, &[])?
         } else {
-            sweep_nodes::<false, TESTED>(inner, top, g, &[])?
+            sweep_nodes::<false, TESTED, false>(inner, top, g, &[])?
         };
         let Some(at) = stopped else { return Ok(true) };
         // The gradients written so far are final for the nodes run: go on from the
         // node the walk stopped at, by the marks.
         mark_ancestors(inner, root, marks);
         if dense {
-            sweep_nodes::<true, MARKED>(inner, at, g, marks)?;
+            sweep_nodes::<true, MARKED, false>(inner, at, g, marks)?;
         } else {
-            sweep_nodes::<false, MARKED>(inner, at, g, marks)?;
+            sweep_nodes::<false, MARKED, false>(inner, at, g, marks)?;
         }
         Ok(false)
     };
@@ -534,9 +546,10 @@ fn passes_gradients(node: &Node) -> bool {
 /// the walk stops at the first node whose gradient, read from the arena, is +0, and
 /// returns it; under `MARKED` it runs the nodes `marks` holds. With `DENSE` (see
 /// [`Inner::dense`]), an input's gradient sits at its node's id, so the walk loads no
-/// input node.
+/// input node. With `CHECK` (anomaly mode, see [`Tape::detect_anomaly`]), every
+/// gradient written is checked, and the first NaN or ±∞ returns [`Error::NonFinite`].
 #[inline(always)]
-fn sweep_nodes<const DENSE: bool, const MODE: u8>(
+fn sweep_nodes<const DENSE: bool, const MODE: u8, const CHECK: bool>(
     inner: &Inner,
     top: usize,
     g: &mut [f64],
@@ -599,6 +612,9 @@ fn sweep_nodes<const DENSE: bool, const MODE: u8>(
                 let ga = read(g, a_at) + gy * da;
                 write(g, a_at, ga);
                 (carry_for, carry) = (a, ga);
+                if CHECK {
+                    check_scalar_inputs(inner, id, g)?;
+                }
             }
             Kind::Sum | Kind::Difference => {
                 let gy = incoming!();
@@ -606,12 +622,18 @@ fn sweep_nodes<const DENSE: bool, const MODE: u8>(
                 // no branch.
                 let gb = f64::from_bits(gy.to_bits() ^ (node.kind as u64) << 63);
                 (carry_for, carry) = accumulate(g, node.args(), at, [gy, gb]);
+                if CHECK {
+                    check_scalar_inputs(inner, id, g)?;
+                }
             }
             Kind::Product => {
                 let gy = incoming!();
                 let [a, b] = node.args().map(|i| at(i as usize));
                 let (va, vb) = (read(values, a), read(values, b));
                 (carry_for, carry) = accumulate(g, node.args(), at, [gy * vb, gy * va]);
+                if CHECK {
+                    check_scalar_inputs(inner, id, g)?;
+                }
             }
             // Leaves and frozen nodes have nothing to do. Other binary ops compute their
             // partials by their op code; a general node runs its op's rule.
@@ -623,6 +645,9 @@ fn sweep_nodes<const DENSE: bool, const MODE: u8>(
                     let (da, db) =
                         Op::binary_partials_code(node.code, va, vb, read(values, at(id)));
                     (carry_for, carry) = accumulate(g, node.args(), at, [gy * da, gy * db]);
+                    if CHECK {
+                        check_scalar_inputs(inner, id, g)?;
+                    }
                 }
                 Kind::General => {
                     // The first number of the gradient tells most nodes on the path; a
@@ -635,12 +660,43 @@ fn sweep_nodes<const DENSE: bool, const MODE: u8>(
                     }
                     general_backward(inner, node, id, values, g)?;
                     (carry_for, carry) = (usize::MAX, 0.0);
+                    if CHECK {
+                        check_inputs(inner, id, g)?;
+                    }
                 }
                 _ => {}
             },
         }
     }
     Ok(None)
+}
+
+/// Anomaly mode's check after scalar node `id` ran (see [`sweep_nodes`]).
+#[cold]
+#[inline(never)]
+fn check_scalar_inputs(inner: &Inner, id: usize, g: &[f64]) -> Result<()> {
+    check_inputs(inner, id, g)
+}
+
+/// Anomaly mode's check after node `id` ran: the gradients of its inputs, which held
+/// finite numbers before (every earlier write was checked), must hold finite ones.
+#[cold]
+#[inline(never)]
+fn check_inputs(inner: &Inner, id: usize, g: &[f64]) -> Result<()> {
+    let node = &inner.nodes[id];
+    for (k, &i) in inner.inputs(node).iter().enumerate() {
+        let input = &inner.nodes[i as usize];
+        if !input.requires_grad() {
+            continue;
+        }
+        let at = inner.offset(i as usize);
+        let n = inner.numel(input);
+        let grads = &g[at..at + n];
+        if let Some(e) = grads.iter().position(|v| !v.is_finite()) {
+            return Err(inner.non_finite(id, Phase::Backward, grads[e], Some(k), e, n));
+        }
+    }
+    Ok(())
 }
 
 /// Backward through general node `id`, if gradients flow into it. Out of line as a
@@ -857,6 +913,12 @@ impl<'t> Var<'t> {
             });
         }
         let root = self.id() as usize;
+        let anomaly = tape.anomaly();
+        if anomaly {
+            tape.inner
+                .borrow()
+                .first_non_finite_value(Some(self.id()))?;
+        }
 
         // needed[i]: node i lies on a path from one of `wrt` (so its gradient matters).
         let mut needed = vec![false; root + 1];
@@ -914,6 +976,14 @@ impl<'t> Var<'t> {
                         expected: x.shape(),
                         got: g.shape(),
                     });
+                }
+                if anomaly {
+                    let value = g.value();
+                    if let Some(e) = value.data().iter().position(|v| !v.is_finite()) {
+                        let inner = tape.inner.borrow();
+                        let (v, n) = (value.data()[e], value.data().len());
+                        return Err(inner.non_finite(id, Phase::Backward, v, Some(k), e, n));
+                    }
                 }
                 grads[i] = Some(match grads[i] {
                     None => g,

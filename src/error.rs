@@ -179,6 +179,36 @@ pub enum Error {
         /// Its value: NaN, ∞ or −∞.
         value: f64,
     },
+    /// Anomaly mode (see [`Tape::detect_anomaly`](crate::Tape::detect_anomaly)) found
+    /// a value or a gradient that is NaN or ±∞: the first one, in the order the forward
+    /// pass computed the values and then the order the sweep computed the gradients.
+    ///
+    /// Its message names the op, the line of the user's code that recorded the node,
+    /// the value and where it sits, e.g. `ln at src/main.rs:42:13 produced -inf in
+    /// forward`.
+    #[error(
+        "{op} at {} produced {value} in {phase}{}",
+        location.map_or_else(|| "an unknown place (recorded with anomaly mode off)".to_string(), |l| l.to_string()),
+        place(*input, *element)
+    )]
+    NonFinite {
+        /// The op that made the value: its name, as in traces (`ln`, `matmul`, a user
+        /// function's name, `leaf` for a leaf given a non-finite value).
+        op: String,
+        /// The node's id on the tape (its recording order).
+        node: usize,
+        /// Whether the forward pass made the value or the sweep made the gradient.
+        phase: Phase,
+        /// The file, line and column of the code that recorded the node; `None` for a
+        /// node recorded while anomaly mode was off.
+        location: Option<&'static std::panic::Location<'static>>,
+        /// The value found: NaN, ∞ or −∞.
+        value: f64,
+        /// In the backward phase, which input of the op received the gradient.
+        input: Option<usize>,
+        /// For a tensor, the first element, in row-major order, that is not finite.
+        element: Option<usize>,
+    },
     /// An argument that no other variant describes does not fit the call: matrix shapes
     /// that cannot be multiplied, a class label out of range, an empty data set, a
     /// learning rate below zero, a corrupt parameter file. The reason says which and why.
@@ -196,6 +226,36 @@ impl std::fmt::Debug for Error {
     /// the error. Match on the variant for its fields.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// Which pass made a non-finite number (see [`Error::NonFinite`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// The forward pass: recording, or [`Tape::replay`](crate::Tape::replay).
+    Forward,
+    /// The backward sweep, or the gradient graph of
+    /// [`Var::grad_graph`](crate::Var::grad_graph).
+    Backward,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Forward => "forward",
+            Phase::Backward => "backward",
+        })
+    }
+}
+
+/// Where in a node's value or gradient a non-finite number sits, for the message of
+/// [`Error::NonFinite`].
+fn place(input: Option<usize>, element: Option<usize>) -> String {
+    match (input, element) {
+        (None, None) => String::new(),
+        (None, Some(e)) => format!(" (element {e})"),
+        (Some(i), None) => format!(" (gradient of input {i})"),
+        (Some(i), Some(e)) => format!(" (gradient of input {i}, element {e})"),
     }
 }
 

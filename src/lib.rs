@@ -77,7 +77,7 @@ pub mod trace;
 pub mod var;
 
 pub use backward::Gradients;
-pub use error::{Error, Result};
+pub use error::{Error, Phase, Result};
 pub use function::{AsFunction, Function, InputGrads, ScalarFunction};
 pub use shape::Shape;
 pub use tape::{NoGrad, Tape};

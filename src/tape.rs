@@ -67,7 +67,7 @@ impl std::ops::Index<usize> for ShapeSet {
 }
 use smallvec::SmallVec;
 use std::cell::{Cell, RefCell};
-use std::panic::AssertUnwindSafe;
+use std::panic::{AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Index of a node on its tape.
@@ -313,6 +313,10 @@ pub(crate) struct Inner {
     /// How many nodes, from the first, are leaves: replay and the backward sweep,
     /// which have nothing to do at a leaf, start after them.
     pub(crate) leaf_prefix: usize,
+    /// Anomaly mode's record (see [`Tape::detect_anomaly`]): the line of the user's
+    /// code that recorded each node recorded while the mode was on, by node id, in
+    /// recording order. Empty while the mode has never been on.
+    pub(crate) sites: Vec<(NodeId, &'static Location<'static>)>,
 }
 
 impl Inner {
@@ -465,6 +469,85 @@ impl Inner {
         // Empty again if the tape was dense at the mark (see `Inner::dense`).
         self.offsets.truncate(mark.offsets);
         self.leaf_prefix = mark.leaf_prefix;
+        let kept = self
+            .sites
+            .partition_point(|&(id, _)| (id as usize) < mark.nodes);
+        self.sites.truncate(kept);
+    }
+
+    /// [`Error::NonFinite`] for the first value, in recording order, that is NaN or ±∞
+    /// among those of node `root` and the nodes it is computed from; with no root,
+    /// among all the recording's values.
+    pub(crate) fn first_non_finite_value(&self, root: Option<NodeId>) -> Result<()> {
+        let end = root.map_or(self.nodes.len(), |r| r as usize + 1);
+        let mut needed = vec![root.is_none(); end];
+        if let Some(root) = root {
+            needed[root as usize] = true;
+            for id in (0..end).rev() {
+                if needed[id] {
+                    for &i in self.inputs(&self.nodes[id]) {
+                        needed[i as usize] = true;
+                    }
+                }
+            }
+        }
+        for (id, node) in self.nodes[..end].iter().enumerate() {
+            if !needed[id] {
+                continue;
+            }
+            let at = self.offset(id);
+            let n = self.numel(node);
+            let values = &self.values[at..at + n];
+            if let Some(k) = values.iter().position(|v| !v.is_finite()) {
+                return Err(self.non_finite(id, crate::Phase::Forward, values[k], None, k, n));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Error::NonFinite`] for `value`, made by node `id` in `phase`: element `k` of
+    /// `n` of its value, or of the gradient of its input `input`.
+    #[cold]
+    pub(crate) fn non_finite(
+        &self,
+        id: usize,
+        phase: crate::Phase,
+        value: f64,
+        input: Option<usize>,
+        k: usize,
+        n: usize,
+    ) -> Error {
+        let node = &self.nodes[id];
+        let op = if node.is_leaf() {
+            "leaf".to_string()
+        } else {
+            self.op(node).name().to_string()
+        };
+        Error::NonFinite {
+            op,
+            node: id,
+            phase,
+            location: self.site(id),
+            value,
+            input,
+            element: (n > 1).then_some(k),
+        }
+    }
+
+    /// The line of the user's code that recorded node `id`, if anomaly mode was on then.
+    pub(crate) fn site(&self, id: usize) -> Option<&'static Location<'static>> {
+        let at = self.sites.partition_point(|&(n, _)| (n as usize) < id);
+        self.sites
+            .get(at)
+            .filter(|&&(n, _)| n as usize == id)
+            .map(|&(_, l)| l)
+    }
+
+    /// Keeps `location` as the site of node `id`, the last one recorded.
+    #[cold]
+    #[inline(never)]
+    fn keep_site(&mut self, id: usize, location: &'static Location<'static>) {
+        self.sites.push((id as NodeId, location));
     }
 
     /// A one-number slot at the end of the recording, holding `y`.
@@ -654,6 +737,8 @@ pub struct Tape {
     /// fits a hint. Zero when not known; the slow path sets it again (see
     /// [`refresh_fast_end`](Tape::refresh_fast_end)).
     fast_end: Cell<usize>,
+    /// True while anomaly mode is on (see [`detect_anomaly`](Tape::detect_anomaly)).
+    anomaly: Cell<bool>,
 }
 
 impl Default for Tape {
@@ -686,10 +771,12 @@ impl Tape {
                 generation: 0,
                 offsets: Vec::new(),
                 leaf_prefix: 0,
+                sites: Vec::new(),
             }),
             no_grad: Cell::new(0),
             grad_mask: Cell::new(REQUIRES_GRAD),
             fast_end: Cell::new(0),
+            anomaly: Cell::new(false),
         }
     }
 
@@ -737,39 +824,50 @@ impl Tape {
         inner.generation += 1;
         inner.offsets.clear();
         inner.leaf_prefix = 0;
-        self.fast_end.set(fast_end(inner, self.grad_mask.get()));
+        inner.sites.clear();
+        let end = fast_end(inner, self.grad_mask.get());
+        self.fast_end.set(if self.anomaly.get() { 0 } else { end });
     }
 
     /// A scalar leaf variable: gradients are computed for it.
     #[inline]
+    #[track_caller]
     pub fn var(&self, value: f64) -> Var<'_> {
         self.leaf_scalar(value, true)
     }
 
     /// A tensor leaf variable: gradients are computed for it. The values are copied onto
     /// the tape.
+    #[track_caller]
     pub fn tensor(&self, value: &Tensor) -> Var<'_> {
         self.leaf(value.view(), true)
     }
 
     /// A scalar constant: no gradient flows into it.
     #[inline]
+    #[track_caller]
     pub fn constant(&self, value: f64) -> Var<'_> {
         self.leaf_scalar(value, false)
     }
 
     /// A tensor constant: no gradient flows into it.
+    #[track_caller]
     pub fn constant_tensor(&self, value: &Tensor) -> Var<'_> {
         self.leaf(value.view(), false)
     }
 
     #[inline]
+    #[track_caller]
     fn leaf_scalar(&self, value: f64, requires_grad: bool) -> Var<'_> {
         let mut inner = self.inner.borrow_mut();
         self.room_for_a_node(&inner);
         let offset = inner.push_scalar(value, &self.inner);
         let node = Node::scalar_leaf(self.flags(requires_grad, true));
-        self.push(&mut inner, node, offset)
+        let var = self.push(&mut inner, node, offset);
+        if self.anomaly.get() {
+            inner.keep_site(var.id() as usize, Location::caller());
+        }
+        var
     }
 
     /// Scalar leaf variables, one per value, recorded one after another with their
@@ -787,6 +885,7 @@ impl Tape {
     /// assert!(x.get(2).is_none());
     /// # Ok::<(), tapegrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn vars(&self, values: &[f64]) -> Vars<'_> {
         let mut inner = self.inner.borrow_mut();
         let len = values.len();
@@ -805,6 +904,11 @@ impl Tape {
         if inner.leaf_prefix == first {
             inner.leaf_prefix = first + len;
         }
+        if self.anomaly.get() {
+            for id in first..first + len {
+                inner.keep_site(id, Location::caller());
+            }
+        }
         self.refresh_fast_end(&inner);
         Vars {
             tape: self,
@@ -815,6 +919,7 @@ impl Tape {
         }
     }
 
+    #[track_caller]
     pub(crate) fn leaf(&self, value: TensorRef<'_>, requires_grad: bool) -> Var<'_> {
         let mut inner = self.inner.borrow_mut();
         self.room_for_a_node(&inner);
@@ -824,7 +929,11 @@ impl Tape {
             &mut inner.values[offset..offset + value.data().len()],
             value.data(),
         );
-        self.push_general(&mut inner, Op::Leaf, &[], offset, shape, requires_grad)
+        let var = self.push_general(&mut inner, Op::Leaf, &[], offset, shape, requires_grad);
+        if self.anomaly.get() {
+            inner.keep_site(var.id() as usize, Location::caller());
+        }
+        var
     }
 
     /// Panics, before anything changes, if the tape holds as many nodes as node ids
@@ -954,6 +1063,7 @@ impl Tape {
     /// assert_eq!(y.item()?, 9.0);
     /// # Ok::<(), tapegrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn apply<'t>(&'t self, f: &impl AsFunction, inputs: &[Var<'t>]) -> Result<Var<'t>> {
         let f: UserFunction = f.as_function();
         self.record(Op::Custom(f), inputs)
@@ -962,6 +1072,7 @@ impl Tape {
     /// Records `op` applied to `inputs`: checks the tape and shapes, computes the value
     /// into the arena, appends the node. On error nothing is recorded.
     #[inline]
+    #[track_caller]
     pub(crate) fn record<'t>(&'t self, op: Op, inputs: &[Var<'t>]) -> Result<Var<'t>> {
         self.record_general(op, inputs)
     }
@@ -971,6 +1082,7 @@ impl Tape {
     /// three appends: the value, dy/da with the op's parameter, if any, in `aux`, and the
     /// node (an op whose parameter is not one number takes the general path).
     #[inline(always)]
+    #[track_caller]
     pub(crate) fn record_unary<'t, U: Unary + Registered>(
         &'t self,
         f: U,
@@ -1007,6 +1119,7 @@ impl Tape {
     /// [`record_unary`](Tape::record_unary) on a variable without a hint: reads its
     /// node. Out of line, to keep the inlined path small.
     #[inline(never)]
+    #[track_caller]
     fn record_unary_unhinted<'t, U: Unary + Registered>(
         &'t self,
         f: U,
@@ -1050,6 +1163,7 @@ impl Tape {
     /// `ha`: the value, then a node with dy/da and the parameter.
     #[allow(unsafe_code)]
     #[inline(always)]
+    #[track_caller]
     fn record_scalar_unary<U: Unary + Registered>(
         &self,
         f: U,
@@ -1080,6 +1194,7 @@ impl Tape {
     /// [`record_unary`](Tape::record_unary) does: on two scalars of this tape only the
     /// value and the node, whose partials backward computes from the values.
     #[inline(always)]
+    #[track_caller]
     pub(crate) fn record_binary<'t, B: Binary + Registered>(
         &'t self,
         f: B,
@@ -1127,6 +1242,7 @@ impl Tape {
     /// [`record_binary`](Tape::record_binary) on variables without hints: reads their
     /// nodes. Out of line, to keep the inlined path small.
     #[inline(never)]
+    #[track_caller]
     fn record_binary_unhinted<'t, B: Binary + Registered>(
         &'t self,
         f: B,
@@ -1152,6 +1268,7 @@ impl Tape {
     /// value, then a node (backward computes the partials from the values).
     #[allow(unsafe_code)]
     #[inline(always)]
+    #[track_caller]
     fn record_scalar_binary<B: Binary + Registered>(
         &self,
         f: B,
@@ -1183,6 +1300,7 @@ impl Tape {
     /// goes through the checked appends, out of line, which then set `fast_end` again.
     #[allow(unsafe_code)]
     #[inline(always)]
+    #[track_caller]
     fn push_scalar_node(&self, inner: &mut Inner, id: usize, y: f64, node: Node) -> Var<'_> {
         if id >= self.fast_end.get() {
             // The node by its fields: as one argument it would go through memory.
@@ -1216,6 +1334,7 @@ impl Tape {
     /// [`Kind::FrozenUnary`]), then sets `fast_end` again.
     #[cold]
     #[inline(never)]
+    #[track_caller]
     fn push_scalar_node_slow(
         &self,
         inner: &mut Inner,
@@ -1239,6 +1358,9 @@ impl Tape {
         };
         let offset = inner.push_scalar(y, &self.inner);
         let var = self.push(inner, node, offset);
+        if self.anomaly.get() {
+            inner.keep_site(var.id() as usize, Location::caller());
+        }
         self.refresh_fast_end(inner);
         var
     }
@@ -1246,12 +1368,19 @@ impl Tape {
     /// Sets [`fast_end`](Tape::fast_end) for the tape as it is now.
     #[inline]
     fn refresh_fast_end(&self, inner: &Inner) {
-        self.fast_end.set(fast_end(inner, self.grad_mask.get()));
+        // Anomaly mode keeps every scalar node on the slow path, which keeps its site.
+        let end = if self.anomaly.get() {
+            0
+        } else {
+            fast_end(inner, self.grad_mask.get())
+        };
+        self.fast_end.set(end);
     }
 
     /// Records any op as a general node: tensors, general ops, user functions, and the
     /// elementwise ops that the typed paths hand over; errors leave the tape unchanged.
     #[inline(never)]
+    #[track_caller]
     fn record_general<'t>(&'t self, op: Op, inputs: &[Var<'t>]) -> Result<Var<'t>> {
         for x in inputs {
             if x.tape().id() != self.id {
@@ -1260,6 +1389,7 @@ impl Tape {
                 });
             }
         }
+        let site = Location::caller();
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
 
@@ -1318,7 +1448,12 @@ impl Tape {
             var
         }));
         match recorded {
-            Ok(var) => Ok(var),
+            Ok(var) => {
+                if self.anomaly.get() {
+                    inner.keep_site(var.id() as usize, site);
+                }
+                Ok(var)
+            }
             Err(panic) => {
                 inner.truncate(mark);
                 self.refresh_fast_end(inner);
@@ -1537,6 +1672,71 @@ impl Tape {
     /// True while a [`NoGrad`] guard of this tape lives.
     pub fn is_no_grad(&self) -> bool {
         self.no_grad.get() > 0
+    }
+
+    /// Turns anomaly mode on or off for this tape. Off by default.
+    ///
+    /// While it is on, every node recorded keeps the file and line of the code that
+    /// recorded it (the caller of the op's method or operator), and the backward calls
+    /// ([`Var::backward`] and its `_with`/`_into` forms, [`Var::grad_graph`]) check
+    /// every value the output depends on and every gradient the sweep computes: the
+    /// first NaN or ±∞ found, forward values first, then gradients in the sweep's
+    /// order, returns [`Error::NonFinite`], which names the op, the phase, the line and,
+    /// for a tensor, the element. Values made by [`replay`](Tape::replay) are checked
+    /// the same way. [`check_finite`](Tape::check_finite) checks the forward values at
+    /// any time.
+    ///
+    /// The mode costs time only while it is on: scalar ops then record through the
+    /// slow path, and the sweep checks each gradient it writes.
+    ///
+    /// ```
+    /// use tapegrad::{Error, Phase, Tape};
+    /// let tape = Tape::new();
+    /// tape.detect_anomaly(true);
+    /// let x = tape.var(0.0);
+    /// let y = x.sqrt() * 2.0; // sqrt is 0 at 0, but its derivative is +∞
+    /// let err = y.backward().unwrap_err();
+    /// assert!(matches!(err, Error::NonFinite { phase: Phase::Backward, .. }));
+    /// // "sqrt at src/main.rs:7:9 produced inf in backward (gradient of input 0)"
+    /// assert!(err.to_string().starts_with("sqrt at "));
+    /// assert!(err.to_string().ends_with("produced inf in backward (gradient of input 0)"));
+    /// ```
+    pub fn detect_anomaly(&self, on: bool) {
+        self.anomaly.set(on);
+        match self.inner.try_borrow() {
+            Ok(inner) => self.refresh_fast_end(&inner),
+            // Recording runs now (a user function's forward): the slow path sets the
+            // end again after it.
+            Err(_) => self.fast_end.set(0),
+        }
+    }
+
+    /// True while anomaly mode is on (see [`detect_anomaly`](Tape::detect_anomaly)).
+    pub fn is_detecting_anomaly(&self) -> bool {
+        self.anomaly.get()
+    }
+
+    /// Checks every value recorded, in recording order: the first NaN or ±∞ returns
+    /// [`Error::NonFinite`] in the forward phase, with the line that recorded its node
+    /// when anomaly mode was on then (see [`detect_anomaly`](Tape::detect_anomaly)).
+    ///
+    /// ```
+    /// use tapegrad::{Tape, Tensor};
+    /// let tape = Tape::new();
+    /// tape.detect_anomaly(true);
+    /// let x = tape.tensor(&Tensor::vector([1.0, 0.0, 4.0]));
+    /// let y = x.ln();
+    /// let err = tape.check_finite().unwrap_err();
+    /// assert!(err.to_string().starts_with("ln at "));
+    /// assert!(err.to_string().ends_with("produced -inf in forward (element 1)"));
+    /// ```
+    pub fn check_finite(&self) -> Result<()> {
+        self.inner.borrow().first_non_finite_value(None)
+    }
+
+    /// True while anomaly mode is on, for the sweep.
+    pub(crate) fn anomaly(&self) -> bool {
+        self.anomaly.get()
     }
 }
 

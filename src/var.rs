@@ -156,12 +156,14 @@ impl<'t> Var<'t> {
 
     /// Applies a user [`Function`](crate::Function) or
     /// [`ScalarFunction`](crate::ScalarFunction) to this variable.
+    #[track_caller]
     pub fn apply(self, f: &impl AsFunction) -> Result<Var<'t>> {
         self.tape.apply(f, &[self])
     }
 
     /// Records a built-in op on this variable's tape.
     #[inline(always)]
+    #[track_caller]
     pub(crate) fn record(self, op: Op, inputs: &[Var<'t>]) -> Result<Var<'t>> {
         self.tape.record(op, inputs)
     }

@@ -51,6 +51,7 @@ impl Unary for Exp {
 impl<'t> Var<'t> {
     /// eˣ, elementwise.
     #[inline]
+    #[track_caller]
     pub fn exp(self) -> Var<'t> {
         self.elementwise(Exp)
     }
@@ -94,6 +95,7 @@ impl Unary for Ln {
 impl<'t> Var<'t> {
     /// The natural logarithm, elementwise.
     #[inline]
+    #[track_caller]
     pub fn ln(self) -> Var<'t> {
         self.elementwise(Ln)
     }
@@ -137,6 +139,7 @@ impl Unary for Sqrt {
 impl<'t> Var<'t> {
     /// The square root, elementwise.
     #[inline]
+    #[track_caller]
     pub fn sqrt(self) -> Var<'t> {
         self.elementwise(Sqrt)
     }
