@@ -859,11 +859,35 @@ impl<'t> Var<'t> {
     /// on the same tape: the backward pass is itself recorded, so its results can be
     /// combined and differentiated again, any number of times.
     ///
-    /// Every built-in op has a backward rule written with tape ops; a user
-    /// [`Function`](crate::Function) needs
-    /// [`backward_graph`](crate::Function::backward_graph), or this returns
-    /// [`Error::NotTwiceDifferentiable`] when the function lies between `wrt` and the
-    /// output. Only nodes that depend on `wrt` are differentiated.
+    /// Every built-in op has a backward rule written with tape ops. A user function
+    /// needs one too, **even for a first derivative**:
+    /// [`Function::backward_graph`](crate::Function::backward_graph), or
+    /// [`ScalarFunction::derivative_graph`](crate::ScalarFunction::derivative_graph);
+    /// without it this returns [`Error::NotTwiceDifferentiable`] when the function lies
+    /// between `wrt` and the output, and its message names the rule to add. For first
+    /// derivatives as numbers, [`backward`](Var::backward) needs only the numeric rule.
+    /// Only nodes that depend on `wrt` are differentiated.
+    ///
+    /// ```
+    /// use tapegrad::{Error, ScalarFunction, Tape};
+    ///
+    /// #[derive(Clone)]
+    /// struct Cube; // no derivative_graph
+    /// impl ScalarFunction for Cube {
+    ///     fn name(&self) -> &str { "cube" }
+    ///     fn value(&self, x: f64) -> f64 { x * x * x }
+    ///     fn derivative(&self, x: f64) -> f64 { 3.0 * x * x }
+    /// }
+    ///
+    /// let tape = Tape::new();
+    /// let x = tape.var(2.0);
+    /// let y = x.apply(&Cube)?;
+    /// assert_eq!(y.backward()?.wrt_scalar(x)?, 12.0); // the numeric rule suffices
+    /// let err = y.grad_graph(&[x]).unwrap_err();
+    /// assert!(matches!(err, Error::NotTwiceDifferentiable { .. }));
+    /// assert!(err.to_string().contains("ScalarFunction::derivative_graph"));
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
     ///
     /// Inside a [`no_grad`](crate::Tape::no_grad) scope the recorded gradients are
     /// constants, like every node recorded there: their values are right, but

@@ -484,6 +484,32 @@ impl fmt::Display for GradcheckReport {
     }
 }
 
+/// Gives closure `f` the signature the checkers take, `for<'t> FnMut(&[Var<'t>]) ->
+/// Result<Var<'t>>`, so that it can be kept in a variable and passed to [`gradcheck`]
+/// or [`gradgradcheck`], as often as needed (by `&mut`). It returns
+/// `f` unchanged: the bound on its argument is what makes rustc infer a closure that
+/// works on a tape of any lifetime.
+///
+/// ```
+/// use tapegrad::check::{closure, gradcheck, Tolerance};
+/// use tapegrad::Tensor;
+///
+/// let mut f = closure(|x| Ok((x[0] * x[1]).tanh()));
+/// let inputs = [Tensor::vector([0.5, -1.0]), Tensor::vector([2.0, 0.25])];
+/// let tolerance = Tolerance::default();
+/// assert!(gradcheck(&mut f, &inputs, &tolerance)?.passed);
+/// // The same closure, checked again at other points.
+/// let others = [Tensor::vector([1.5, 0.0]), Tensor::vector([-0.5, 3.0])];
+/// assert!(gradcheck(&mut f, &others, &tolerance)?.passed);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+pub fn closure<F>(f: F) -> F
+where
+    F: for<'t> FnMut(&[Var<'t>]) -> Result<Var<'t>>,
+{
+    f
+}
+
 /// Checks the tape's gradient of `f` at `inputs` against the numerical gradient.
 ///
 /// `f` receives one variable per input tensor and returns the output variable. It is
@@ -496,9 +522,11 @@ impl fmt::Display for GradcheckReport {
 /// and a rule that mixes elements up (a softmax, a transpose) cannot hide behind a
 /// plain sum.
 ///
-/// Write `f` as a closure in the call itself (or as a `fn`): a closure stored in a
-/// variable first does not get the signature `for<'t> FnMut(&[Var<'t>]) -> …` that
-/// lets it run on the checker's tapes.
+/// Write `f` as a closure in the call itself, as a `fn`, or, to keep a closure in a
+/// variable, through [`closure`]: a closure stored in a variable otherwise does not
+/// get the signature `for<'t> FnMut(&[Var<'t>]) -> …` that lets it run on the
+/// checker's tapes (rustc then reports "lifetime may not live long enough" or "one
+/// type is more general than the other").
 ///
 /// Errors: a tolerance with a non-positive or non-finite `h`, or a negative `abs`/`rel`;
 /// any error `f` returns; an output whose shape changes between evaluations.

@@ -150,8 +150,14 @@ pub enum Error {
         /// The shape of the value that was given.
         got: Shape,
     },
-    /// A second derivative was asked of a function that has no graph-building backward rule.
-    #[error("{function}: no graph-building backward rule, so it cannot be differentiated twice")]
+    /// [`Var::grad_graph`](crate::Var::grad_graph) (and so any second derivative) met a
+    /// user function without a graph-building backward rule. `backward` needs only the
+    /// numeric rule; the gradient graph needs the rule written with tape ops.
+    #[error(
+        "{function}: grad_graph needs its backward rule written with tape ops; implement \
+         Function::backward_graph (or ScalarFunction::derivative_graph for a \
+         ScalarFunction), or use backward, which needs only the numeric rule"
+    )]
     NotTwiceDifferentiable {
         /// The function's name.
         function: String,

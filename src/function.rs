@@ -421,12 +421,48 @@ pub(crate) fn accumulate_into_fresh(
 /// A user function on the tape: the shared handle that nodes keep.
 pub(crate) type UserFunction = Arc<dyn Function>;
 
-/// Anything that can be applied as a user function: an `Arc` of a [`Function`] (or of a
-/// [`ScalarFunction`]), or an `Arc<dyn Function>`. Cloning the `Arc` is all a node
-/// costs; nothing is allocated.
+/// Anything that can be applied as a user function ([`Var::apply`],
+/// [`Var::apply2`], [`Tape::apply`](crate::Tape::apply)):
+///
+/// - a [`Function`] or [`ScalarFunction`] value that is `Clone` (derive it): each node
+///   keeps its own copy, in an `Arc` allocated per call (a unit struct copies for
+///   free);
+/// - an `Arc` of one, or an `Arc<dyn Function>`: nodes share it, and cloning the `Arc`
+///   is all a node costs. Use this form for a function that is not `Clone` or is large.
+///
+/// A node must own its function (or a share of it): the tape keeps it for
+/// [`replay`](crate::Tape::replay) and backward after the call returns.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tapegrad::{ScalarFunction, Tape};
+///
+/// #[derive(Clone)]
+/// struct Cube;
+/// impl ScalarFunction for Cube {
+///     fn name(&self) -> &str { "cube" }
+///     fn value(&self, x: f64) -> f64 { x * x * x }
+///     fn derivative(&self, x: f64) -> f64 { 3.0 * x * x }
+/// }
+///
+/// let tape = Tape::new();
+/// let x = tape.var(2.0);
+/// let f = Cube;
+/// let y = x.apply(&f)?; // the value itself
+/// let z = x.apply(&Arc::new(Cube))?; // or a shared handle
+/// assert_eq!((y.item()?, z.item()?), (8.0, 8.0));
+/// assert_eq!(y.backward()?.wrt_scalar(x)?, 12.0);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
 pub trait AsFunction {
     /// A shared handle to the function.
     fn as_function(&self) -> Arc<dyn Function>;
+}
+
+impl<F: Function + Clone + 'static> AsFunction for F {
+    fn as_function(&self) -> Arc<dyn Function> {
+        Arc::new(self.clone())
+    }
 }
 
 impl<F: Function + 'static> AsFunction for Arc<F> {

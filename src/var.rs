@@ -155,10 +155,84 @@ impl<'t> Var<'t> {
     }
 
     /// Applies a user [`Function`](crate::Function) or
-    /// [`ScalarFunction`](crate::ScalarFunction) to this variable.
+    /// [`ScalarFunction`](crate::ScalarFunction) to this variable: the function itself
+    /// when it is `Clone`, or an `Arc` of it (see [`AsFunction`]).
+    ///
+    /// Errors: the function's [`output_shape`](crate::Function::output_shape) refuses
+    /// the input, or the variable belongs to another tape.
+    ///
+    /// ```
+    /// use tapegrad::{ScalarFunction, Tape};
+    ///
+    /// #[derive(Clone)]
+    /// struct Cube;
+    /// impl ScalarFunction for Cube {
+    ///     fn name(&self) -> &str { "cube" }
+    ///     fn value(&self, x: f64) -> f64 { x * x * x }
+    ///     fn derivative(&self, x: f64) -> f64 { 3.0 * x * x }
+    /// }
+    ///
+    /// let tape = Tape::new();
+    /// let x = tape.var(3.0);
+    /// let f = Cube;
+    /// let y = x.apply(&f)?;
+    /// assert_eq!(y.item()?, 27.0);
+    /// assert_eq!(y.backward()?.wrt_scalar(x)?, 27.0); // 3x²
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
     #[track_caller]
     pub fn apply(self, f: &impl AsFunction) -> Result<Var<'t>> {
         self.tape.apply(f, &[self])
+    }
+
+    /// Applies a two-input user [`Function`](crate::Function) to this variable and
+    /// `other`, in that order: `a.apply2(&f, b)` is `tape.apply(&f, &[a, b])`.
+    ///
+    /// Errors: as [`apply`](Var::apply), and a variable of another tape.
+    ///
+    /// ```
+    /// use tapegrad::{Function, Result, Shape, Tape, Tensor, TensorRef};
+    ///
+    /// /// f(a, b) = a·b + a, elementwise.
+    /// #[derive(Clone)]
+    /// struct MulAdd;
+    /// impl Function for MulAdd {
+    ///     fn name(&self) -> &str { "mul_add" }
+    ///     fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+    ///         Ok(inputs[0].clone())
+    ///     }
+    ///     fn forward(&self, x: &[TensorRef<'_>], out: &mut [f64]) {
+    ///         for ((y, a), b) in out.iter_mut().zip(x[0].data()).zip(x[1].data()) {
+    ///             *y = a * b + a;
+    ///         }
+    ///     }
+    ///     fn backward(
+    ///         &self,
+    ///         x: &[TensorRef<'_>],
+    ///         _y: TensorRef<'_>,
+    ///         gy: TensorRef<'_>,
+    ///     ) -> Result<Vec<Tensor>> {
+    ///         let (a, b, g) = (x[0].data(), x[1].data(), gy.data());
+    ///         let ga = (0..g.len()).map(|i| g[i] * (b[i] + 1.0)).collect();
+    ///         let gb = (0..g.len()).map(|i| g[i] * a[i]).collect();
+    ///         Ok(vec![
+    ///             Tensor::new(ga, x[0].shape().clone())?,
+    ///             Tensor::new(gb, x[1].shape().clone())?,
+    ///         ])
+    ///     }
+    /// }
+    ///
+    /// let tape = Tape::new();
+    /// let (a, b) = (tape.var(2.0), tape.var(5.0));
+    /// let y = a.apply2(&MulAdd, b)?;
+    /// assert_eq!(y.item()?, 12.0);
+    /// let g = y.backward()?;
+    /// assert_eq!((g.wrt_scalar(a)?, g.wrt_scalar(b)?), (6.0, 2.0));
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn apply2(self, f: &impl AsFunction, other: Var<'t>) -> Result<Var<'t>> {
+        self.tape.apply(f, &[self, other])
     }
 
     /// Records a built-in op on this variable's tape.
