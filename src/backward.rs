@@ -548,6 +548,7 @@ fn passes_gradients(node: &Node) -> bool {
 /// [`Inner::dense`]), an input's gradient sits at its node's id, so the walk loads no
 /// input node. With `CHECK` (anomaly mode, see [`Tape::detect_anomaly`]), every
 /// gradient written is checked, and the first NaN or ±∞ returns [`Error::NonFinite`].
+#[allow(unsafe_code)]
 #[inline(always)]
 fn sweep_nodes<const DENSE: bool, const MODE: u8, const CHECK: bool>(
     inner: &Inner,
@@ -557,6 +558,19 @@ fn sweep_nodes<const DENSE: bool, const MODE: u8, const CHECK: bool>(
 ) -> Result<Option<usize>> {
     let (nodes, values, aux) = (&inner.nodes[..], &inner.values[..], &inner.aux[..]);
     let offsets = &inner.offsets[..];
+    // The scalar arms index the arenas without bounds checks, at the slots of the node
+    // run and of its inputs, and where a unary node's numbers start in `aux`. Every
+    // slot of a node of the recording lies below `used`, and every stored number
+    // below `aux_used` (the invariants of `Inner`, which only the tape's appends
+    // change); the slices reach that far, as checked here once.
+    assert!(g.len() >= inner.used && values.len() >= inner.used);
+    assert!(aux.len() >= inner.aux_used() && top < nodes.len());
+    // SAFETY (each use): `$i` is one of the slots above, so below the slice's length.
+    macro_rules! read {
+        ($s:expr, $i:expr) => {
+            unsafe { read($s, $i) }
+        };
+    }
     let at = |id: usize| if DENSE { id } else { offsets[id] as usize };
     // The last sum written into a scalar input's gradient stays in a register
     // (`carry`, the gradient of node `carry_for`): if the sweep reaches that input
@@ -582,7 +596,7 @@ fn sweep_nodes<const DENSE: bool, const MODE: u8, const CHECK: bool>(
             if carry_for == id {
                 carry
             } else {
-                let gy = read(g, at(id));
+                let gy = read!(g, at(id));
                 if MODE == TESTED && gy.to_bits() == 0 {
                     return Ok(Some(id));
                 }
@@ -607,10 +621,11 @@ fn sweep_nodes<const DENSE: bool, const MODE: u8, const CHECK: bool>(
             Kind::Unary => {
                 let gy = incoming!();
                 let [a, stored] = node.args().map(|i| i as usize);
-                let da = read(aux, stored);
+                let da = read!(aux, stored);
                 let a_at = at(a);
-                let ga = read(g, a_at) + gy * da;
-                write(g, a_at, ga);
+                let ga = read!(g, a_at) + gy * da;
+                // SAFETY: `a_at` is the slot of an input, as for `read!`.
+                unsafe { write(g, a_at, ga) };
                 (carry_for, carry) = (a, ga);
                 if CHECK {
                     check_scalar_inputs(inner, id, g)?;
@@ -621,7 +636,8 @@ fn sweep_nodes<const DENSE: bool, const MODE: u8, const CHECK: bool>(
                 // −gy for a difference, by its kind's number (0 or 1) in the sign bit:
                 // no branch.
                 let gb = f64::from_bits(gy.to_bits() ^ (node.kind as u64) << 63);
-                (carry_for, carry) = accumulate(g, node.args(), at, [gy, gb]);
+                // SAFETY: the inputs' slots, as for `read!`.
+                (carry_for, carry) = unsafe { accumulate(g, node.args(), at, [gy, gb]) };
                 if CHECK {
                     check_scalar_inputs(inner, id, g)?;
                 }
@@ -629,8 +645,9 @@ fn sweep_nodes<const DENSE: bool, const MODE: u8, const CHECK: bool>(
             Kind::Product => {
                 let gy = incoming!();
                 let [a, b] = node.args().map(|i| at(i as usize));
-                let (va, vb) = (read(values, a), read(values, b));
-                (carry_for, carry) = accumulate(g, node.args(), at, [gy * vb, gy * va]);
+                let (va, vb) = (read!(values, a), read!(values, b));
+                // SAFETY: the inputs' slots, as for `read!`.
+                (carry_for, carry) = unsafe { accumulate(g, node.args(), at, [gy * vb, gy * va]) };
                 if CHECK {
                     check_scalar_inputs(inner, id, g)?;
                 }
@@ -641,10 +658,12 @@ fn sweep_nodes<const DENSE: bool, const MODE: u8, const CHECK: bool>(
                 Kind::Binary => {
                     let gy = incoming!();
                     let [a, b] = node.args().map(|i| at(i as usize));
-                    let (va, vb) = (read(values, a), read(values, b));
+                    let (va, vb) = (read!(values, a), read!(values, b));
                     let (da, db) =
-                        Op::binary_partials_code(node.code, va, vb, read(values, at(id)));
-                    (carry_for, carry) = accumulate(g, node.args(), at, [gy * da, gy * db]);
+                        Op::binary_partials_code(node.code, va, vb, read!(values, at(id)));
+                    // SAFETY: the inputs' slots, as for `read!`.
+                    (carry_for, carry) =
+                        unsafe { accumulate(g, node.args(), at, [gy * da, gy * db]) };
                     if CHECK {
                         check_scalar_inputs(inner, id, g)?;
                     }
@@ -719,8 +738,13 @@ fn general_backward(
 /// Adds `terms` into the gradients of a binary scalar node's inputs `args` (at slots
 /// `at(a)` and `at(b)`), and returns the carry (see `sweep_nodes`): the later input
 /// with its new sum (with `a == b`, the second sum includes the first).
+///
+/// # Safety
+///
+/// `at(a)` and `at(b)` are below `g.len()`.
+#[allow(unsafe_code)]
 #[inline(always)]
-fn accumulate(
+unsafe fn accumulate(
     g: &mut [f64],
     args: [u32; 2],
     at: impl Fn(usize) -> usize,
@@ -728,10 +752,11 @@ fn accumulate(
 ) -> (usize, f64) {
     let [a, b] = args.map(|i| i as usize);
     let (a_at, b_at) = (at(a), at(b));
-    let ga = read(g, a_at) + ta;
-    write(g, a_at, ga);
-    let gb = read(g, b_at) + tb;
-    write(g, b_at, gb);
+    // SAFETY: both slots are below `g.len()`, the caller's promise.
+    let ga = unsafe { read(g, a_at) } + ta;
+    unsafe { write(g, a_at, ga) };
+    let gb = unsafe { read(g, b_at) } + tb;
+    unsafe { write(g, b_at, gb) };
     if b >= a {
         (b, gb)
     } else {
@@ -739,23 +764,29 @@ fn accumulate(
     }
 }
 
-/// `s[i]`, for an index of the sweep's scalar arms. Each is a slot of the recording
-/// (a node's, or where a unary node's numbers start in `aux`): the node or one of its
-/// inputs, recorded before it, so below the arenas' used lengths.
+/// `s[i]`, unchecked, for an index of the sweep's scalar arms.
+///
+/// # Safety
+///
+/// `i < s.len()`.
 #[allow(unsafe_code)]
 #[inline(always)]
-fn read(s: &[f64], i: usize) -> f64 {
+unsafe fn read(s: &[f64], i: usize) -> f64 {
     debug_assert!(i < s.len());
-    // SAFETY: `i < s.len()`, as above.
+    // SAFETY: `i < s.len()`, the caller's promise.
     unsafe { *s.get_unchecked(i) }
 }
 
-/// `s[i] = v`, for an index of the sweep's scalar arms (see [`read`]).
+/// `s[i] = v`, unchecked, for an index of the sweep's scalar arms.
+///
+/// # Safety
+///
+/// `i < s.len()`.
 #[allow(unsafe_code)]
 #[inline(always)]
-fn write(s: &mut [f64], i: usize, v: f64) {
+unsafe fn write(s: &mut [f64], i: usize, v: f64) {
     debug_assert!(i < s.len());
-    // SAFETY: `i < s.len()`, as for `read`.
+    // SAFETY: `i < s.len()`, the caller's promise.
     unsafe { *s.get_unchecked_mut(i) = v }
 }
 

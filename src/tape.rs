@@ -534,6 +534,11 @@ impl Inner {
         }
     }
 
+    /// How many numbers of `aux` belong to the recording.
+    pub(crate) fn aux_used(&self) -> usize {
+        self.aux_used
+    }
+
     /// The line of the user's code that recorded node `id`, if anomaly mode was on then.
     pub(crate) fn site(&self, id: usize) -> Option<&'static Location<'static>> {
         let at = self.sites.partition_point(|&(n, _)| (n as usize) < id);
@@ -624,16 +629,8 @@ impl Inner {
 /// The tape's storage cell, as the cold paths of a recording see it: they take its
 /// guard (`try_borrow_mut`, which fails harmlessly when a guard is already held) before
 /// they allocate or panic, so that code that runs then (an allocator, a panic hook)
-/// finds the storage borrowed even on the unguarded scalar paths.
+/// finds the storage borrowed.
 type Lock = RefCell<Inner>;
-
-/// The panic of a recording on storage that is borrowed: the `RefCell`'s own.
-#[cold]
-#[inline(never)]
-fn already_borrowed(cell: &Lock) -> ! {
-    let _guard = cell.borrow_mut();
-    unreachable!("the storage was borrowed a moment ago")
-}
 
 /// The panic of a recording past 2³² nodes, with the storage locked.
 #[cold]
@@ -659,16 +656,28 @@ fn grow_offsets(offsets: &mut Vec<u32>, lock: &Lock) {
     offsets.reserve(1);
 }
 
-/// The value of the scalar node of hint `hint` (see [`Tape::scalar_hint`]).
+/// The value of the scalar node of hint `hint` (see [`Tape::scalar_hint`]), read
+/// without a bounds check.
+///
+/// # Safety
+///
+/// `hint` is a nonzero hint of a variable of the current recording of the tape whose
+/// storage is `inner` (see [`Var::with_hint`]): it holds a slot below `inner.used`,
+/// which is at most the value arena's length.
 #[allow(unsafe_code)]
 #[inline(always)]
-fn hinted_value(inner: &Inner, hint: u32) -> f64 {
+unsafe fn hinted_value(inner: &Inner, hint: u32) -> f64 {
     let slot = (hint >> 2) as usize;
     debug_assert!(slot < inner.used && inner.used <= inner.values.len());
-    // SAFETY: a hint comes from a variable of the current recording (a tape's
-    // variables cannot outlive `Tape::clear`, which takes it mutably), and holds its
-    // node's slot, which lies below `used`, at most the value arena's length.
+    // SAFETY: `slot < inner.values.len()`, by the caller's promise.
     unsafe { *inner.values.get_unchecked(slot) }
+}
+
+/// The panic of a fast append whose `fast_end` did not match the arenas.
+#[cold]
+#[inline(never)]
+fn stale_fast_end() -> ! {
+    panic!("tapegrad: the tape's fast-path bound does not match its arenas")
 }
 
 /// The [`fast_end`](Tape::fast_end) of storage `inner` under grad mask `mask`.
@@ -985,6 +994,7 @@ impl Tape {
 
     /// [`push`](Tape::push) without the slot kept in `Inner::offsets`.
     #[inline(always)]
+    #[allow(unsafe_code)]
     fn push_node(&self, inner: &mut Inner, node: Node, offset: u32) -> Var<'_> {
         let len = inner.nodes.len();
         let id = NodeId::try_from(len).unwrap_or_else(|_| too_many_nodes(&self.inner));
@@ -997,7 +1007,9 @@ impl Tape {
             inner.leaf_prefix += 1;
         }
         inner.nodes.push(node);
-        Var::with_hint(self, id, Tape::scalar_hint(offset as usize, node.flags))
+        // SAFETY: node `id` was just appended, with its value at slot `offset` of this
+        // recording.
+        unsafe { Var::with_hint(self, id, Tape::scalar_hint(offset as usize, node.flags)) }
     }
 
     /// Appends a leaf (`op` is `Op::Leaf`) or a general node.
@@ -1083,13 +1095,15 @@ impl Tape {
     /// node (an op whose parameter is not one number takes the general path).
     #[inline(always)]
     #[track_caller]
+    #[allow(unsafe_code)]
     pub(crate) fn record_unary<'t, U: Unary + Registered>(
         &'t self,
         f: U,
         a: Var<'t>,
     ) -> Result<Var<'t>> {
         match self.hinted_unary(&f, a) {
-            Some(param) => Ok(self.record_scalar_unary(f, param, a.id(), a.hint())),
+            // SAFETY: `a` is a variable of this tape with a hint (`hinted_unary`).
+            Some(param) => Ok(unsafe { self.record_scalar_unary(f, param, a.id(), a.hint()) }),
             None => self.record_unary_unhinted(f, a),
         }
     }
@@ -1099,9 +1113,11 @@ impl Tape {
     /// stays in registers; any error (a foreign variable) panics with its message.
     #[inline(always)]
     #[track_caller]
+    #[allow(unsafe_code)]
     pub(crate) fn unary_or_panic<'t, U: Unary + Registered>(&'t self, f: U, a: Var<'t>) -> Var<'t> {
         match self.hinted_unary(&f, a) {
-            Some(param) => self.record_scalar_unary(f, param, a.id(), a.hint()),
+            // SAFETY: `a` is a variable of this tape with a hint (`hinted_unary`).
+            Some(param) => unsafe { self.record_scalar_unary(f, param, a.id(), a.hint()) },
             None => match self.record_unary_unhinted(f, a) {
                 Ok(y) => y,
                 Err(e) => panic!("{e}"),
@@ -1120,6 +1136,7 @@ impl Tape {
     /// node. Out of line, to keep the inlined path small.
     #[inline(never)]
     #[track_caller]
+    #[allow(unsafe_code)]
     fn record_unary_unhinted<'t, U: Unary + Registered>(
         &'t self,
         f: U,
@@ -1128,54 +1145,49 @@ impl Tape {
         if let (Some(param), true) = (scalar_param(&f), std::ptr::eq(a.tape(), self)) {
             let ha = self.inner.borrow().node_hint(a.id());
             if ha != 0 {
-                return Ok(self.record_scalar_unary(f, param, a.id(), ha));
+                // SAFETY: `a` is a variable of this tape, and `ha` its node's hint, made
+                // from the node as it is recorded.
+                return Ok(unsafe { self.record_scalar_unary(f, param, a.id(), ha) });
             }
         }
         self.record_general(f.into_op(), &[a])
     }
 
-    /// The tape's storage for a scalar recording path, to reach without the
-    /// `RefCell`'s guard: checks that nothing borrows it (or panics as a recording
-    /// does then), but does not mark it borrowed.
-    ///
-    /// A guard writes the `RefCell`'s flag when an op starts and again when it ends,
-    /// two stores per op that the check alone does not need. Without them W1 on
-    /// scalars records and backpropagates in 1.18–1.24 times its replay's time, against
-    /// 1.30–1.38 with the guard (five benchmark runs each; replay records nothing, so it
-    /// marks the machine's phase in each run).
-    ///
-    /// The pointer may be dereferenced only while no code runs that could borrow the
-    /// storage: the scalar paths run tapegrad's built-in arithmetic (the op traits are
-    /// private to the crate) and the appends of [`Inner`], whose cold paths (growing an
-    /// arena, which calls the allocator, and the panics at 2³² nodes or values) take a
-    /// [`Lock`] first, so that any code they lead to (a global allocator, a panic hook)
-    /// finds the storage borrowed. Reads of input values go through hints, which point
-    /// into the recording, so their bounds checks do not fail.
-    #[inline(always)]
-    fn unguarded(&self) -> *mut Inner {
-        if self.inner.try_borrow_mut().is_err() {
-            already_borrowed(&self.inner);
-        }
-        self.inner.as_ptr()
-    }
-
     /// Records unary op `f` (with parameter `param`) on the scalar node `a` of hint
     /// `ha`: the value, then a node with dy/da and the parameter.
+    ///
+    /// It reaches the storage without the `RefCell`'s guard, whose two flag stores per
+    /// op cost W1 about a tenth of its recording time (docs/decisions): it checks that
+    /// nothing borrows the storage, and only the op's arithmetic and `Inner`'s appends
+    /// run until its last use of it.
+    ///
+    /// # Safety
+    ///
+    /// `ha` is a nonzero hint of node `a`, a variable of this tape's current recording
+    /// (see [`Var::with_hint`]).
     #[allow(unsafe_code)]
     #[inline(always)]
     #[track_caller]
-    fn record_scalar_unary<U: Unary + Registered>(
+    unsafe fn record_scalar_unary<U: Unary + Registered>(
         &self,
         f: U,
         param: f64,
         a: NodeId,
         ha: u32,
     ) -> Var<'_> {
-        // SAFETY: nothing borrows the storage (`unguarded` checked), and until the
-        // reference's last use only the code that `unguarded` describes runs.
-        let inner = unsafe { &mut *self.unguarded() };
+        // A borrowed storage (a recording inside a user function's forward) panics as
+        // `borrow_mut` does.
+        drop(self.inner.borrow_mut());
+        // SAFETY: nothing borrows the storage (just checked), and until `inner`'s last
+        // use only code below runs: built-in arithmetic (`Unary` and `Binary` are
+        // private to the crate) and `Inner`'s appends and `push_scalar_node`, whose cold
+        // paths (growing an arena, which calls the allocator; a panic at 2³² nodes)
+        // take the cell's guard first, so that any code they lead to (a global
+        // allocator, a panic hook) finds the storage borrowed.
+        let inner = unsafe { &mut *self.inner.as_ptr() };
         let id = inner.nodes.len();
-        let (y, da) = f.value_and_derivative(hinted_value(inner, ha));
+        // SAFETY: `ha` is a hint of this recording, the caller's promise.
+        let (y, da) = f.value_and_derivative(unsafe { hinted_value(inner, ha) });
         let at = if std::mem::size_of::<U>() != 0 {
             inner.push_aux([da, param], &self.inner)
         } else {
@@ -1195,6 +1207,7 @@ impl Tape {
     /// value and the node, whose partials backward computes from the values.
     #[inline(always)]
     #[track_caller]
+    #[allow(unsafe_code)]
     pub(crate) fn record_binary<'t, B: Binary + Registered>(
         &'t self,
         f: B,
@@ -1202,7 +1215,9 @@ impl Tape {
         b: Var<'t>,
     ) -> Result<Var<'t>> {
         if self.hinted_binary::<B>(a, b) {
-            return Ok(self.record_scalar_binary(f, [a.id(), b.id()], a.hint(), b.hint()));
+            // SAFETY: `a` and `b` are variables of this tape with hints (`hinted_binary`).
+            let y = unsafe { self.record_scalar_binary(f, [a.id(), b.id()], a.hint(), b.hint()) };
+            return Ok(y);
         }
         self.record_binary_unhinted(f, a, b)
     }
@@ -1212,6 +1227,7 @@ impl Tape {
     /// that do not broadcast, a foreign variable) panic with their message.
     #[inline(always)]
     #[track_caller]
+    #[allow(unsafe_code)]
     pub(crate) fn binary_or_panic<'t, B: Binary + Registered>(
         &'t self,
         f: B,
@@ -1219,7 +1235,8 @@ impl Tape {
         b: Var<'t>,
     ) -> Var<'t> {
         if self.hinted_binary::<B>(a, b) {
-            return self.record_scalar_binary(f, [a.id(), b.id()], a.hint(), b.hint());
+            // SAFETY: `a` and `b` are variables of this tape with hints (`hinted_binary`).
+            return unsafe { self.record_scalar_binary(f, [a.id(), b.id()], a.hint(), b.hint()) };
         }
         match self.record_binary_unhinted(f, a, b) {
             Ok(y) => y,
@@ -1243,6 +1260,7 @@ impl Tape {
     /// nodes. Out of line, to keep the inlined path small.
     #[inline(never)]
     #[track_caller]
+    #[allow(unsafe_code)]
     fn record_binary_unhinted<'t, B: Binary + Registered>(
         &'t self,
         f: B,
@@ -1258,29 +1276,45 @@ impl Tape {
                 (inner.node_hint(a.id()), inner.node_hint(b.id()))
             };
             if ha != 0 && hb != 0 {
-                return Ok(self.record_scalar_binary(f, [a.id(), b.id()], ha, hb));
+                // SAFETY: `a` and `b` are variables of this tape, and `ha` and `hb` their
+                // nodes' hints, made from the nodes as they are recorded.
+                return Ok(unsafe { self.record_scalar_binary(f, [a.id(), b.id()], ha, hb) });
             }
         }
         self.record_general(f.into_op(), &[a, b])
     }
 
     /// Records binary op `f` on the scalar nodes `args` of hints `ha` and `hb`: the
-    /// value, then a node (backward computes the partials from the values).
+    /// value, then a node (backward computes the partials from the values). It reaches
+    /// the storage as [`record_scalar_unary`](Tape::record_scalar_unary) does.
+    ///
+    /// # Safety
+    ///
+    /// `ha` and `hb` are nonzero hints of nodes `args`, variables of this tape's
+    /// current recording (see [`Var::with_hint`]).
     #[allow(unsafe_code)]
     #[inline(always)]
     #[track_caller]
-    fn record_scalar_binary<B: Binary + Registered>(
+    unsafe fn record_scalar_binary<B: Binary + Registered>(
         &self,
         f: B,
         args: [NodeId; 2],
         ha: u32,
         hb: u32,
     ) -> Var<'_> {
-        // SAFETY: nothing borrows the storage (`unguarded` checked), and until the
-        // reference's last use only the code that `unguarded` describes runs.
-        let inner = unsafe { &mut *self.unguarded() };
+        // A borrowed storage (a recording inside a user function's forward) panics as
+        // `borrow_mut` does.
+        drop(self.inner.borrow_mut());
+        // SAFETY: nothing borrows the storage (just checked), and until `inner`'s last
+        // use only code below runs: built-in arithmetic (`Unary` and `Binary` are
+        // private to the crate) and `Inner`'s appends and `push_scalar_node`, whose cold
+        // paths (growing an arena, which calls the allocator; a panic at 2³² nodes)
+        // take the cell's guard first, so that any code they lead to (a global
+        // allocator, a panic hook) finds the storage borrowed.
+        let inner = unsafe { &mut *self.inner.as_ptr() };
         let id = inner.nodes.len();
-        let y = f.value(hinted_value(inner, ha), hinted_value(inner, hb));
+        // SAFETY: `ha` and `hb` are hints of this recording, the caller's promise.
+        let y = unsafe { f.value(hinted_value(inner, ha), hinted_value(inner, hb)) };
         let node = Node {
             args,
             code: B::CODE,
@@ -1296,8 +1330,9 @@ impl Tape {
     /// without gradient, are applied here, on the slow path.
     ///
     /// Below [`fast_end`](Tape::fast_end), the node takes slot `id`, no arena grows,
-    /// and no scope masks gradients: three stores and no check. Past it, the node
-    /// goes through the checked appends, out of line, which then set `fast_end` again.
+    /// and no scope masks gradients: three stores, whose checks never fail. Past it,
+    /// the node goes through the checked appends, out of line, which then set
+    /// `fast_end` again.
     #[allow(unsafe_code)]
     #[inline(always)]
     #[track_caller]
@@ -1315,17 +1350,26 @@ impl Tape {
         debug_assert!(id == inner.nodes.len() && id == inner.used && inner.dense());
         debug_assert!(node.kind == Kind::Unary || (node.args[1] as usize) < id);
         debug_assert!((node.args[0] as usize) < id);
-        // SAFETY: `id < fast_end`, which is at most the value arena's length and the
-        // node arena's capacity, and `id` is the number of nodes (see `fast_end`).
+        let (values, nodes) = (&mut inner.values, &mut inner.nodes);
+        // Below `fast_end` these hold; checked here all the same, so that the stores'
+        // safety rests on nothing kept elsewhere.
+        if id >= values.len() || id != nodes.len() || id >= nodes.capacity() {
+            stale_fast_end();
+        }
+        // SAFETY: `id < values.len()`, and `id == nodes.len() < nodes.capacity()`, so
+        // slot `id` of each arena is allocated, and the node at `id` is the first past
+        // the initialized ones: writing it and setting the length to `id + 1` keeps
+        // every node below the length initialized.
         unsafe {
-            *inner.values.get_unchecked_mut(id) = y;
-            inner.nodes.as_mut_ptr().add(id).write(node);
-            inner.nodes.set_len(id + 1);
+            *values.get_unchecked_mut(id) = y;
+            nodes.as_mut_ptr().add(id).write(node);
+            nodes.set_len(id + 1);
         }
         inner.used = id + 1;
         // Below `fast_end`, so below 2^30: the id and the hint fit.
         let id = id as NodeId;
-        Var::with_hint(self, id, id << 2 | u32::from(node.flags))
+        // SAFETY: node `id` was just written, with its value at slot `id`.
+        unsafe { Var::with_hint(self, id, id << 2 | u32::from(node.flags)) }
     }
 
     /// [`push_scalar_node`](Tape::push_scalar_node) past `fast_end`: grows the arenas,

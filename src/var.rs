@@ -45,13 +45,23 @@ pub struct Var<'t> {
 
 impl<'t> Var<'t> {
     /// The variable of node `id`, with nothing known of the node.
+    #[allow(unsafe_code)]
     pub(crate) fn new(tape: &'t Tape, id: NodeId) -> Self {
-        Var::with_hint(tape, id, 0)
+        // SAFETY: a hint of 0 claims nothing.
+        unsafe { Var::with_hint(tape, id, 0) }
     }
 
     /// The variable of node `id`, with its node's hint (see [`Tape::scalar_hint`]).
+    ///
+    /// # Safety
+    ///
+    /// `hint` is 0, or the hint of node `id` of `tape`'s current recording: its slot,
+    /// below the recording's number of values, and its flags. The tape's scalar paths
+    /// read values through hints without bounds checks; a variable cannot outlive the
+    /// recording (clearing a tape takes it mutably, and a variable borrows it).
+    #[allow(unsafe_code)]
     #[inline(always)]
-    pub(crate) fn with_hint(tape: &'t Tape, id: NodeId, hint: u32) -> Self {
+    pub(crate) unsafe fn with_hint(tape: &'t Tape, id: NodeId, hint: u32) -> Self {
         Var {
             tape,
             word: u64::from(id) | u64::from(hint) << 32,
@@ -329,19 +339,25 @@ impl<'t> Vars<'t> {
     }
 
     /// Variable `i`, or `None` past the end.
+    #[allow(unsafe_code)]
     pub fn get(&self, i: usize) -> Option<Var<'t>> {
         (i < self.len).then(|| {
             let hint = Tape::scalar_hint(self.slot + i, self.flags);
-            Var::with_hint(self.tape, self.first + i as NodeId, hint)
+            // SAFETY: only `Tape::vars` makes a `Vars`, for the nodes from `first` on,
+            // whose values it put in the slots from `slot` on, in the current recording
+            // (a `Vars` borrows the tape, so no clear comes between); `i < len`.
+            unsafe { Var::with_hint(self.tape, self.first + i as NodeId, hint) }
         })
     }
 
     /// The variables in order.
+    #[allow(unsafe_code)]
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = Var<'t>> + ExactSizeIterator + Clone {
         let (tape, first, slot, flags) = (self.tape, self.first, self.slot, self.flags);
         (first..first + self.len as NodeId).map(move |id| {
             let hint = Tape::scalar_hint(slot + (id - first) as usize, flags);
-            Var::with_hint(tape, id, hint)
+            // SAFETY: as in `get`: node `id` holds slot `slot + (id - first)`.
+            unsafe { Var::with_hint(tape, id, hint) }
         })
     }
 
