@@ -805,3 +805,232 @@ fn a_loaded_state_must_be_for_the_same_parameters() {
         w - 0.1 * (0.9 * b + 0.5 * w)
     );
 }
+
+// Frozen parameters.
+
+/// The parameters of `network` that the frozen-parameter tests freeze: a weight with
+/// values of its own and a zero bias.
+const FROZEN: [&str; 2] = ["layer1.weight", "layer2.bias"];
+
+/// The data of `train`, step k.
+fn step_data(k: usize) -> (Tensor, Tensor) {
+    let rows = [[0.0, 1.0], [1.0, -1.0], [0.5, 0.5], [-1.0, 2.0]];
+    let targets = [1.0, -0.5, 0.25, 2.0];
+    let (a, b) = (k % 4, (k + 1) % 4);
+    (
+        Tensor::matrix(&[rows[a], rows[b]]).unwrap(),
+        Tensor::new(vec![targets[a], targets[b]], [2, 1]).unwrap(),
+    )
+}
+
+/// `train`'s steps on a store holding only the trainable parameters of `network`
+/// (`layer1.bias`, `layer2.weight`), with the frozen ones written into the forward
+/// pass as constants: what training with frozen parameters must reproduce.
+fn train_by_hand(
+    trainable: &mut Params,
+    frozen: &Params,
+    opt: &mut dyn Optimizer,
+    steps: std::ops::Range<usize>,
+) {
+    let mut trainer = Trainer::new();
+    for k in steps {
+        let (x, y) = step_data(k);
+        trainer
+            .step(trainable, opt, |p| {
+                let tape = p.tape();
+                let w1 = tape.constant_tensor(frozen.get("layer1.weight")?);
+                let b2 = tape.constant_tensor(frozen.get("layer2.bias")?);
+                let h = tape
+                    .constant_tensor(&x)
+                    .matmul(w1)?
+                    .try_add(p.get("layer1.bias")?)?
+                    .tanh();
+                let o = h.matmul(p.get("layer2.weight")?)?.try_add(b2)?;
+                o.mse(tape.constant_tensor(&y))
+            })
+            .unwrap();
+    }
+}
+
+#[test]
+fn every_optimizer_leaves_frozen_parameters_and_their_state_alone() {
+    for mut opt in six_optimizers() {
+        let name = opt.name().to_string();
+        let (net, mut params) = network(3);
+        let start = params.clone();
+        for frozen in FROZEN {
+            params.freeze(frozen).unwrap();
+        }
+        train(&net, &mut params, &mut opt, 0..10);
+
+        for frozen in FROZEN {
+            assert_eq!(
+                bits(params.get(frozen).unwrap().data()),
+                bits(start.get(frozen).unwrap().data()),
+                "{name}: {frozen} moved"
+            );
+            // The optimizer's buffers for a frozen parameter were never touched.
+            for (key, buffer) in opt.state().iter() {
+                if key.starts_with(&format!("{frozen}.")) {
+                    assert!(buffer.data().iter().all(|&v| v == 0.0), "{name}: {key}");
+                }
+            }
+        }
+        for moving in ["layer1.bias", "layer2.weight"] {
+            assert_ne!(params.get(moving), start.get(moving), "{name}: {moving}");
+        }
+
+        // The trainable parameters follow exactly the path they take when the frozen
+        // ones are constants of the loss and not in the store at all.
+        let (mut trainable, mut frozen_values) = (Params::new(), Params::new());
+        for (p, value) in start.iter() {
+            let store = if FROZEN.contains(&p) {
+                &mut frozen_values
+            } else {
+                &mut trainable
+            };
+            store.insert(p, value.clone()).unwrap();
+        }
+        let mut reference = six_optimizers()
+            .into_iter()
+            .find(|o| o.name() == name)
+            .unwrap();
+        train_by_hand(&mut trainable, &frozen_values, &mut reference, 0..10);
+        for (p, value) in trainable.iter() {
+            assert_eq!(
+                bits(params.get(p).unwrap().data()),
+                bits(value.data()),
+                "{name}: {p}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_parameter_frozen_mid_run_keeps_its_momentum_for_later() {
+    let (net, mut params) = network(4);
+    let mut opt = Momentum::new(0.05);
+    train(&net, &mut params, &mut opt, 0..3);
+    let (value, buffer) = (
+        params.get("layer1.weight").unwrap().clone(),
+        opt.state()
+            .get("layer1.weight.momentum_buffer")
+            .unwrap()
+            .clone(),
+    );
+    assert!(buffer.data().iter().any(|&b| b != 0.0));
+
+    params.freeze("layer1.weight").unwrap();
+    train(&net, &mut params, &mut opt, 3..6);
+    assert_eq!(params.get("layer1.weight").unwrap(), &value);
+    let state = opt.state();
+    let kept = state.get("layer1.weight.momentum_buffer").unwrap();
+    assert_eq!(bits(kept.data()), bits(buffer.data()));
+
+    // Unfrozen, it moves again, from its old momentum: b ← μ·b + g; w ← w − η·b.
+    params.unfreeze("layer1.weight").unwrap();
+    let mut trainer = Trainer::new();
+    let (x, y) = step_data(6);
+    trainer
+        .step(&mut params, &mut opt, |p| {
+            let o = net.forward(p, p.tape().constant_tensor(&x))?;
+            o.mse(p.tape().constant_tensor(&y))
+        })
+        .unwrap();
+    let g = trainer.gradients().get("layer1.weight").unwrap();
+    for (((w, w0), b), g) in params
+        .get("layer1.weight")
+        .unwrap()
+        .data()
+        .iter()
+        .zip(value.data())
+        .zip(buffer.data())
+        .zip(g.data())
+    {
+        assert_eq!(*w, w0 - 0.05 * (0.9 * b + g));
+    }
+}
+
+#[test]
+fn freezing_an_unknown_parameter_is_an_error_and_changes_nothing() {
+    let (_, mut params) = network(1);
+    let kept = params.clone();
+    for result in [params.freeze("layer9.weight"), params.unfreeze("bias")] {
+        assert!(matches!(result, Err(Error::UnknownParameter { ref name }) if !name.is_empty()));
+    }
+    assert!(matches!(
+        params.is_trainable("nope"),
+        Err(Error::UnknownParameter { .. })
+    ));
+    assert_eq!(params, kept);
+    assert_eq!(params.frozen_names().count(), 0);
+    assert!(params.names().all(|n| params.is_trainable(n).unwrap()));
+    // Freezing twice, and unfreezing a trainable parameter, do nothing more.
+    params.freeze("layer1.bias").unwrap();
+    params.freeze("layer1.bias").unwrap();
+    params.unfreeze("layer2.bias").unwrap();
+    assert_eq!(params.frozen_names().collect::<Vec<_>>(), ["layer1.bias"]);
+}
+
+#[test]
+fn training_with_frozen_parameters_resumes_from_files_bit_for_bit() {
+    for (mut straight, mut first) in six_optimizers().into_iter().zip(six_optimizers()) {
+        let name = straight.name().to_string();
+        let freeze = |params: &mut Params| {
+            for frozen in FROZEN {
+                params.freeze(frozen).unwrap();
+            }
+        };
+        let (net, mut uninterrupted) = network(3);
+        freeze(&mut uninterrupted);
+        train(&net, &mut uninterrupted, &mut straight, 0..20);
+
+        let (_, mut params) = network(3);
+        freeze(&mut params);
+        train(&net, &mut params, &mut first, 0..10);
+        let (params_file, state_file) = (
+            temp_path(&format!("{name}.frozen.params")),
+            temp_path(&format!("{name}.frozen.state")),
+        );
+        params.save(&params_file).unwrap();
+        first.state().save(&state_file).unwrap();
+        drop((params, first));
+
+        // A fresh store, frozen the same way, takes the saved values and stays frozen.
+        let (net, mut params) = network(99);
+        freeze(&mut params);
+        params.load(&params_file).unwrap();
+        assert_eq!(params.frozen_names().collect::<Vec<_>>(), FROZEN);
+        let mut resumed = six_optimizers()
+            .into_iter()
+            .find(|o| o.name() == name)
+            .unwrap();
+        let state = Params::from_text(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+        resumed.load_state(&state).unwrap();
+        train(&net, &mut params, &mut resumed, 10..20);
+
+        assert_same_bits(&params, &uninterrupted, &name);
+        assert_same_bits(&resumed.state(), &straight.state(), &name);
+        std::fs::remove_file(params_file).ok();
+        std::fs::remove_file(state_file).ok();
+    }
+}
+
+#[cfg(feature = "safetensors")]
+#[test]
+fn loading_safetensors_keeps_parameters_frozen() {
+    let (net, mut params) = network(2);
+    params.freeze("layer2.weight").unwrap();
+    let path = temp_path("frozen.safetensors");
+    params.save_safetensors(&path).unwrap();
+    let saved = params.clone();
+    train(&net, &mut params, &mut Adam::new(0.01), 0..3);
+    assert_ne!(params, saved);
+    params.load_safetensors(&path).unwrap();
+    assert_same_bits(&params, &saved, "loaded");
+    assert_eq!(params.frozen_names().collect::<Vec<_>>(), ["layer2.weight"]);
+    // A store read from the file is a new store: every parameter trainable.
+    let read = Params::read_safetensors(&path).unwrap();
+    assert_eq!(read.frozen_names().count(), 0);
+    std::fs::remove_file(path).ok();
+}

@@ -1024,6 +1024,52 @@ fn replay_steps_refuse_a_missing_recording_a_changed_store_and_a_bad_loss() -> R
     Ok(())
 }
 
+/// A replayed recording binds frozen parameters as constants, like a recording step;
+/// freezing or unfreezing after the recording asks for a new one.
+#[test]
+fn replay_steps_with_frozen_parameters_follow_recording_steps() -> Result<()> {
+    let (x, y) = xor_data();
+    let (net, mut recorded) = xor_network(Activation::Sigmoid, 7);
+    recorded.freeze("layer1.bias")?;
+    recorded.freeze("layer2.weight")?;
+    let start = recorded.clone();
+    let mut replayed = recorded.clone();
+    let (mut a, mut b) = (Trainer::new(), Trainer::new());
+    let (mut adam_a, mut adam_b) = (Adam::new(0.05), Adam::new(0.05));
+    fn loss<'t>(
+        net: &Mlp,
+        (x, y): (&Tensor, &Tensor),
+        p: &tapegrad::nn::Bound<'t, '_>,
+    ) -> Result<tapegrad::Var<'t>> {
+        let o = net.forward(p, p.tape().constant_tensor(x))?;
+        o.half_sse(p.tape().constant_tensor(y))
+    }
+    b.record(&replayed, |p| loss(&net, (&x, &y), p))?;
+    for _ in 0..50 {
+        let la = a.step(&mut recorded, &mut adam_a, |p| loss(&net, (&x, &y), p))?;
+        let lb = b.replay_step(&mut replayed, &mut adam_b)?;
+        assert_eq!(la.to_bits(), lb.to_bits());
+    }
+    assert_eq!(recorded, replayed);
+    for frozen in ["layer1.bias", "layer2.weight"] {
+        assert_eq!(replayed.get(frozen)?, start.get(frozen)?, "{frozen}");
+        assert!(b.gradients().get(frozen)?.data().iter().all(|&g| g == 0.0));
+    }
+    assert_ne!(replayed.get("layer1.weight")?, start.get("layer1.weight")?);
+
+    // The recording bound layer2.weight as a constant: unfrozen, it would read a zero
+    // gradient, so the replay refuses and changes nothing.
+    replayed.unfreeze("layer2.weight")?;
+    let kept = replayed.clone();
+    let err = b.replay_step(&mut replayed, &mut adam_b).unwrap_err();
+    assert!(err.to_string().contains("record it again"), "{err}");
+    assert_eq!(replayed, kept);
+    b.record(&replayed, |p| loss(&net, (&x, &y), p))?;
+    b.replay_step(&mut replayed, &mut adam_b)?;
+    assert_ne!(replayed.get("layer2.weight")?, kept.get("layer2.weight")?);
+    Ok(())
+}
+
 /// A no-grad guard leaked while recording leaves the trainer's tape without gradients:
 /// the parameters bound afterwards are constants, so a replayed step reads zero
 /// gradients (as a recording step would) and changes nothing.

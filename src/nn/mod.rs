@@ -2,7 +2,8 @@
 //!
 //! - [`Params`]: named parameter tensors in insertion order, bound onto a tape for each
 //!   step ([`Params::bind`]), their gradients read back by name ([`ParamGradients`]),
-//!   saved to and loaded from a plain-text file.
+//!   saved to and loaded from a plain-text file; a parameter can be frozen
+//!   ([`Params::freeze`]) to keep it out of training.
 //! - [`init`]: seeded, portable initialisation (normal, Xavier/Glorot, He).
 //! - [`Linear`], [`Activation`] and the [`Mlp`] builder.
 //! - [`Trainer`]: the training loop on one reused tape, with its loss [`History`].

@@ -42,9 +42,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A layout stamp no store has had: a store takes a fresh one whenever its names or
-/// shapes may have changed, so equal non-zero stamps mean equal names and shapes, and
-/// the checks made at every training step cost one comparison. 0 means unknown.
+/// A layout stamp no store has had: a store takes a fresh one whenever its names,
+/// shapes or frozen parameters may have changed, so equal non-zero stamps mean equal
+/// names, shapes and frozen parameters, and the checks made at every training step
+/// cost one comparison. 0 means unknown.
 fn fresh_layout() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
@@ -80,10 +81,15 @@ const MAGIC: &str = "tapegrad-params 1";
 #[derive(Clone, Default)]
 pub struct Params {
     map: NameMap,
+    /// One flag per parameter, in the map's order: true when it is frozen (see
+    /// [`Params::freeze`]).
+    frozen: Vec<bool>,
     /// See [`fresh_layout`]; a clone keeps it until either copy changes.
     layout: u64,
 }
 
+/// Two stores are equal when they hold the same names, in the same order, with equal
+/// values; which parameters are frozen does not count (files do not record it either).
 impl PartialEq for Params {
     fn eq(&self, other: &Params) -> bool {
         self.map == other.map
@@ -92,7 +98,12 @@ impl PartialEq for Params {
 
 impl std::fmt::Debug for Params {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Params").field("map", &self.map).finish()
+        let mut out = f.debug_struct("Params");
+        out.field("map", &self.map);
+        if self.frozen.contains(&true) {
+            out.field("frozen", &self.frozen_names().collect::<Vec<_>>());
+        }
+        out.finish()
     }
 }
 
@@ -131,6 +142,7 @@ impl Params {
             ));
         }
         self.map.insert(name, value);
+        self.frozen.push(false);
         self.layout = fresh_layout();
         Ok(())
     }
@@ -217,10 +229,104 @@ impl Params {
         self.map.iter_mut().map(|(k, v)| (k.as_str(), v))
     }
 
-    /// Every parameter's values, mutably, in order: what optimizers update. Shapes
-    /// cannot change through a slice, so the layout stamp stays.
-    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut [f64]> {
-        self.map.values_mut().map(Tensor::data_mut)
+    /// Every parameter's values, mutably, in order, each with `true` when it is
+    /// trainable: what optimizers update. Shapes cannot change through a slice, so the
+    /// layout stamp stays.
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = (&mut [f64], bool)> {
+        self.map
+            .values_mut()
+            .map(Tensor::data_mut)
+            .zip(self.frozen.iter().map(|frozen| !frozen))
+    }
+
+    /// Freezes the parameter called `name`: from the next [`bind`](Params::bind) on it
+    /// is recorded as a constant, so backward computes no gradient for it (its entry
+    /// in [`ParamGradients`] is zero), and every [`Optimizer`](crate::optim::Optimizer)
+    /// leaves it and its state (momentum buffer, moments) as they are — PyTorch's
+    /// `requires_grad_(False)`. Its value can still be changed by hand
+    /// ([`set`](Params::set)) and by loading a file. Freezing a frozen parameter does
+    /// nothing. [`Error::UnknownParameter`], changing nothing, if there is none.
+    ///
+    /// Which parameters are frozen belongs to the store, not to its values: files and
+    /// equality ignore it, and [`load`](Params::load) keeps it.
+    ///
+    /// ```
+    /// use tapegrad::nn::Params;
+    /// use tapegrad::optim::{Adam, Optimizer};
+    /// use tapegrad::{Tape, Tensor};
+    /// let mut params = Params::new();
+    /// params.insert("w", Tensor::scalar(3.0))?;
+    /// params.insert("b", Tensor::scalar(1.0))?;
+    /// params.freeze("b")?;
+    /// assert!(!params.is_trainable("b")? && params.is_trainable("w")?);
+    /// assert!(params.freeze("nope").is_err());
+    ///
+    /// let tape = Tape::new();
+    /// let bound = params.bind(&tape);
+    /// let loss = (bound.get("w")? * bound.get("b")?).powi(2); // (w·b)²
+    /// let grads = bound.gradients(&loss.backward()?)?;
+    /// assert_eq!(grads.get("w")?.item()?, 6.0); // 2·w·b²
+    /// assert_eq!(grads.get("b")?.item()?, 0.0); // a constant: no gradient
+    ///
+    /// Adam::new(0.1).step(&mut params, &grads)?;
+    /// assert_eq!(params.get("b")?.item()?, 1.0); // untouched
+    /// assert!((params.get("w")?.item()? - 2.9).abs() < 1e-9);
+    /// params.unfreeze("b")?;
+    /// assert!(params.is_trainable("b")?);
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn freeze(&mut self, name: &str) -> Result<()> {
+        self.set_frozen(name, true)
+    }
+
+    /// Makes the parameter called `name` trainable again (see
+    /// [`freeze`](Params::freeze)); unfreezing a trainable parameter does nothing.
+    /// [`Error::UnknownParameter`], changing nothing, if there is none.
+    pub fn unfreeze(&mut self, name: &str) -> Result<()> {
+        self.set_frozen(name, false)
+    }
+
+    /// True unless the parameter called `name` is frozen (see
+    /// [`freeze`](Params::freeze)); [`Error::UnknownParameter`] if there is none.
+    pub fn is_trainable(&self, name: &str) -> Result<bool> {
+        Ok(!self.frozen[self.index_of(name)?])
+    }
+
+    /// The names of the frozen parameters, in insertion order.
+    ///
+    /// ```
+    /// use tapegrad::nn::Params;
+    /// use tapegrad::Tensor;
+    /// let mut params = Params::new();
+    /// for name in ["a", "b", "c"] {
+    ///     params.insert(name, Tensor::scalar(0.0))?;
+    /// }
+    /// params.freeze("c")?;
+    /// params.freeze("a")?;
+    /// assert_eq!(params.frozen_names().collect::<Vec<_>>(), ["a", "c"]);
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn frozen_names(&self) -> impl Iterator<Item = &str> {
+        self.names()
+            .zip(&self.frozen)
+            .filter(|(_, &frozen)| frozen)
+            .map(|(name, _)| name)
+    }
+
+    /// One flag per parameter, in order: true when it is frozen.
+    pub(crate) fn frozen_flags(&self) -> &[bool] {
+        &self.frozen
+    }
+
+    fn set_frozen(&mut self, name: &str, frozen: bool) -> Result<()> {
+        let index = self.index_of(name)?;
+        if self.frozen[index] != frozen {
+            self.frozen[index] = frozen;
+            // A recording made before binds the parameter the other way: the stamp
+            // tells a replay to look again.
+            self.layout = fresh_layout();
+        }
+        Ok(())
     }
 
     /// The values, in order.
@@ -233,14 +339,19 @@ impl Params {
         self.layout
     }
 
-    /// Records every parameter on `tape` as a leaf variable, in order, for one step.
+    /// Records every parameter on `tape` as a leaf variable, in order, for one step: a
+    /// trainable one as a variable, a [frozen](Params::freeze) one as a constant.
     ///
     /// The variables are recorded one after another, so the binding costs no
     /// allocation beyond the tape's own arena.
     pub fn bind<'t, 'p>(&'p self, tape: &'t Tape) -> Bound<'t, 'p> {
         let first = tape.len();
-        for value in self.map.values() {
-            tape.tensor(value);
+        for (value, &frozen) in self.map.values().zip(&self.frozen) {
+            if frozen {
+                tape.constant_tensor(value);
+            } else {
+                tape.tensor(value);
+            }
         }
         Bound {
             tape,
@@ -347,7 +458,7 @@ impl Params {
 
     /// Replaces every value with the one in `text`, which must hold exactly this
     /// store's names, in order, with the same shapes. Any problem is an error and
-    /// leaves the store unchanged.
+    /// leaves the store unchanged. Frozen parameters stay frozen.
     pub fn load_text(&mut self, text: &str) -> Result<()> {
         let loaded = Params::from_text(text)?;
         let op = "params load";
@@ -373,7 +484,9 @@ impl Params {
                 ));
             }
         }
+        let frozen = std::mem::take(&mut self.frozen);
         *self = loaded;
+        self.frozen = frozen;
         Ok(())
     }
 

@@ -100,8 +100,10 @@ struct Recording {
     loss: NodeId,
     /// The parameters' names and shapes when recorded: replay needs the same store.
     layout: Vec<(String, Shape)>,
-    /// The store's layout stamp when recorded: while it is unchanged, so are the names
-    /// and shapes.
+    /// Which parameters were frozen (bound as constants) when recorded.
+    frozen: Vec<bool>,
+    /// The store's layout stamp when recorded: while it is unchanged, so are the names,
+    /// shapes and frozen parameters.
     stamp: u64,
     /// Where the parameters' values lie in the value arena, one after another, as
     /// `(offset, len)` (see `Tape::gradient_block`).
@@ -109,10 +111,12 @@ struct Recording {
 }
 
 impl Recording {
-    /// True if `params` has the names and shapes the recording was made with.
+    /// True if `params` has the names, shapes and frozen parameters the recording was
+    /// made with.
     fn fits(&self, params: &Params) -> bool {
         (self.stamp != 0 && self.stamp == params.layout())
             || params.len() == self.layout.len()
+                && params.frozen_flags() == self.frozen.as_slice()
                 && params
                     .iter()
                     .zip(&self.layout)
@@ -332,6 +336,7 @@ impl Trainer {
             first,
             loss,
             layout,
+            frozen: params.frozen_flags().to_vec(),
             stamp: params.layout(),
             block: self.tape.gradient_block(first, params.len()),
         });
@@ -344,8 +349,8 @@ impl Trainer {
     /// the first step this allocates nothing.
     ///
     /// An error, leaving `params` and the optimizer's state unchanged, when nothing is
-    /// recorded, when `params` no longer has the names and shapes it had when recorded,
-    /// when the loss or a parameter's gradient is not finite, or when the optimizer
+    /// recorded, when `params` no longer has the names, shapes and frozen parameters it
+    /// had when recorded, when the loss or a parameter's gradient is not finite, or when the optimizer
     /// refuses the step.
     ///
     /// ```
@@ -375,8 +380,8 @@ impl Trainer {
         if !recording.fits(params) {
             return Err(Error::Invalid {
                 op: "replay_step".into(),
-                reason: "the parameters changed names or shapes since the loss was \
-                         recorded: record it again"
+                reason: "the parameters changed names, shapes or frozen parameters since \
+                         the loss was recorded: record it again"
                     .into(),
             });
         }

@@ -29,6 +29,9 @@
 //! (with [`Params::save`] or `Params::save_safetensors`), and given to a fresh optimizer
 //! with [`Optimizer::load_state`]: training then resumes exactly where it stopped.
 //!
+//! A [frozen](Params::freeze) parameter is skipped by every optimizer: its value and
+//! its state stay as they are, as PyTorch skips a parameter without a gradient.
+//!
 //! An optimizer with state sizes it on its first step and reuses it afterwards,
 //! allocating nothing. A step checks everything first — hyper-parameters, that the
 //! gradients have the names, order and shapes of the parameters, and that they are
@@ -94,9 +97,10 @@ pub trait Optimizer {
     /// Changes the learning rate (for schedules); checked at the next step.
     fn set_learning_rate(&mut self, lr: f64);
 
-    /// Updates every parameter from its gradient. An error, changing nothing, for an
-    /// invalid hyper-parameter, gradients that do not match the parameters, or
-    /// parameters whose shapes changed since the state was sized (call
+    /// Updates every trainable parameter from its gradient, leaving a
+    /// [frozen](Params::freeze) one and its state as they are. An error, changing
+    /// nothing, for an invalid hyper-parameter, gradients that do not match the
+    /// parameters, or parameters whose shapes changed since the state was sized (call
     /// [`reset`](Optimizer::reset) when moving to another network).
     fn step(&mut self, params: &mut Params, grads: &ParamGradients) -> Result<()>;
 
@@ -416,10 +420,11 @@ fn import_state<const N: usize>(
     Ok((slots, step))
 }
 
-/// Calls `update(w, g, state)` for every parameter, with its gradient and the
-/// parameter's buffer from each of `slots`, all as flat slices of equal length.
-/// `update` works position by position, so a large parameter is updated in pieces on
-/// two threads (see `update_in_pieces`).
+/// Calls `update(w, g, state)` for every trainable parameter, with its gradient and
+/// the parameter's buffer from each of `slots`, all as flat slices of equal length; a
+/// frozen parameter and its buffers are left as they are. `update` works position by
+/// position, so a large parameter is updated in pieces on two threads (see
+/// `update_in_pieces`).
 fn for_each_parameter<const N: usize>(
     params: &mut Params,
     grads: &ParamGradients,
@@ -427,10 +432,12 @@ fn for_each_parameter<const N: usize>(
     update: impl Fn(&mut [f64], &[f64], [&mut [f64]; N]) + Sync,
 ) {
     let mut buffers = slots.map(|s| s.buffers.iter_mut());
-    for (w, g) in params.values_mut().zip(grads.views()) {
+    for ((w, trainable), g) in params.values_mut().zip(grads.views()) {
         let state = buffers
             .each_mut()
             .map(|b| b.next().expect("sized by prepare").as_mut_slice());
-        update_in_pieces(w, g.data(), state, &update);
+        if trainable {
+            update_in_pieces(w, g.data(), state, &update);
+        }
     }
 }
