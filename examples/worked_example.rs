@@ -4,6 +4,8 @@
 //! cost C = (O − Y)². Every quantity is computed by the tape — forward values, the local
 //! derivatives (each one a backward pass from an intermediate node), the gradients, one
 //! update and the second forward pass — and printed beside the lecture's rounded value.
+//! Then the same step is taken by the training loop, on a network of two `Linear`
+//! layers whose biases (which the lecture's network does not have) are frozen at zero.
 //!
 //! At the end, the graph of the first forward pass is written as Graphviz DOT to
 //! `target/plots/worked_example.dot` (one record per node: name, op, value, gradient),
@@ -14,6 +16,8 @@
 
 use std::process::Command;
 use tapegrad::dot::Graph;
+use tapegrad::nn::{init, Activation, Mlp, Params, Trainer};
+use tapegrad::optim::Sgd;
 use tapegrad::trace::{trace, Trace};
 use tapegrad::{Result, Tape, Tensor, Var};
 
@@ -132,6 +136,35 @@ fn draw(cost: Var<'_>, table: &Trace) -> Result<()> {
     Ok(())
 }
 
+/// The same step by `tapegrad::nn`: a 1-1-1 sigmoid `Mlp` with W1 = 0.7, W2 = 0.5 and
+/// its biases frozen at zero, one step of plain gradient descent on (O − Y)².
+fn network_step() -> Result<()> {
+    let mut params = Params::new();
+    let net = Mlp::builder(1)
+        .layer(1, Activation::Sigmoid)
+        .layer(1, Activation::Sigmoid)
+        .build(&mut params, &mut init::rng(0))?;
+    params.set("layer1.weight", Tensor::matrix(&[[0.7]])?)?;
+    params.set("layer2.weight", Tensor::matrix(&[[0.5]])?)?;
+    params.freeze("layer1.bias")?;
+    params.freeze("layer2.bias")?;
+    let (x, y) = (Tensor::matrix(&[[X]])?, Tensor::matrix(&[[Y]])?);
+    let cost = Trainer::new().step(&mut params, &mut Sgd::new(LR), |p| {
+        let o = net.forward(p, p.tape().constant_tensor(&x))?;
+        o.mse(p.tape().constant_tensor(&y))
+    })?;
+    let o2 = net.predict(&params, &x)?.item()?;
+    println!("\nThe same step by the training loop, on two Linear layers whose biases are");
+    println!("frozen (Params::freeze) at zero, so that the network stays the lecture's:");
+    row("  C", cost, "0.1823");
+    row("  W2", params.get("layer2.weight")?.item()?, "0.623");
+    row("  W1", params.get("layer1.weight")?.item()?, "0.713");
+    row("  b1 (frozen)", params.get("layer1.bias")?.item()?, "0");
+    row("  b2 (frozen)", params.get("layer2.bias")?.item()?, "0");
+    row("  C after the step", (o2 - Y).powi(2), "0.1681");
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let tape = Tape::new();
     let (w1, w2) = (tape.var(0.7), tape.var(0.5));
@@ -191,6 +224,7 @@ fn main() -> Result<()> {
         cost.item()?,
         cost2.item()?
     );
+    network_step()?;
 
     // The same derivation as one table: every node of the first forward pass in
     // recording order, with its local derivatives and the gradients backward passed on.

@@ -1,7 +1,10 @@
-//! The lecture's numbers, reproduced from tape ops only: the 0.7 / 0.5 sigmoid chain
-//! and the `Function1` / `Function2` composition.
+//! The lecture's numbers, reproduced from tape ops: the 0.7 / 0.5 sigmoid chain (also
+//! as a network of `Linear` layers whose biases are frozen at zero) and the
+//! `Function1` / `Function2` composition.
 
 use std::sync::Arc;
+use tapegrad::nn::{init, Activation, Mlp, Params, Trainer};
+use tapegrad::optim::Sgd;
 use tapegrad::{Function, Result, ScalarFunction, Tape, Tensor, TensorRef, Var};
 
 const TOL: f64 = 1e-12;
@@ -57,6 +60,102 @@ fn every_number_of_the_worked_example_table() -> Result<()> {
     let (_, _, _, _, cost2) = chain(&tape2, tape2.var(new_w1), tape2.var(new_w2));
     close(cost2.item()?, 0.16765520630039044, "C after the step");
     assert!(cost2.item()? < cost.item()?);
+    Ok(())
+}
+
+/// The lecture's 1-1-1 network as an [`Mlp`]: W1 = 0.7, W2 = 0.5 and the biases,
+/// which the lecture's network does not have, zero; frozen when `freeze_biases`.
+fn lecture_network(freeze_biases: bool) -> Result<(Mlp, Params)> {
+    let mut params = Params::new();
+    let net = Mlp::builder(1)
+        .layer(1, Activation::Sigmoid)
+        .layer(1, Activation::Sigmoid)
+        .build(&mut params, &mut init::rng(0))?;
+    params.set("layer1.weight", Tensor::matrix(&[[0.7]])?)?;
+    params.set("layer2.weight", Tensor::matrix(&[[0.5]])?)?;
+    if freeze_biases {
+        params.freeze("layer1.bias")?;
+        params.freeze("layer2.bias")?;
+    }
+    Ok((net, params))
+}
+
+/// One step of plain gradient descent (lr 1) on C = (O − Y)² for X = 0.5, Y = 1;
+/// returns C before the step and the trainer holding the step's gradients.
+fn lecture_step(net: &Mlp, params: &mut Params) -> Result<(f64, Trainer)> {
+    let (x, y) = (Tensor::matrix(&[[0.5]])?, Tensor::matrix(&[[1.0]])?);
+    let mut trainer = Trainer::new();
+    let cost = trainer.step(params, &mut Sgd::new(1.0), |p| {
+        let o = net.forward(p, p.tape().constant_tensor(&x))?;
+        o.mse(p.tape().constant_tensor(&y))
+    })?;
+    Ok((cost, trainer))
+}
+
+fn cost_of(net: &Mlp, params: &Params) -> Result<f64> {
+    let o = net.predict(params, &Tensor::matrix(&[[0.5]])?)?.item()?;
+    Ok((o - 1.0) * (o - 1.0))
+}
+
+#[test]
+fn the_worked_example_as_a_network_with_frozen_biases() -> Result<()> {
+    let (net, mut params) = lecture_network(true)?;
+    assert_eq!(
+        params.frozen_names().collect::<Vec<_>>(),
+        ["layer1.bias", "layer2.bias"]
+    );
+    let (cost, trainer) = lecture_step(&net, &mut params)?;
+    close(cost, 0.18249472584342818, "C");
+
+    let grads = trainer.gradients();
+    close(
+        grads.get("layer2.weight")?.item()?,
+        -0.12264304766891344,
+        "dC/dW2",
+    );
+    close(
+        grads.get("layer1.weight")?.item()?,
+        -0.012674619993583183,
+        "dC/dW1",
+    );
+    assert_eq!(grads.get("layer1.bias")?.item()?, 0.0);
+    assert_eq!(grads.get("layer2.bias")?.item()?, 0.0);
+
+    close(
+        params.get("layer2.weight")?.item()?,
+        0.6226430476689134,
+        "W2 after one step",
+    );
+    close(
+        params.get("layer1.weight")?.item()?,
+        0.7126746199935832,
+        "W1 after one step",
+    );
+    // The biases stay exactly zero, so the network stays the lecture's.
+    assert_eq!(
+        params.get("layer1.bias")?.item()?.to_bits(),
+        0.0f64.to_bits()
+    );
+    assert_eq!(
+        params.get("layer2.bias")?.item()?.to_bits(),
+        0.0f64.to_bits()
+    );
+    close(
+        cost_of(&net, &params)?,
+        0.16765520630039044,
+        "C after the step",
+    );
+
+    // Left trainable, the biases move (∂C/∂b2 = ∂C/∂Z2 ≈ −0.209) and the cost after
+    // the step is no longer the lecture's.
+    let (net, mut free) = lecture_network(false)?;
+    lecture_step(&net, &mut free)?;
+    close(
+        free.get("layer2.bias")?.item()?,
+        0.8543880285758414 * 0.2446992884444925,
+        "b2 when trainable",
+    );
+    assert!((cost_of(&net, &free)? - 0.16765520630039044).abs() > 1e-3);
     Ok(())
 }
 
