@@ -20,6 +20,10 @@
 //!
 //! [`Dataset`] holds the samples themselves (one row per sample) and copies a batch's
 //! rows into reusable buffers.
+//!
+//! Preparing data needs no other crate: [`shuffle`] and [`permutation`] put things in
+//! a seeded random order, [`train_test_split`] splits a data set in two (as
+//! scikit-learn's function of that name does), and [`Csv`] reads a numeric table.
 
 use crate::error::{Error, Result};
 use crate::shape::Shape;
@@ -315,6 +319,423 @@ impl Dataset {
         }
         (input_shape, target_shape)
     }
+}
+
+/// Shuffles `items` in place into a random order drawn from `seed` (a ChaCha8
+/// generator, so the same seed gives the same order on every machine).
+///
+/// ```
+/// use tapegrad::data::shuffle;
+/// let mut a: Vec<u32> = (0..10).collect();
+/// let mut b = a.clone();
+/// shuffle(&mut a, 3);
+/// shuffle(&mut b, 3);
+/// assert_eq!(a, b); // seeded
+/// assert_ne!(a, (0..10).collect::<Vec<_>>());
+/// a.sort();
+/// assert_eq!(a, (0..10).collect::<Vec<_>>()); // the same items
+/// ```
+pub fn shuffle<T>(items: &mut [T], seed: u64) {
+    items.shuffle(&mut crate::nn::init::rng(seed));
+}
+
+/// The numbers 0..n in a random order drawn from `seed`: [`shuffle`] of `0..n`.
+///
+/// ```
+/// use tapegrad::data::permutation;
+/// let p = permutation(5, 1);
+/// assert_eq!(p, permutation(5, 1));
+/// let mut sorted = p.clone();
+/// sorted.sort();
+/// assert_eq!(sorted, [0, 1, 2, 3, 4]);
+/// ```
+pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    shuffle(&mut order, seed);
+    order
+}
+
+impl Dataset {
+    /// A new data set of the rows `indices`, in that order (a row may repeat). An error
+    /// for no index or an index not below [`len`](Dataset::len).
+    ///
+    /// ```
+    /// use tapegrad::data::Dataset;
+    /// use tapegrad::Tensor;
+    /// let data = Dataset::classification(Tensor::new(vec![10.0, 20.0, 30.0], [3, 1])?, vec![0, 1, 2])?;
+    /// let picked = data.select(&[2, 0])?;
+    /// assert_eq!(picked.inputs().data(), &[30.0, 10.0]);
+    /// assert_eq!(picked.labels(), Some(&[2, 0][..]));
+    /// assert!(data.select(&[3]).is_err());
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn select(&self, indices: &[usize]) -> Result<Dataset> {
+        if let Some(&bad) = indices.iter().find(|&&i| i >= self.len()) {
+            return Err(Error::Invalid {
+                op: "dataset select".into(),
+                reason: format!("row {bad} is out of range for {} rows", self.len()),
+            });
+        }
+        let (mut inputs, mut targets, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+        let (input_shape, target_shape) =
+            self.gather(indices, &mut inputs, &mut targets, &mut labels);
+        let mut data = Dataset::new(
+            Tensor::new(inputs, input_shape)?,
+            Tensor::new(targets, target_shape)?,
+        )?;
+        if self.labels.is_some() {
+            data.labels = Some(labels);
+        }
+        Ok(data)
+    }
+
+    /// The rows in a random order drawn from `seed` (see [`permutation`]).
+    pub fn shuffled(&self, seed: u64) -> Dataset {
+        self.select(&permutation(self.len(), seed))
+            .expect("a permutation selects every row once")
+    }
+}
+
+/// How much of a data set [`train_test_split`] sets aside for testing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TestSize {
+    /// This fraction of the rows, in (0, 1), rounded up: ⌈fraction·N⌉ rows.
+    Fraction(f64),
+    /// This many rows, at least 1 and fewer than N.
+    Count(usize),
+}
+
+/// Splits `data` into a training set and a test set, drawn at random from `seed`:
+/// scikit-learn's `train_test_split` rule. The rows are put in the order
+/// [`permutation`]`(N, seed)`; the first ⌈fraction·N⌉ (or the given count) form the
+/// test set, the rest the training set, each in that shuffled order. Labels go with
+/// their rows. Returns `(train, test)`.
+///
+/// An error, when either part would be empty or the size makes no sense: a fraction
+/// that is not finite or not strictly between 0 and 1, a count of 0 or of N or more.
+///
+/// ```
+/// use tapegrad::data::{train_test_split, Dataset, TestSize};
+/// use tapegrad::Tensor;
+/// let x = Tensor::new((0..10).map(f64::from).collect(), [10, 1])?;
+/// let data = Dataset::new(x.clone(), x.map(|v| 2.0 * v))?;
+/// let (train, test) = train_test_split(&data, TestSize::Fraction(0.25), 42)?;
+/// assert_eq!((train.len(), test.len()), (7, 3)); // ⌈0.25·10⌉ = 3 test rows
+/// // Every row lands in exactly one part, with its own target.
+/// let mut rows: Vec<f64> = train.inputs().data().iter().chain(test.inputs().data()).copied().collect();
+/// rows.sort_by(f64::total_cmp);
+/// assert_eq!(rows, x.data());
+/// assert!(test.inputs().data().iter().zip(test.targets().data()).all(|(x, y)| *y == 2.0 * x));
+///
+/// let (train, test) = train_test_split(&data, TestSize::Count(2), 42)?;
+/// assert_eq!((train.len(), test.len()), (8, 2));
+/// assert!(train_test_split(&data, TestSize::Fraction(1.0), 42).is_err());
+/// assert!(train_test_split(&data, TestSize::Count(10), 42).is_err());
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+pub fn train_test_split(data: &Dataset, test: TestSize, seed: u64) -> Result<(Dataset, Dataset)> {
+    let n = data.len();
+    let invalid = |reason: String| Error::Invalid {
+        op: "train_test_split".into(),
+        reason,
+    };
+    let n_test = match test {
+        TestSize::Fraction(f) if f.is_finite() && f > 0.0 && f < 1.0 => {
+            // As scikit-learn computes it, rounding of the product included.
+            (f * n as f64).ceil() as usize
+        }
+        TestSize::Fraction(f) => {
+            return Err(invalid(format!(
+                "the test fraction must be strictly between 0 and 1, got {f}"
+            )))
+        }
+        TestSize::Count(c) => c,
+    };
+    if n_test == 0 || n_test >= n {
+        return Err(invalid(format!(
+            "{n_test} test rows of {n} would leave a part empty; both parts need at least one row"
+        )));
+    }
+    let order = permutation(n, seed);
+    let (test_rows, train_rows) = order.split_at(n_test);
+    Ok((data.select(train_rows)?, data.select(test_rows)?))
+}
+
+/// The column of a [`Csv`] table that holds the label: by index, counting from 0, or
+/// by its name in the header. `From<usize>` and `From<&str>` make either.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Column {
+    /// The column at this index, counting from 0.
+    Index(usize),
+    /// The column with this name in the header line.
+    Name(String),
+}
+
+impl From<usize> for Column {
+    fn from(index: usize) -> Column {
+        Column::Index(index)
+    }
+}
+
+impl From<&str> for Column {
+    fn from(name: &str) -> Column {
+        Column::Name(name.to_string())
+    }
+}
+
+/// Reads a numeric table in CSV form into a [`Dataset`]: every column but one is a
+/// feature, the remaining one is the label.
+///
+/// The text is split into lines and each line into fields at the delimiter (`,` by
+/// default); spaces around a field are ignored, and so are blank lines. An optional
+/// first line is the header, whose names may be quoted (`"petal length"`). Every other
+/// field must read as a finite number (Rust's `f64` syntax: `3`, `-0.5`, `1e-3`); there
+/// is no quoting of values and no missing value. A field that is not such a number, or
+/// a row with another number of fields than the first line, is an [`Error::Csv`]
+/// naming the line and the column.
+///
+/// [`read_str`](Csv::read_str) gives inputs `[N, F]` and targets `[N, 1]`;
+/// [`read_classes_str`](Csv::read_classes_str) reads the labels as class numbers
+/// (whole numbers ≥ 0) for [`Dataset::classification`].
+///
+/// ```
+/// use tapegrad::data::Csv;
+/// use tapegrad::Error;
+/// let text = "x1,x2,y\n0.5,1,3.5\n-1,2e-1,0\n";
+/// let data = Csv::new().header(true).label("y").read_str(text)?;
+/// assert_eq!(data.inputs().shape().dims(), &[2, 2]);
+/// assert_eq!(data.inputs().data(), &[0.5, 1.0, -1.0, 0.2]);
+/// assert_eq!(data.targets().data(), &[3.5, 0.0]);
+///
+/// // The label by index, no header, and the label column first.
+/// let data = Csv::new().label(0).read_classes_str("1, 0.5\n0, 0.25\n2, 1")?;
+/// assert_eq!(data.labels(), Some(&[1, 0, 2][..]));
+/// assert_eq!(data.inputs().data(), &[0.5, 0.25, 1.0]);
+///
+/// // A field that is not a number, and a short row.
+/// let err = Csv::new().header(true).label("y").read_str("x,y\n1,2\n3,abc\n").unwrap_err();
+/// assert_eq!(err, Error::Csv { line: 3, column: 2, reason: "\"abc\" is not a number".into() });
+/// let err = Csv::new().read_str("1,2,3\n4,5\n").unwrap_err();
+/// assert!(matches!(err, Error::Csv { line: 2, column: 3, .. }));
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Csv {
+    header: bool,
+    /// The label column; `None` for the last one.
+    label: Option<Column>,
+    delimiter: char,
+}
+
+impl Default for Csv {
+    fn default() -> Csv {
+        Csv::new()
+    }
+}
+
+impl Csv {
+    /// A reader for a table without a header, comma-separated, with the label in the
+    /// last column.
+    pub fn new() -> Csv {
+        Csv {
+            header: false,
+            label: None,
+            delimiter: ',',
+        }
+    }
+
+    /// Whether the first line is a header of column names (default: no).
+    pub fn header(mut self, header: bool) -> Csv {
+        self.header = header;
+        self
+    }
+
+    /// The label column, by index (counting from 0) or by name (which needs a header).
+    /// Default: the last column.
+    pub fn label(mut self, column: impl Into<Column>) -> Csv {
+        self.label = Some(column.into());
+        self
+    }
+
+    /// The field delimiter (default `,`; `';'` and `'\t'` are common too).
+    pub fn delimiter(mut self, delimiter: char) -> Csv {
+        self.delimiter = delimiter;
+        self
+    }
+
+    /// Reads `text`: inputs `[N, F]` (the feature columns, in order) and targets
+    /// `[N, 1]` (the label column). An [`Error::Csv`] for a field that is not a finite
+    /// number or a ragged row; [`Error::Invalid`] for a table without rows or without
+    /// a feature column, or a label column that is not in the table.
+    pub fn read_str(&self, text: &str) -> Result<Dataset> {
+        let table = self.parse(text)?;
+        let n = table.labels.len();
+        Dataset::new(
+            Tensor::new(table.features, [n, table.width])?,
+            Tensor::new(table.labels, [n, 1])?,
+        )
+    }
+
+    /// Reads `text` as [`read_str`](Csv::read_str) does, the label column holding class
+    /// numbers: a classification data set. An [`Error::Csv`] also for a label that is
+    /// not a whole number ≥ 0.
+    pub fn read_classes_str(&self, text: &str) -> Result<Dataset> {
+        let table = self.parse(text)?;
+        let n = table.labels.len();
+        let mut labels = Vec::with_capacity(n);
+        for (&value, &line) in table.labels.iter().zip(&table.lines) {
+            if value < 0.0 || value.fract() != 0.0 || value >= 2f64.powi(53) {
+                return Err(Error::Csv {
+                    line,
+                    column: table.label_column + 1,
+                    reason: format!("the label {value} is not a class number (a whole number ≥ 0)"),
+                });
+            }
+            labels.push(value as usize);
+        }
+        Dataset::classification(Tensor::new(table.features, [n, table.width])?, labels)
+    }
+
+    /// Reads the file at `path` (see [`read_str`](Csv::read_str)).
+    pub fn read(&self, path: impl AsRef<std::path::Path>) -> Result<Dataset> {
+        self.read_str(&read_text(path.as_ref())?)
+    }
+
+    /// Reads the file at `path` as class data (see
+    /// [`read_classes_str`](Csv::read_classes_str)).
+    pub fn read_classes(&self, path: impl AsRef<std::path::Path>) -> Result<Dataset> {
+        self.read_classes_str(&read_text(path.as_ref())?)
+    }
+
+    /// The table's numbers: the features row by row, the label of each row, and where
+    /// each row came from.
+    fn parse(&self, text: &str) -> Result<Table> {
+        let invalid = |reason: String| Error::Invalid {
+            op: "csv".into(),
+            reason,
+        };
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| (i + 1, l))
+            .filter(|(_, l)| !l.trim().is_empty());
+        let names: Option<Vec<&str>> = if self.header {
+            let (_, line) = lines
+                .next()
+                .ok_or_else(|| invalid("the text has no header line".into()))?;
+            Some(
+                line.split(self.delimiter)
+                    .map(|name| name.trim().trim_matches('"'))
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        let mut rows = lines.peekable();
+        let columns = match (&names, rows.peek()) {
+            (Some(names), _) => names.len(),
+            (None, Some((_, first))) => first.split(self.delimiter).count(),
+            (None, None) => 0,
+        };
+        let label = match &self.label {
+            None => columns.saturating_sub(1),
+            Some(Column::Index(i)) if *i < columns => *i,
+            Some(Column::Index(i)) => {
+                return Err(invalid(format!(
+                    "the label column {i} is not among the table's {columns} columns"
+                )))
+            }
+            Some(Column::Name(name)) => match &names {
+                None => {
+                    return Err(invalid(format!(
+                        "the label column is named {name:?}, but the table has no header"
+                    )))
+                }
+                Some(names) => names.iter().position(|n| n == name).ok_or_else(|| {
+                    invalid(format!("the header {names:?} has no column {name:?}"))
+                })?,
+            },
+        };
+        if columns < 2 {
+            return Err(invalid(format!(
+                "a table needs a label column and at least one feature column, found {columns} columns"
+            )));
+        }
+        let mut table = Table {
+            features: Vec::new(),
+            labels: Vec::new(),
+            lines: Vec::new(),
+            width: columns - 1,
+            label_column: label,
+        };
+        for (line, text) in rows {
+            let mut count = 0;
+            for (k, field) in text.split(self.delimiter).enumerate() {
+                let column = k + 1;
+                if k >= columns {
+                    return Err(Error::Csv {
+                        line,
+                        column,
+                        reason: format!("the row has more than the table's {columns} fields"),
+                    });
+                }
+                let field = field.trim();
+                let value = field
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite())
+                    .ok_or_else(|| Error::Csv {
+                        line,
+                        column,
+                        reason: if field.is_empty() {
+                            "the field is empty".into()
+                        } else {
+                            format!("{field:?} is not a number")
+                        },
+                    })?;
+                if k == label {
+                    table.labels.push(value);
+                } else {
+                    table.features.push(value);
+                }
+                count += 1;
+            }
+            if count < columns {
+                return Err(Error::Csv {
+                    line,
+                    column: count + 1,
+                    reason: format!("the row has {count} of the table's {columns} fields"),
+                });
+            }
+            table.lines.push(line);
+        }
+        if table.labels.is_empty() {
+            return Err(invalid("the table has no rows".into()));
+        }
+        Ok(table)
+    }
+}
+
+/// The numbers of a CSV table (see [`Csv`]).
+struct Table {
+    /// The feature columns, row by row.
+    features: Vec<f64>,
+    /// The label of each row.
+    labels: Vec<f64>,
+    /// The line of the text each row came from.
+    lines: Vec<usize>,
+    /// The number of feature columns.
+    width: usize,
+    /// The index of the label column.
+    label_column: usize,
+}
+
+/// The text of the file at `path`; an error naming the file when it cannot be read.
+fn read_text(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::Invalid {
+        op: "csv".into(),
+        reason: format!("{}: {e}", path.display()),
+    })
 }
 
 /// Copies rows of `t` into `out`; returns the shape of the gathered rows.

@@ -215,6 +215,17 @@ pub enum Error {
         /// For a tensor, the first element, in row-major order, that is not finite.
         element: Option<usize>,
     },
+    /// A field of a CSV table ([`data::Csv`](crate::data::Csv)) could not be read as
+    /// a finite number, or a row has another number of fields than the table.
+    #[error("csv: line {line}, column {column}: {reason}")]
+    Csv {
+        /// The line of the text, counting from 1 (a header line included).
+        line: usize,
+        /// The field, counting from 1; for a short row, the first missing field.
+        column: usize,
+        /// What is wrong, as a sentence.
+        reason: String,
+    },
     /// An argument that no other variant describes does not fit the call: matrix shapes
     /// that cannot be multiplied, a class label out of range, an empty data set, a
     /// learning rate below zero, a corrupt parameter file. The reason says which and why.
