@@ -1491,3 +1491,112 @@ fn csv_errors_name_the_line_and_the_column() {
     assert!(invalid(Csv::new().header(true), "a,b\n\n").contains("no rows"));
     assert!(invalid(Csv::new(), "1\n2\n").contains("feature"));
 }
+
+// Linear layers without a bias.
+
+#[test]
+fn a_linear_layer_without_bias_computes_x_w_and_its_gradient() -> Result<()> {
+    use tapegrad::check::numerical_gradient;
+    use tapegrad::nn::Linear;
+    let mut params = Params::new();
+    let layer = Linear::without_bias(&mut params, "fc", 3, 2, Init::HeNormal, &mut init::rng(4))?;
+    assert_eq!(params.names().collect::<Vec<_>>(), ["fc.weight"]);
+    assert_eq!(params.get("fc.weight")?.shape().dims(), &[3, 2]);
+    assert_eq!((layer.inputs(), layer.outputs()), (3, 2));
+    assert_eq!(
+        (layer.weight_name(), layer.bias_name()),
+        ("fc.weight", None)
+    );
+    let w = Tensor::matrix(&[[1.0, -2.0], [0.5, 3.0], [2.0, 1.0]])?;
+    params.set("fc.weight", w.clone())?;
+    let x = Tensor::matrix(&[[1.0, 2.0, 3.0], [-1.0, 0.0, 0.5]])?;
+
+    // L = Σ (x·W)²: y = [[8, 7], [0, 2.5]] and ∂L/∂W = 2·xᵀ·y.
+    let loss = |params: &Params| -> Result<(Tensor, Tensor, f64)> {
+        let tape = Tape::new();
+        let bound = params.bind(&tape);
+        let y = layer.forward(&bound, tape.constant_tensor(&x))?;
+        let loss = y.powi(2).sum();
+        let grads = bound.gradients(&loss.backward()?)?;
+        Ok((y.value(), grads.get("fc.weight")?.clone(), loss.item()?))
+    };
+    let (y, grad, value) = loss(&params)?;
+    assert_eq!(y, Tensor::matrix(&[[8.0, 7.0], [0.0, 2.5]])?);
+    assert_eq!(value, 64.0 + 49.0 + 6.25);
+    assert_eq!(
+        grad,
+        Tensor::matrix(&[[16.0, 9.0], [32.0, 28.0], [48.0, 44.5]])?
+    );
+    let mut probe = w.clone();
+    let numerical = numerical_gradient(
+        |w| {
+            let mut p = Params::new();
+            p.insert("fc.weight", w.clone())?;
+            Ok(loss(&p)?.2)
+        },
+        &mut probe,
+        1e-4,
+    )?;
+    for (a, n) in grad.data().iter().zip(numerical.data()) {
+        assert!((a - n).abs() < 1e-6, "{a} against {n}");
+    }
+
+    // Bad input: an error, the store unchanged.
+    let kept = params.clone();
+    assert!(
+        Linear::without_bias(&mut params, "fc", 3, 2, Init::HeNormal, &mut init::rng(0)).is_err()
+    );
+    assert!(
+        Linear::without_bias(&mut params, "g", 0, 2, Init::HeNormal, &mut init::rng(0)).is_err()
+    );
+    assert_eq!(params, kept);
+    let tape = Tape::new();
+    let bound = params.bind(&tape);
+    let wrong = tape.constant_tensor(&Tensor::zeros([2, 4]));
+    assert!(layer.forward(&bound, wrong).is_err());
+    Ok(())
+}
+
+#[test]
+fn a_network_without_biases_fits_a_line_through_the_origin() -> Result<()> {
+    let mut params = Params::new();
+    let net = Mlp::builder(2)
+        .layer(1, Activation::Identity)
+        .bias(false)
+        .build(&mut params, &mut init::rng(2))?;
+    assert_eq!(params.names().collect::<Vec<_>>(), ["layer1.weight"]);
+    assert_eq!(net.layers()[0].0.bias_name(), None);
+    // y = 3a − b, full batch: least squares gives W = [3, −1] exactly in the limit.
+    let x = Tensor::matrix(&[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, -1.0]])?;
+    let y = Tensor::matrix(&[[3.0], [-1.0], [2.0], [7.0]])?;
+    let mut trainer = Trainer::new();
+    let mut sgd = Sgd::new(0.1);
+    for _ in 0..500 {
+        trainer.step(&mut params, &mut sgd, |p| {
+            let o = net.forward(p, p.tape().constant_tensor(&x))?;
+            o.mse(p.tape().constant_tensor(&y))
+        })?;
+    }
+    let w = params.get("layer1.weight")?.data().to_vec();
+    assert!(
+        (w[0] - 3.0).abs() < 1e-9 && (w[1] + 1.0).abs() < 1e-9,
+        "{w:?}"
+    );
+    // With biases the default, the same builder adds them.
+    let mut with = Params::new();
+    Mlp::builder(2)
+        .layer(1, Activation::Identity)
+        .build(&mut with, &mut init::rng(2))?;
+    assert_eq!(
+        with.names().collect::<Vec<_>>(),
+        ["layer1.weight", "layer1.bias"]
+    );
+    // The same seed draws the same weights either way.
+    let mut fresh = Params::new();
+    Mlp::builder(2)
+        .layer(1, Activation::Identity)
+        .bias(false)
+        .build(&mut fresh, &mut init::rng(2))?;
+    assert_eq!(with.get("layer1.weight")?, fresh.get("layer1.weight")?);
+    Ok(())
+}

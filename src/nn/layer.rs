@@ -145,7 +145,8 @@ impl fmt::Debug for Activation {
 /// of the lecture's `np.dot(X, W) + b`.
 ///
 /// The parameters are `"{name}.weight"` and `"{name}.bias"` in the store; the bias
-/// starts at zero.
+/// starts at zero. A layer made by [`without_bias`](Linear::without_bias) is
+/// `y = x·W`, with no `"{name}.bias"` (PyTorch's `nn.Linear(bias=False)`).
 ///
 /// ```
 /// use tapegrad::nn::{init, Init, Linear, Params};
@@ -163,7 +164,8 @@ impl fmt::Debug for Activation {
 #[derive(Clone, Debug)]
 pub struct Linear {
     weight: String,
-    bias: String,
+    /// The bias's name; `None` for a layer without a bias.
+    bias: Option<String>,
     inputs: usize,
     outputs: usize,
 }
@@ -180,15 +182,65 @@ impl Linear {
         init: Init,
         rng: &mut R,
     ) -> Result<Linear> {
-        let layer = Linear::plan(params, name, inputs, outputs)?;
+        Linear::with_bias(params, name, inputs, outputs, init, rng, true)
+    }
+
+    /// Adds the weight of a new layer `y = x·W` without a bias to `params`, filled by
+    /// `init` from `rng`. An error, leaving `params` unchanged, if a size is 0, the
+    /// name is taken, or `init` is invalid.
+    ///
+    /// ```
+    /// use tapegrad::nn::{init, Init, Linear, Params};
+    /// use tapegrad::{Tape, Tensor};
+    /// let mut params = Params::new();
+    /// let layer = Linear::without_bias(&mut params, "fc", 2, 1, Init::Constant(0.5), &mut init::rng(0))?;
+    /// assert_eq!(params.names().collect::<Vec<_>>(), ["fc.weight"]);
+    /// assert_eq!(layer.bias_name(), None);
+    /// let tape = Tape::new();
+    /// let bound = params.bind(&tape);
+    /// let x = tape.constant_tensor(&Tensor::matrix(&[[1.0, 2.0], [0.0, 0.0]])?);
+    /// let y = layer.forward(&bound, x)?;
+    /// assert_eq!(y.value(), Tensor::matrix(&[[1.5], [0.0]])?); // no offset at x = 0
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn without_bias<R: Rng + ?Sized>(
+        params: &mut Params,
+        name: &str,
+        inputs: usize,
+        outputs: usize,
+        init: Init,
+        rng: &mut R,
+    ) -> Result<Linear> {
+        Linear::with_bias(params, name, inputs, outputs, init, rng, false)
+    }
+
+    /// [`new`](Linear::new) when `bias`, else [`without_bias`](Linear::without_bias).
+    fn with_bias<R: Rng + ?Sized>(
+        params: &mut Params,
+        name: &str,
+        inputs: usize,
+        outputs: usize,
+        init: Init,
+        rng: &mut R,
+        bias: bool,
+    ) -> Result<Linear> {
+        let layer = Linear::plan(params, name, inputs, outputs, bias)?;
         let weight = init.tensor([inputs, outputs], rng)?;
         params.insert(layer.weight.clone(), weight)?;
-        params.insert(layer.bias.clone(), Tensor::zeros([1, outputs]))?;
+        if let Some(bias) = &layer.bias {
+            params.insert(bias.clone(), Tensor::zeros([1, outputs]))?;
+        }
         Ok(layer)
     }
 
     /// The layer's names, checked to be free in `params`, with nothing inserted yet.
-    fn plan(params: &Params, name: &str, inputs: usize, outputs: usize) -> Result<Linear> {
+    fn plan(
+        params: &Params,
+        name: &str,
+        inputs: usize,
+        outputs: usize,
+        bias: bool,
+    ) -> Result<Linear> {
         if inputs == 0 || outputs == 0 {
             return Err(Error::Invalid {
                 op: "linear".into(),
@@ -199,11 +251,11 @@ impl Linear {
         }
         let layer = Linear {
             weight: format!("{name}.weight"),
-            bias: format!("{name}.bias"),
+            bias: bias.then(|| format!("{name}.bias")),
             inputs,
             outputs,
         };
-        for taken in [&layer.weight, &layer.bias] {
+        for taken in std::iter::once(&layer.weight).chain(&layer.bias) {
             if params.contains(taken) {
                 return Err(Error::Invalid {
                     op: "linear".into(),
@@ -214,11 +266,18 @@ impl Linear {
         Ok(layer)
     }
 
-    /// Records `x·W + b` for `x: [N, inputs]`; an error when `x` does not fit or the
-    /// layer's parameters are missing from `params`.
+    /// Records `x·W + b` (or `x·W` for a layer without a bias) for `x: [N, inputs]`;
+    /// an error when `x` does not fit or the layer's parameters are missing from
+    /// `params`.
     pub fn forward<'t>(&self, params: &Bound<'t, '_>, x: Var<'t>) -> Result<Var<'t>> {
-        let (w, b) = (params.get(&self.weight)?, params.get(&self.bias)?);
-        x.matmul(w)?.try_add(b)
+        let w = params.get(&self.weight)?;
+        match &self.bias {
+            Some(bias) => {
+                let b = params.get(bias)?;
+                x.matmul(w)?.try_add(b)
+            }
+            None => x.matmul(w),
+        }
     }
 
     /// The name of the weight parameter.
@@ -226,9 +285,9 @@ impl Linear {
         &self.weight
     }
 
-    /// The name of the bias parameter.
-    pub fn bias_name(&self) -> &str {
-        &self.bias
+    /// The name of the bias parameter; `None` for a layer without a bias.
+    pub fn bias_name(&self) -> Option<&str> {
+        self.bias.as_deref()
     }
 
     /// The number of inputs.
@@ -281,6 +340,7 @@ impl Mlp {
             layers: Vec::new(),
             init: None,
             prefix: "layer".into(),
+            bias: true,
         }
     }
 
@@ -318,6 +378,7 @@ pub struct MlpBuilder {
     layers: Vec<(usize, Activation)>,
     init: Option<Init>,
     prefix: String,
+    bias: bool,
 }
 
 impl MlpBuilder {
@@ -332,6 +393,29 @@ impl MlpBuilder {
     /// [`default_init`](Activation::default_init). Biases always start at zero.
     pub fn init(mut self, init: Init) -> MlpBuilder {
         self.init = Some(init);
+        self
+    }
+
+    /// Gives every layer a bias (`true`, the default) or none (`false`: each layer is
+    /// `y = x·W`, see [`Linear::without_bias`]).
+    ///
+    /// ```
+    /// use tapegrad::nn::{init, Activation, Mlp, Params};
+    /// use tapegrad::Tensor;
+    /// let mut params = Params::new();
+    /// let net = Mlp::builder(3)
+    ///     .layer(4, Activation::Tanh)
+    ///     .layer(2, Activation::Sigmoid)
+    ///     .bias(false)
+    ///     .build(&mut params, &mut init::rng(1))?;
+    /// assert_eq!(params.names().collect::<Vec<_>>(), ["layer1.weight", "layer2.weight"]);
+    /// // Without biases, a zero input gives tanh(0) = 0 and then σ(0) = ½.
+    /// let y = net.predict(&params, &Tensor::zeros([1, 3]))?;
+    /// assert_eq!(y, Tensor::matrix(&[[0.5, 0.5]])?);
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn bias(mut self, bias: bool) -> MlpBuilder {
+        self.bias = bias;
         self
     }
 
@@ -357,9 +441,9 @@ impl MlpBuilder {
         let mut width = self.inputs;
         for (i, (outputs, activation)) in self.layers.into_iter().enumerate() {
             let name = format!("{}{}", self.prefix, i + 1);
-            Linear::plan(params, &name, width, outputs)?;
+            Linear::plan(params, &name, width, outputs, self.bias)?;
             let init = self.init.unwrap_or_else(|| activation.default_init());
-            let layer = Linear::new(&mut fresh, &name, width, outputs, init, rng)?;
+            let layer = Linear::with_bias(&mut fresh, &name, width, outputs, init, rng, self.bias)?;
             layers.push((layer, activation));
             width = outputs;
         }
