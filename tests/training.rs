@@ -1600,3 +1600,87 @@ fn a_network_without_biases_fits_a_line_through_the_origin() -> Result<()> {
     assert_eq!(with.get("layer1.weight")?, fresh.get("layer1.weight")?);
     Ok(())
 }
+
+// Activations composed of tape ops.
+
+/// mish(v) = v·tanh(ln(1 + eᵛ)), in plain f64.
+fn mish(v: f64) -> f64 {
+    v * v.exp().ln_1p().tanh()
+}
+
+#[test]
+fn a_composed_mish_layer_has_the_numerical_gradient() -> Result<()> {
+    use tapegrad::check::numerical_gradients;
+    let mish_activation = Activation::from_fn("mish", |x| Ok(x * x.softplus().tanh()));
+    let mut params = Params::new();
+    let net = Mlp::builder(2)
+        .layer(3, mish_activation)
+        .layer(1, Activation::Identity)
+        .build(&mut params, &mut init::rng(11))?;
+    assert_eq!(net.layers()[0].1.name(), "mish");
+    assert_eq!(format!("{:?}", net.layers()[0].1), "mish");
+    // Biases away from zero, so that every parameter matters.
+    params.set("layer1.bias", Tensor::matrix(&[[0.3, -0.7, 1.1]])?)?;
+    params.set("layer2.bias", Tensor::matrix(&[[-0.2]])?)?;
+    let x = Tensor::matrix(&[[0.5, -1.0], [2.0, 0.25], [-1.5, -0.5]])?;
+    let y = Tensor::matrix(&[[1.0], [-0.5], [0.25]])?;
+
+    // The forward pass is mish(x·W1 + b1)·W2 + b2, computed here in plain f64.
+    let (w1, b1) = (
+        params.get("layer1.weight")?.data(),
+        params.get("layer1.bias")?.data(),
+    );
+    let (w2, b2) = (
+        params.get("layer2.weight")?.data(),
+        params.get("layer2.bias")?.data(),
+    );
+    let out = net.predict(&params, &x)?;
+    for (row, &o) in x.data().chunks(2).zip(out.data()) {
+        let hidden = (0..3).map(|j| mish(row[0] * w1[j] + row[1] * w1[3 + j] + b1[j]));
+        let want = hidden.zip(w2).map(|(h, w)| h * w).sum::<f64>() + b2[0];
+        assert!((o - want).abs() < 1e-14, "{o} against {want}");
+    }
+
+    let loss_of = |params: &Params| -> Result<(f64, ParamGradients)> {
+        let tape = Tape::new();
+        let bound = params.bind(&tape);
+        let o = net.forward(&bound, tape.constant_tensor(&x))?;
+        let loss = o.mse(tape.constant_tensor(&y))?;
+        Ok((loss.item()?, bound.gradients(&loss.backward()?)?))
+    };
+    let (_, analytic) = loss_of(&params)?;
+    let names: Vec<String> = params.names().map(String::from).collect();
+    let mut values: Vec<Tensor> = params.iter().map(|(_, t)| t.clone()).collect();
+    let numerical = numerical_gradients(
+        |values| {
+            let mut p = Params::new();
+            for (name, value) in names.iter().zip(values) {
+                p.insert(name.as_str(), value.clone())?;
+            }
+            Ok(loss_of(&p)?.0)
+        },
+        &mut values,
+        1e-5,
+    )?;
+    for (name, numerical) in names.iter().zip(&numerical) {
+        let analytic = analytic.get(name)?;
+        for (a, n) in analytic.data().iter().zip(numerical.data()) {
+            assert!(
+                (a - n).abs() <= 1e-8 + 1e-6 * a.abs().max(n.abs()),
+                "{name}: {a} against {n}"
+            );
+        }
+        assert!(analytic.data().iter().any(|&g| g != 0.0), "{name}");
+    }
+
+    // An error from the closure stops the forward pass.
+    let failing = Activation::from_fn("fails", |x| {
+        x.try_add(x.tape().constant_tensor(&Tensor::zeros([7])))
+    });
+    let tape = Tape::new();
+    assert!(matches!(
+        failing.apply(tape.tensor(&Tensor::zeros([2, 3]))),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    Ok(())
+}

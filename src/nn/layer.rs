@@ -16,7 +16,8 @@ use std::fmt;
 use std::sync::Arc;
 
 /// The function applied after a layer's affine map: any built-in activation, none
-/// ([`Identity`](Activation::Identity)), or a user function.
+/// ([`Identity`](Activation::Identity)), a user function ([`Activation::custom`]), or
+/// any composition of tape ops ([`Activation::from_fn`]).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -69,6 +70,40 @@ pub enum Activation {
     Gelu,
     /// A user function, applied to the layer's output as a whole.
     Custom(Arc<dyn Function>),
+    /// A composition of tape ops, made by [`Activation::from_fn`].
+    Composed(Composed),
+}
+
+/// An activation written as a composition of tape ops: a name and a closure that
+/// records the activation of a layer's output (see [`Activation::from_fn`]). Cloning
+/// it shares the closure.
+#[derive(Clone)]
+pub struct Composed {
+    name: String,
+    f: Arc<ComposedFn>,
+}
+
+/// The closure of a [`Composed`] activation.
+type ComposedFn = dyn for<'t> Fn(Var<'t>) -> Result<Var<'t>> + Send + Sync;
+
+impl Composed {
+    /// The activation's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Records the activation of `x`: the closure's result.
+    pub fn apply<'t>(&self, x: Var<'t>) -> Result<Var<'t>> {
+        (self.f)(x)
+    }
+}
+
+impl fmt::Debug for Composed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Composed")
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 impl Activation {
@@ -76,6 +111,47 @@ impl Activation {
     /// activation.
     pub fn custom<F: Function + 'static>(f: F) -> Activation {
         Activation::Custom(Arc::new(f))
+    }
+
+    /// An activation made of tape ops: `f` records the activation of a layer's output
+    /// `x` with any ops of [`Var`] (its derivative comes from theirs, so it needs no
+    /// backward rule of its own), and `name` names it. The closure is called at each
+    /// forward pass; an error it returns stops the pass.
+    ///
+    /// Mish, `x·tanh(softplus(x))`, as the hidden activation of a network:
+    ///
+    /// ```
+    /// use tapegrad::nn::{init, Activation, Mlp, Params};
+    /// use tapegrad::{Tape, Tensor};
+    ///
+    /// let mish = Activation::from_fn("mish", |x| Ok(x * x.softplus().tanh()));
+    /// assert_eq!(mish.name(), "mish");
+    /// let tape = Tape::new();
+    /// let x = tape.var(1.0);
+    /// let y = mish.apply(x)?;
+    /// let softplus = 1f64.exp().ln_1p();
+    /// assert!((y.item()? - softplus.tanh()).abs() < 1e-15);
+    /// // d/dx x·tanh(sp(x)) = tanh(sp(x)) + x·(1 − tanh²(sp(x)))·σ(x)
+    /// let want = softplus.tanh() + (1.0 - softplus.tanh().powi(2)) / (1.0 + (-1f64).exp());
+    /// assert!((y.backward()?.wrt_scalar(x)? - want).abs() < 1e-15);
+    ///
+    /// let mut params = Params::new();
+    /// let net = Mlp::builder(2)
+    ///     .layer(3, mish.clone())
+    ///     .layer(1, Activation::Identity)
+    ///     .build(&mut params, &mut init::rng(0))?;
+    /// let out = net.predict(&params, &Tensor::matrix(&[[0.5, -1.0]])?)?;
+    /// assert_eq!(out.shape().dims(), &[1, 1]);
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn from_fn<F>(name: impl Into<String>, f: F) -> Activation
+    where
+        F: for<'t> Fn(Var<'t>) -> Result<Var<'t>> + Send + Sync + 'static,
+    {
+        Activation::Composed(Composed {
+            name: name.into(),
+            f: Arc::new(f),
+        })
     }
 
     /// The activation's name (`"identity"` for none).
@@ -95,6 +171,7 @@ impl Activation {
             Activation::Softplus => "softplus",
             Activation::Gelu => "gelu",
             Activation::Custom(f) => f.name(),
+            Activation::Composed(c) => c.name(),
         }
     }
 
@@ -115,6 +192,7 @@ impl Activation {
             Activation::Softplus => x.softplus(),
             Activation::Gelu => x.gelu(),
             Activation::Custom(f) => x.apply(f)?,
+            Activation::Composed(c) => c.apply(x)?,
         })
     }
 

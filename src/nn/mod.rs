@@ -43,6 +43,6 @@ pub mod params;
 pub mod train;
 
 pub use init::Init;
-pub use layer::{Activation, Linear, Mlp, MlpBuilder};
+pub use layer::{Activation, Composed, Linear, Mlp, MlpBuilder};
 pub use params::{Bound, ParamGradients, Params};
 pub use train::{accuracy, Batch, History, Trainer};
