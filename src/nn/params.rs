@@ -549,8 +549,8 @@ pub struct Bound<'t, 'p> {
 }
 
 impl<'t, 'p> Bound<'t, 'p> {
-    /// The variable of the parameter called `name`; [`Error::UnknownParameter`] if there
-    /// is none.
+    /// The variable of the parameter called `name` (a constant for a
+    /// [frozen](Params::freeze) parameter); [`Error::UnknownParameter`] if there is none.
     pub fn get(&self, name: &str) -> Result<Var<'t>> {
         let index = self.params.index_of(name)?;
         Ok(self.var_at(index))

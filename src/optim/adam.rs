@@ -14,7 +14,10 @@ use crate::nn::{ParamGradients, Params};
 /// the usual choice).
 ///
 /// This is PyTorch's `torch.optim.Adam(params, lr=η, betas=(β₁, β₂), eps=ε)` (no
-/// weight decay, not AMSGrad), defaults included.
+/// weight decay, not AMSGrad), defaults included. One difference: t counts the steps
+/// of the optimizer, where PyTorch counts them per parameter, so a parameter that was
+/// [frozen](crate::nn::Params::freeze) for some steps and then unfrozen is corrected
+/// with the optimizer's t (while frozen, its moments stay as they are).
 ///
 /// ```
 /// use tapegrad::nn::{ParamGradients, Params};
