@@ -1,0 +1,190 @@
+//! What a scalar node costs in memory, measured by a global allocator that counts the
+//! bytes this thread holds: a 12-byte node, its 8-byte value and 8-byte gradient, and,
+//! for a unary node, the 8-byte derivative stored when it was recorded. A binary scalar
+//! node (`a * b`) costs 28 bytes, a unary one (`a.sin()`) 36, plus the slack of the
+//! arenas' growth.
+//!
+//! The ignored test records and backpropagates a chain of 10⁷ sines and prints its times
+//! and bytes per node (`cargo test --release --test scale -- --ignored --nocapture`).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Instant;
+use tapegrad::{Gradients, Result, Tape};
+
+struct Counting;
+
+/// Bytes held by the counting thread, and the most it held since the last reset.
+static HELD: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn count(delta: isize) {
+    if COUNTING.with(Cell::get) {
+        let now = HELD.fetch_add(delta, Ordering::Relaxed) + delta;
+        PEAK.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; counting touches
+// only atomics and a const-initialised thread-local, none of which allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size() as isize);
+        // SAFETY: the caller's contract for `alloc` is passed on as is.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count(layout.size() as isize);
+        // SAFETY: the caller's contract for `alloc_zeroed` is passed on as is.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count(-(layout.size() as isize));
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(new_size as isize - layout.size() as isize);
+        // SAFETY: the caller's contract for `realloc` is passed on as is.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Runs `f` counting this thread's heap: its result, the bytes it left held and the
+/// most it held at once.
+fn measured<T>(f: impl FnOnce() -> T) -> (T, isize, isize) {
+    HELD.store(0, Ordering::Relaxed);
+    PEAK.store(0, Ordering::Relaxed);
+    COUNTING.with(|c| c.set(true));
+    let out = f();
+    COUNTING.with(|c| c.set(false));
+    (
+        out,
+        HELD.load(Ordering::Relaxed),
+        PEAK.load(Ordering::Relaxed),
+    )
+}
+
+/// A fresh tape with `n` nodes after its leaf, each `a * b` (binary) or `a.sin()`
+/// (unary), backpropagated; its gradient with respect to the leaf.
+fn chain(n: usize, unary: bool) -> Result<(Tape, Gradients, f64)> {
+    let tape = Tape::new();
+    let (grads, g) = {
+        let x0 = tape.var(0.999_999);
+        let mut x = x0;
+        for _ in 0..n {
+            x = if unary { x.sin() } else { x * x0 };
+        }
+        let grads = x.backward()?;
+        let g = grads.wrt_scalar(x0)?;
+        (grads, g)
+    };
+    Ok((tape, grads, g))
+}
+
+#[test]
+fn a_node_and_its_value_take_twelve_and_eight_bytes() {
+    // Room for n nodes, then for n values, then both: 12, 8 and 20 bytes each, besides
+    // the small tables of an empty tape.
+    let n = 100_000;
+    let (_, empty, _) = measured(|| Tape::with_capacity(0, 0));
+    for (nodes, values, bytes) in [(n, 0, 12), (0, n, 8), (n, n, 20)] {
+        let (tape, held, _) = measured(|| Tape::with_capacity(nodes, values));
+        assert_eq!(
+            held - empty,
+            bytes * n as isize,
+            "{nodes} nodes, {values} values"
+        );
+        // The tape's own account of its memory agrees but for those tables.
+        assert!((tape.heap_bytes() as isize - held).abs() < 1024);
+    }
+}
+
+#[test]
+fn binary_scalar_nodes_cost_28_bytes_and_unary_ones_36() -> Result<()> {
+    // 10⁶ nodes: the arenas grow by doubling, to 2²⁰ places here, so a node costs a
+    // little more than its share (1.05 times it for the node and its value); each
+    // figure stays within 1.5 bytes of it.
+    let n = 1_000_000;
+    for (unary, bytes) in [(false, 28.0), (true, 36.0)] {
+        let (run, held, peak) = measured(|| chain(n, unary));
+        let (tape, grads, g) = run?;
+        let held_per_node = held as f64 / n as f64;
+        let peak_per_node = peak as f64 / n as f64;
+        assert!(
+            (bytes..bytes + 1.5).contains(&held_per_node),
+            "unary {unary}: {held_per_node} bytes held per node, {bytes} expected"
+        );
+        assert!(
+            (bytes..bytes + 1.5).contains(&peak_per_node),
+            "unary {unary}: {peak_per_node} bytes per node at the peak"
+        );
+        // The allocator's count and the tape's own account agree.
+        let accounted = tape.heap_bytes() + grads.heap_bytes();
+        assert!(
+            (accounted as isize - held).abs() < 4096,
+            "tape and gradients say {accounted}, the allocator {held}"
+        );
+        // And the chain's gradient is right: d(x0^(n+1))/dx0 or Π cos.
+        if !unary {
+            let want = (n as f64 + 1.0) * 0.999_999_f64.powi(n as i32);
+            assert!((g - want).abs() <= 1e-9 * want, "{g} against {want}");
+        } else {
+            assert!(g > 0.0 && g < 1.0, "{g}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+#[ignore = "a 10^7-node chain: about 550 MB; run with --release --ignored --nocapture"]
+fn a_chain_of_ten_million_sines() -> Result<()> {
+    let n = 10_000_000;
+    let ((), _, peak) = measured(|| {
+        let tape = Tape::new();
+        let start = Instant::now();
+        let x0 = tape.var(0.9);
+        let mut x = x0;
+        for _ in 0..n {
+            x = x.sin();
+        }
+        let recorded = start.elapsed();
+        let start = Instant::now();
+        let grads = x.backward().unwrap();
+        let swept = start.elapsed();
+        let g = grads.wrt_scalar(x0).unwrap();
+        // The derivative of the chain by hand: the product of the cosines.
+        let (mut v, mut want) = (0.9_f64, 1.0_f64);
+        for _ in 0..n {
+            want *= v.cos();
+            v = v.sin();
+        }
+        assert!((g - want).abs() <= 1e-9 * want, "{g} against {want}");
+        println!(
+            "10^7 sines: record {:.3} s, backward {:.3} s, held {:.1} bytes per node",
+            recorded.as_secs_f64(),
+            swept.as_secs_f64(),
+            (tape.heap_bytes() + grads.heap_bytes()) as f64 / n as f64
+        );
+    });
+    // 36 bytes per node, and the slack of arenas that grow by doubling: at 10⁷ nodes
+    // each arena's capacity is 2²⁴ (1.68 times the nodes), at most twice.
+    let per_node = peak as f64 / n as f64;
+    println!("peak {per_node:.1} bytes per node");
+    assert!(
+        (36.0..72.0).contains(&per_node),
+        "{per_node} bytes per node"
+    );
+    Ok(())
+}
