@@ -609,12 +609,6 @@ fn sweep_nodes<const DENSE: bool, const MODE: u8, const CHECK: bool>(
         if MODE == MARKED && !marks[id] {
             continue;
         }
-        // Three arms and a default: with a fourth, the match compiles to a jump table,
-        // which swept the chain of cheap ops 8–9% slower over most placements of the
-        // code (see "What makes it fast" in docs/performance.md). Sums and differences
-        // share an arm through a bit of their kind; the rarer kinds wait behind a
-        // second match on a kind the compiler cannot see, which it would otherwise
-        // fold into the first one.
         match node.kind {
             // Two multiply-adds at most: a unary node's derivative is stored, and a sum's,
             // a difference's or a product's partials are ±1 or come from the values.
@@ -652,39 +646,35 @@ fn sweep_nodes<const DENSE: bool, const MODE: u8, const CHECK: bool>(
                     check_scalar_inputs(inner, id, g)?;
                 }
             }
-            // Leaves and frozen nodes have nothing to do. Other binary ops compute their
-            // partials by their op code; a general node runs its op's rule.
-            _ => match std::hint::black_box(node.kind) {
-                Kind::Binary => {
-                    let gy = incoming!();
-                    let [a, b] = node.args().map(|i| at(i as usize));
-                    let (va, vb) = (read!(values, a), read!(values, b));
-                    let (da, db) =
-                        Op::binary_partials_code(node.code, va, vb, read!(values, at(id)));
-                    // SAFETY: the inputs' slots, as for `read!`.
-                    (carry_for, carry) =
-                        unsafe { accumulate(g, node.args(), at, [gy * da, gy * db]) };
-                    if CHECK {
-                        check_scalar_inputs(inner, id, g)?;
-                    }
+            // Other binary ops compute their partials by their op code.
+            Kind::Binary => {
+                let gy = incoming!();
+                let [a, b] = node.args().map(|i| at(i as usize));
+                let (va, vb) = (read!(values, a), read!(values, b));
+                let (da, db) = Op::binary_partials_code(node.code, va, vb, read!(values, at(id)));
+                // SAFETY: the inputs' slots, as for `read!`.
+                (carry_for, carry) = unsafe { accumulate(g, node.args(), at, [gy * da, gy * db]) };
+                if CHECK {
+                    check_scalar_inputs(inner, id, g)?;
                 }
-                Kind::General => {
-                    // The first number of the gradient tells most nodes on the path; a
-                    // node of no elements has none (its slot is the next node's).
-                    if MODE == TESTED
-                        && (g.get(at(id)).is_none_or(|gy| gy.to_bits() == 0)
-                            || inner.numel(node) == 0)
-                    {
-                        return Ok(Some(id));
-                    }
-                    general_backward(inner, node, id, values, g)?;
-                    (carry_for, carry) = (usize::MAX, 0.0);
-                    if CHECK {
-                        check_inputs(inner, id, g)?;
-                    }
+            }
+            // A general node runs its op's rule.
+            Kind::General => {
+                // The first number of the gradient tells most nodes on the path; a
+                // node of no elements has none (its slot is the next node's).
+                if MODE == TESTED
+                    && (g.get(at(id)).is_none_or(|gy| gy.to_bits() == 0) || inner.numel(node) == 0)
+                {
+                    return Ok(Some(id));
                 }
-                _ => {}
-            },
+                general_backward(inner, node, id, values, g)?;
+                (carry_for, carry) = (usize::MAX, 0.0);
+                if CHECK {
+                    check_inputs(inner, id, g)?;
+                }
+            }
+            // Leaves and frozen nodes have nothing to do.
+            Kind::Leaf | Kind::FrozenUnary | Kind::FrozenBinary => {}
         }
     }
     Ok(None)

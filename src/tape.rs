@@ -557,12 +557,12 @@ impl Inner {
 
     /// A one-number slot at the end of the recording, holding `y`.
     #[inline(always)]
-    fn push_scalar(&mut self, y: f64, lock: &Lock) -> u32 {
+    fn push_scalar(&mut self, y: f64) -> u32 {
         let offset = self.used;
         if offset < self.values.len() {
             self.values[offset] = y;
         } else {
-            self.grow_values(lock);
+            self.grow_values();
             self.values[offset] = y;
         }
         self.used = offset + 1;
@@ -573,12 +573,12 @@ impl Inner {
     /// Appends a unary scalar node's stored numbers (see [`Node`]) to `aux` and returns
     /// where they start: one bounds check when the arena has room.
     #[inline(always)]
-    fn push_aux<const N: usize>(&mut self, numbers: [f64; N], lock: &Lock) -> u32 {
+    fn push_aux<const N: usize>(&mut self, numbers: [f64; N]) -> u32 {
         let at = self.aux_used;
         match self.aux.get_mut(at..at + N) {
             Some(slot) => slot.copy_from_slice(&numbers),
             // By value: a reference would keep the numbers in memory on the fast path.
-            None => self.grow_aux(numbers, lock),
+            None => self.grow_aux(numbers),
         }
         self.aux_used = at + N;
         // Below the arena's length, which its growth keeps at most 2^32.
@@ -588,8 +588,7 @@ impl Inner {
     /// [`push_aux`](Inner::push_aux) when the arena is full: grows it, then writes.
     #[cold]
     #[inline(never)]
-    fn grow_aux<const N: usize>(&mut self, numbers: [f64; N], lock: &Lock) {
-        let _locked = lock.try_borrow_mut();
+    fn grow_aux<const N: usize>(&mut self, numbers: [f64; N]) {
         let (at, end) = (self.aux_used, self.aux_used + N);
         u32::try_from(end - 1).expect("a tape holds at most 2^32 stored derivatives");
         // Room for the next nodes' numbers too, as `grow_values` makes.
@@ -606,8 +605,7 @@ impl Inner {
 
     #[cold]
     #[inline(never)]
-    fn grow_values(&mut self, lock: &Lock) {
-        let _locked = lock.try_borrow_mut();
+    fn grow_values(&mut self) {
         let len = self.values.len();
         u32::try_from(len).expect(TOO_MANY_VALUES);
         // Slots for the next 4,096 numbers at once (at most the 2^32 a tape holds), so
@@ -626,33 +624,24 @@ impl Inner {
     }
 }
 
-/// The tape's storage cell, as the cold paths of a recording see it: they take its
-/// guard (`try_borrow_mut`, which fails harmlessly when a guard is already held) before
-/// they allocate or panic, so that code that runs then (an allocator, a panic hook)
-/// finds the storage borrowed.
-type Lock = RefCell<Inner>;
-
-/// The panic of a recording past 2³² nodes, with the storage locked.
+/// The panic of a recording past 2³² nodes.
 #[cold]
 #[inline(never)]
-fn too_many_nodes(lock: &Lock) -> ! {
-    let _locked = lock.try_borrow_mut();
+fn too_many_nodes() -> ! {
     panic!("a tape holds at most 2^32 nodes")
 }
 
-/// Doubles the node arena's capacity, with the storage locked.
+/// Doubles the node arena's capacity.
 #[cold]
 #[inline(never)]
-fn grow_nodes(nodes: &mut Vec<Node>, lock: &Lock) {
-    let _locked = lock.try_borrow_mut();
+fn grow_nodes(nodes: &mut Vec<Node>) {
     nodes.reserve(1);
 }
 
-/// Doubles the capacity of a tape's list of slots, with the storage locked.
+/// Doubles the capacity of a tape's list of slots.
 #[cold]
 #[inline(never)]
-fn grow_offsets(offsets: &mut Vec<u32>, lock: &Lock) {
-    let _locked = lock.try_borrow_mut();
+fn grow_offsets(offsets: &mut Vec<u32>) {
     offsets.reserve(1);
 }
 
@@ -870,7 +859,7 @@ impl Tape {
     fn leaf_scalar(&self, value: f64, requires_grad: bool) -> Var<'_> {
         let mut inner = self.inner.borrow_mut();
         self.room_for_a_node(&inner);
-        let offset = inner.push_scalar(value, &self.inner);
+        let offset = inner.push_scalar(value);
         let node = Node::scalar_leaf(self.flags(requires_grad, true));
         let var = self.push(&mut inner, node, offset);
         if self.anomaly.get() {
@@ -950,7 +939,7 @@ impl Tape {
     #[inline(always)]
     fn room_for_a_node(&self, inner: &Inner) {
         if NodeId::try_from(inner.nodes.len()).is_err() {
-            too_many_nodes(&self.inner);
+            too_many_nodes();
         }
     }
 
@@ -985,7 +974,7 @@ impl Tape {
         // On a dense tape `offset` is the node's id (see `Inner::dense`).
         if !inner.offsets.is_empty() {
             if inner.offsets.len() == inner.offsets.capacity() {
-                grow_offsets(&mut inner.offsets, &self.inner);
+                grow_offsets(&mut inner.offsets);
             }
             inner.offsets.push(offset);
         }
@@ -997,10 +986,10 @@ impl Tape {
     #[allow(unsafe_code)]
     fn push_node(&self, inner: &mut Inner, node: Node, offset: u32) -> Var<'_> {
         let len = inner.nodes.len();
-        let id = NodeId::try_from(len).unwrap_or_else(|_| too_many_nodes(&self.inner));
-        // Grown here, with the storage locked, so that `Vec::push` never allocates.
+        let id = NodeId::try_from(len).unwrap_or_else(|_| too_many_nodes());
+        // Grown out of line, so that the inlined `Vec::push` never allocates.
         if len == inner.nodes.capacity() {
-            grow_nodes(&mut inner.nodes, &self.inner);
+            grow_nodes(&mut inner.nodes);
         }
         // Known at compile time for the op paths, which inline this.
         if node.kind == Kind::Leaf && inner.leaf_prefix == inner.nodes.len() {
@@ -1156,11 +1145,6 @@ impl Tape {
     /// Records unary op `f` (with parameter `param`) on the scalar node `a` of hint
     /// `ha`: the value, then a node with dy/da and the parameter.
     ///
-    /// It reaches the storage without the `RefCell`'s guard, whose two flag stores per
-    /// op cost W1 about a tenth of its recording time (docs/decisions): it checks that
-    /// nothing borrows the storage, and only the op's arithmetic and `Inner`'s appends
-    /// run until its last use of it.
-    ///
     /// # Safety
     ///
     /// `ha` is a nonzero hint of node `a`, a variable of this tape's current recording
@@ -1175,23 +1159,15 @@ impl Tape {
         a: NodeId,
         ha: u32,
     ) -> Var<'_> {
-        // A borrowed storage (a recording inside a user function's forward) panics as
-        // `borrow_mut` does.
-        drop(self.inner.borrow_mut());
-        // SAFETY: nothing borrows the storage (just checked), and until `inner`'s last
-        // use only code below runs: built-in arithmetic (`Unary` and `Binary` are
-        // private to the crate) and `Inner`'s appends and `push_scalar_node`, whose cold
-        // paths (growing an arena, which calls the allocator; a panic at 2³² nodes)
-        // take the cell's guard first, so that any code they lead to (a global
-        // allocator, a panic hook) finds the storage borrowed.
-        let inner = unsafe { &mut *self.inner.as_ptr() };
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
         let id = inner.nodes.len();
         // SAFETY: `ha` is a hint of this recording, the caller's promise.
         let (y, da) = f.value_and_derivative(unsafe { hinted_value(inner, ha) });
         let at = if std::mem::size_of::<U>() != 0 {
-            inner.push_aux([da, param], &self.inner)
+            inner.push_aux([da, param])
         } else {
-            inner.push_aux([da], &self.inner)
+            inner.push_aux([da])
         };
         let node = Node {
             args: [a, at],
@@ -1285,8 +1261,7 @@ impl Tape {
     }
 
     /// Records binary op `f` on the scalar nodes `args` of hints `ha` and `hb`: the
-    /// value, then a node (backward computes the partials from the values). It reaches
-    /// the storage as [`record_scalar_unary`](Tape::record_scalar_unary) does.
+    /// value, then a node (backward computes the partials from the values).
     ///
     /// # Safety
     ///
@@ -1302,16 +1277,8 @@ impl Tape {
         ha: u32,
         hb: u32,
     ) -> Var<'_> {
-        // A borrowed storage (a recording inside a user function's forward) panics as
-        // `borrow_mut` does.
-        drop(self.inner.borrow_mut());
-        // SAFETY: nothing borrows the storage (just checked), and until `inner`'s last
-        // use only code below runs: built-in arithmetic (`Unary` and `Binary` are
-        // private to the crate) and `Inner`'s appends and `push_scalar_node`, whose cold
-        // paths (growing an arena, which calls the allocator; a panic at 2³² nodes)
-        // take the cell's guard first, so that any code they lead to (a global
-        // allocator, a panic hook) finds the storage borrowed.
-        let inner = unsafe { &mut *self.inner.as_ptr() };
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
         let id = inner.nodes.len();
         // SAFETY: `ha` and `hb` are hints of this recording, the caller's promise.
         let y = unsafe { f.value(hinted_value(inner, ha), hinted_value(inner, hb)) };
@@ -1400,7 +1367,7 @@ impl Tape {
             },
             flags,
         };
-        let offset = inner.push_scalar(y, &self.inner);
+        let offset = inner.push_scalar(y);
         let var = self.push(inner, node, offset);
         if self.anomaly.get() {
             inner.keep_site(var.id() as usize, Location::caller());
