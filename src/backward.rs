@@ -21,10 +21,9 @@
 
 use crate::error::{Error, Phase, Result};
 use crate::function::InputGrads;
-use crate::ops::linalg::{
-    add_grad_a, add_grad_b, copy_finite, shared_copy, shared_zero, zero_beside,
-};
+use crate::ops::linalg::{add_grad_a, add_grad_b};
 use crate::ops::Op;
+use crate::parallel::{copy as shared_copy, copy_finite, zero as shared_zero, zero_beside};
 use crate::tape::{Inner, Kind, Node, NodeId, Plan, Tape};
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::{Var, Vars};

@@ -70,6 +70,7 @@ pub mod higher;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+mod parallel;
 pub mod shape;
 pub mod tape;
 pub mod tensor;

@@ -8,8 +8,9 @@
 
 use crate::error::{Error, Result};
 use crate::function::{AsFunction, UserFunction};
-use crate::ops::linalg::{gemm, plain_product, shared_copy};
+use crate::ops::linalg::{gemm, plain_product};
 use crate::ops::{Binary, Op, OpCode, Registered, Unary};
+use crate::parallel::copy as shared_copy;
 use crate::shape::{cyclic_len, Shape};
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::{Var, Vars};

@@ -12,8 +12,8 @@
 use crate::error::{Error, Result};
 use crate::function::AsFunction;
 use crate::ops::arith::{self, add_scalar, div_scalar, mul_scalar, scalar_div, scalar_sub};
-use crate::ops::linalg::shared_copy;
 use crate::ops::{Op, Registered, Unary};
+use crate::parallel::copy as shared_copy;
 use crate::shape::Shape;
 use crate::tape::{NodeId, Tape};
 use crate::tensor::Tensor;

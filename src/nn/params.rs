@@ -28,7 +28,7 @@
 
 use crate::backward::Gradients;
 use crate::error::{Error, Result};
-use crate::ops::linalg::{all_finite, shared_copy};
+use crate::parallel::{all_finite, copy as shared_copy};
 use crate::shape::Shape;
 use crate::tape::Tape;
 use crate::tensor::{Tensor, TensorRef};

@@ -12,11 +12,6 @@
 
 mod kernel;
 
-pub(crate) use kernel::{
-    all_finite, copy as shared_copy, copy_finite, update_in_pieces, zero as shared_zero,
-    zero_beside,
-};
-
 use super::{sum_to, Op};
 use crate::error::{Error, Result};
 use crate::function::{Function, InputGrads};

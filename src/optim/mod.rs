@@ -80,7 +80,7 @@ pub use sgd::Sgd;
 
 use crate::error::{Error, Result};
 use crate::nn::{ParamGradients, Params};
-use crate::ops::linalg::update_in_pieces;
+use crate::parallel::update_in_pieces;
 use crate::shape::Shape;
 use crate::tensor::Tensor;
 
