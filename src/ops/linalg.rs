@@ -2,10 +2,10 @@
 //! `reshape`.
 //!
 //! Matrix products run through tapegrad's own blocked kernel (`linalg/kernel.rs`:
-//! packed panels, an AVX2/FMA register tile where the processor has one, large products
-//! shared with one helper thread); its `C ← A·B + β·C` form lets backward add `gy·bᵀ`
-//! and `aᵀ·gy` straight into the gradient arena, with the transposes expressed as
-//! strides rather than copies. The kernel packs into per-thread buffers that it keeps,
+//! packed panels, an AVX-512 or AVX2/FMA register tile where the processor has one,
+//! large products shared with one helper thread); its `C ← A·B + β·C` form lets
+//! backward add `gy·bᵀ` and `aᵀ·gy` straight into the gradient arena, with the
+//! transposes expressed as strides rather than copies. The kernel packs into per-thread buffers that it keeps,
 //! so after a warm-up step a product allocates nothing. Products too small for blocking
 //! to pay (fewer than [`SMALL_PRODUCT`] multiply-adds) use loops that keep up to four
 //! sums in registers, compiled for each transpose flag.

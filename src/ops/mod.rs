@@ -296,7 +296,7 @@ mod slices {
             for (y, &a) in y.iter_mut().zip(a) {
                 *y = op.value(a, b);
             }
-        } else if a.len() == n && !b.is_empty() && n % b.len() == 0 {
+        } else if a.len() == n && !b.is_empty() && n.is_multiple_of(b.len()) {
             // `b` repeats over whole rows of the output (equal shapes, a bias row, a
             // scalar): row by row, without bounds checks.
             for (y, a) in y.chunks_exact_mut(b.len()).zip(a.chunks_exact(b.len())) {
@@ -354,7 +354,7 @@ mod slices {
                     sum += gy * db;
                 }
                 gb[0] = sum;
-            } else if lb > 0 && n % lb == 0 {
+            } else if lb > 0 && n.is_multiple_of(lb) {
                 // Row by row (equal shapes are one row), without bounds checks.
                 let rows = ga
                     .chunks_exact_mut(lb)

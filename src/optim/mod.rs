@@ -379,7 +379,7 @@ fn import_state<const N: usize>(
             )));
         }
     }
-    if entries.len() % N.max(1) != 0 {
+    if !entries.len().is_multiple_of(N.max(1)) {
         return Err(bad(format!(
             "expected {} per parameter, got {} entries",
             keys.join(", "),

@@ -4,27 +4,27 @@
 //!
 //! The loops follow the usual cache blocking. `B` is packed into panels of `NR`
 //! columns and `A` into panels of `MR` rows, at most `KC` deep; a register tile of
-//! MR×NR accumulators then runs down the shared depth (an AVX2/FMA tile where the
-//! processor has it, a portable loop elsewhere). The packing buffers are per thread,
-//! start on a cache line and grow to their working size on the first products, so that
-//! a training loop's later steps allocate nothing.
+//! MR×NR accumulators then runs down the shared depth. The tile is chosen at run time,
+//! once per product: 8×24 with AVX-512 intrinsics where the processor has AVX-512F and
+//! `C` is at least 24 columns wide, else 6×8 with AVX2/FMA intrinsics where it has
+//! those, else a portable 6×8 loop (always under Miri). The packing buffers are per
+//! thread, start on a cache line and grow to their working size on the first products,
+//! so that a training loop's later steps allocate nothing.
 //!
 //! A large product is shared with the process-wide helper thread of
 //! [`parallel`](crate::parallel): `B` is packed once, and both threads take row blocks
 //! of `C` from a common queue until none is left.
 //!
-//! The tile is the one place here that needs `unsafe`: intrinsics behind a run-time
-//! feature check, 3–4× the portable tile on W3's 128×784·784×256 and 784×128·128×256
-//! products.
+//! The vector tiles are the one place here that needs `unsafe`: intrinsics behind a
+//! run-time feature check, whose proof travels as a value ([`isa`]). On an Intel Xeon
+//! (family 6, model 207, one core) the AVX-512 tile runs W3's 128×784·784×256 and
+//! 784×128·128×256 products at 67–75 GFLOP/s and the AVX2 tile at 37–41 (see
+//! `docs/decisions/0001-matrix-product.md`).
 
 use crate::parallel::{has_helper, lock, run_shared};
 use std::cell::RefCell;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
-/// Rows of the register tile.
-const MR: usize = 6;
-/// Columns of the register tile.
-const NR: usize = 8;
 /// The deepest block of the shared dimension packed at once.
 const KC: usize = 256;
 /// The tallest block of `A` packed at once.
@@ -102,10 +102,9 @@ pub(super) fn gemm(
         b,
         beta,
     };
-    if m * k * n >= PARALLEL_PRODUCT && has_helper() {
-        product.parallel(c);
-    } else {
-        product.serial(c);
+    match Kernel::for_width(n) {
+        wide @ Kernel::Avx512(_) => product.run::<8, 24>(c, wide),
+        kernel => product.run::<6, 8>(c, kernel),
     }
 }
 
@@ -147,8 +146,18 @@ fn aligned(buffer: &mut Vec<f64>, len: usize) -> &mut [f64] {
 }
 
 impl Product<'_> {
+    /// The product with tiles of MR×NR: shared with the helper
+    /// thread when it is large and the helper runs, else on this thread.
+    fn run<const MR: usize, const NR: usize>(&self, c: &mut [f64], kernel: Kernel) {
+        if self.m * self.k * self.n >= PARALLEL_PRODUCT && has_helper() {
+            self.parallel::<MR, NR>(c, kernel);
+        } else {
+            self.serial::<MR, NR>(c, kernel);
+        }
+    }
+
     /// The whole product on this thread.
-    fn serial(&self, c: &mut [f64]) {
+    fn serial<const MR: usize, const NR: usize>(&self, c: &mut [f64], kernel: Kernel) {
         let (m, k, n) = (self.m, self.k, self.n);
         let kc = even_blocks(k, KC, 1);
         let mc = even_blocks(m, MC, MR);
@@ -162,14 +171,17 @@ impl Product<'_> {
                 for p0 in (0..k).step_by(kc) {
                     let depth = (k - p0).min(kc);
                     let b_block = &mut b_panels[..depth * cols.div_ceil(NR) * NR];
-                    pack_b(self.b, p0, depth, j0, cols, b_block);
+                    pack_b::<NR>(self.b, p0, depth, j0, cols, b_block);
                     let beta = if p0 == 0 { self.beta } else { 1.0 };
                     for i0 in (0..m).step_by(mc) {
                         let rows = (m - i0).min(mc);
                         let a_block = &mut a_panels[..depth * rows.div_ceil(MR) * MR];
-                        pack_a(self.a, i0, rows, p0, depth, a_block);
+                        pack_a::<MR>(self.a, i0, rows, p0, depth, a_block);
                         let c_rows = &mut c[i0 * n..(i0 + rows) * n];
-                        multiply_packed(depth, a_block, b_block, beta, c_rows, n, j0, cols);
+                        let block = (j0, cols);
+                        multiply_packed::<MR, NR>(
+                            depth, a_block, b_block, beta, c_rows, n, block, kernel,
+                        );
                     }
                 }
             }
@@ -179,7 +191,7 @@ impl Product<'_> {
     /// The product shared with the helper thread: for each block of `B` (packed once,
     /// its depth blocks shared out between the threads), both threads take row blocks
     /// of `C`.
-    fn parallel(&self, c: &mut [f64]) {
+    fn parallel<const MR: usize, const NR: usize>(&self, c: &mut [f64], kernel: Kernel) {
         let (m, k, n) = (self.m, self.k, self.n);
         let kc = even_blocks(k, KC, 1);
         // An even number of row blocks of whole tiles, as equal as they come, so that
@@ -205,13 +217,14 @@ impl Product<'_> {
                 for p0 in (0..k).step_by(depth_at_once) {
                     let p1 = (p0 + depth_at_once).min(k);
                     let b_blocks = &mut shared[..(p1 - p0).div_ceil(kc) * kc * panel_cols];
-                    self.pack_b_shared(b_blocks, (p0, p1), kc, (j0, cols));
+                    self.pack_b_shared::<NR>(b_blocks, (p0, p1), kc, (j0, cols));
                     let b_blocks: &[f64] = b_blocks;
-                    let queue = Mutex::new(RowBlocks::new(&mut *c, n, blocks));
+                    let queue = Mutex::new(RowBlocks::new(&mut *c, n, blocks, MR));
                     let work = || loop {
                         let next = lock(&queue).next();
                         let Some((i0, c_rows)) = next else { break };
-                        self.row_block(i0, c_rows, b_blocks, (p0, p1), kc, (j0, cols));
+                        let (depths, block) = ((p0, p1), (j0, cols));
+                        self.row_block::<MR, NR>(i0, c_rows, b_blocks, depths, kc, block, kernel);
                     };
                     run_shared(&work);
                 }
@@ -221,7 +234,7 @@ impl Product<'_> {
 
     /// Packs rows `p0..p1` and columns `j0..j0 + cols` of `B` into `b_blocks`, one
     /// block of `kc` rows after another, the blocks shared out between the threads.
-    fn pack_b_shared(
+    fn pack_b_shared<const NR: usize>(
         &self,
         b_blocks: &mut [f64],
         (p0, p1): (usize, usize),
@@ -235,7 +248,7 @@ impl Product<'_> {
             let Some((block, panels)) = next else { break };
             let depth_start = p0 + block * kc;
             let depth = (p1 - depth_start).min(kc);
-            pack_b(self.b, depth_start, depth, j0, cols, panels);
+            pack_b::<NR>(self.b, depth_start, depth, j0, cols, panels);
         };
         // Run through the helper even when there is one block to pack: it wakes now,
         // and is ready for the row blocks that follow.
@@ -244,7 +257,8 @@ impl Product<'_> {
 
     /// Rows `i0..` of `C` (`c_rows`, whole rows) for depth `p0..p1` and columns
     /// `j0..j0 + cols`, against the packed `b_blocks`.
-    fn row_block(
+    #[allow(clippy::too_many_arguments)]
+    fn row_block<const MR: usize, const NR: usize>(
         &self,
         i0: usize,
         c_rows: &mut [f64],
@@ -252,6 +266,7 @@ impl Product<'_> {
         (p0, p1): (usize, usize),
         kc: usize,
         (j0, cols): (usize, usize),
+        kernel: Kernel,
     ) {
         let n = self.n;
         let rows = c_rows.len() / n;
@@ -263,9 +278,10 @@ impl Product<'_> {
                 let depth = (p1 - depth_start).min(kc);
                 let beta = if depth_start == 0 { self.beta } else { 1.0 };
                 let a_block = &mut panels[..depth * rows.div_ceil(MR) * MR];
-                pack_a(self.a, i0, rows, depth_start, depth, a_block);
+                pack_a::<MR>(self.a, i0, rows, depth_start, depth, a_block);
                 let b_block = &b_blocks[block * block_len..][..depth * cols.div_ceil(NR) * NR];
-                multiply_packed(depth, a_block, b_block, beta, c_rows, n, j0, cols);
+                let block = (j0, cols);
+                multiply_packed::<MR, NR>(depth, a_block, b_block, beta, c_rows, n, block, kernel);
             }
         });
     }
@@ -276,6 +292,8 @@ impl Product<'_> {
 struct RowBlocks<'c> {
     rest: &'c mut [f64],
     n: usize,
+    /// Rows of a tile.
+    mr: usize,
     tiles: usize,
     blocks: usize,
     block: usize,
@@ -283,11 +301,12 @@ struct RowBlocks<'c> {
 }
 
 impl<'c> RowBlocks<'c> {
-    fn new(c: &'c mut [f64], n: usize, blocks: usize) -> Self {
-        let tiles = (c.len() / n).div_ceil(MR);
+    fn new(c: &'c mut [f64], n: usize, blocks: usize, mr: usize) -> Self {
+        let tiles = (c.len() / n).div_ceil(mr);
         RowBlocks {
             rest: c,
             n,
+            mr,
             tiles,
             blocks: blocks.min(tiles),
             block: 0,
@@ -303,8 +322,8 @@ impl<'c> Iterator for RowBlocks<'c> {
             return None;
         }
         self.block += 1;
-        let end =
-            (self.tiles * self.block / self.blocks * MR).min(self.row + self.rest.len() / self.n);
+        let end = (self.tiles * self.block / self.blocks * self.mr)
+            .min(self.row + self.rest.len() / self.n);
         let rows = end - self.row;
         let (this, rest) = std::mem::take(&mut self.rest).split_at_mut(rows * self.n);
         self.rest = rest;
@@ -316,7 +335,14 @@ impl<'c> Iterator for RowBlocks<'c> {
 
 /// Packs rows `i0..i0 + rows` and columns `p0..p0 + depth` of `A` into panels of MR
 /// rows: panel after panel, each `depth` groups of MR numbers; missing rows are zero.
-fn pack_a(a: Strided<'_>, i0: usize, rows: usize, p0: usize, depth: usize, out: &mut [f64]) {
+fn pack_a<const MR: usize>(
+    a: Strided<'_>,
+    i0: usize,
+    rows: usize,
+    p0: usize,
+    depth: usize,
+    out: &mut [f64],
+) {
     for (panel, out) in out.chunks_exact_mut(MR * depth).enumerate() {
         let r0 = i0 + panel * MR;
         let live = (rows - panel * MR).min(MR);
@@ -327,7 +353,14 @@ fn pack_a(a: Strided<'_>, i0: usize, rows: usize, p0: usize, depth: usize, out: 
 /// Packs rows `p0..p0 + depth` and columns `j0..j0 + cols` of `B` into panels of NR
 /// columns: panel after panel, each `depth` groups of NR numbers; missing columns are
 /// zero.
-fn pack_b(b: Strided<'_>, p0: usize, depth: usize, j0: usize, cols: usize, out: &mut [f64]) {
+fn pack_b<const NR: usize>(
+    b: Strided<'_>,
+    p0: usize,
+    depth: usize,
+    j0: usize,
+    cols: usize,
+    out: &mut [f64],
+) {
     // A panel of B's columns is a panel of Bᵀ's rows.
     let bt = Strided {
         data: b.data,
@@ -384,20 +417,19 @@ fn pack_panel<const W: usize>(
 }
 
 /// `C[.., j0..j0 + cols] ← a_block·b_block + β·C` for the rows in `c_rows` (row length
-/// `n`), from panels packed `depth` deep.
+/// `n`), from panels packed `depth` deep, with MR×NR tiles computed by `kernel`.
 #[allow(clippy::too_many_arguments)]
-fn multiply_packed(
+fn multiply_packed<const MR: usize, const NR: usize>(
     depth: usize,
     a_block: &[f64],
     b_block: &[f64],
     beta: f64,
     c_rows: &mut [f64],
     n: usize,
-    j0: usize,
-    cols: usize,
+    (j0, cols): (usize, usize),
+    kernel: Kernel,
 ) {
     let rows = c_rows.len() / n;
-    let avx2 = has_avx2_fma();
     let mut scratch = [[0.0; NR]; MR];
     for (jp, b_panel) in b_block.chunks_exact(NR * depth).enumerate() {
         let j = j0 + jp * NR;
@@ -406,21 +438,14 @@ fn multiply_packed(
             let i = ip * MR;
             let live_rows = (rows - i).min(MR);
             if live_rows == MR && live_cols == NR {
-                let out = TileOut::C {
-                    c: &mut c_rows[i * n + j..],
-                    ldc: n,
-                    beta,
-                };
-                multiply_tile(depth, a_panel, b_panel, out, avx2);
+                let c = &mut c_rows[i * n + j..];
+                multiply_tile::<MR, NR>(depth, a_panel, b_panel, (c, n, beta), kernel);
                 continue;
             }
-            multiply_tile(
-                depth,
-                a_panel,
-                b_panel,
-                TileOut::Scratch(&mut scratch),
-                avx2,
-            );
+            // At the edges of C: a whole tile into the scratch tile (β = 0 writes it
+            // without reading it), then its live part added to C.
+            let tile = (scratch.as_flattened_mut(), NR, 0.0);
+            multiply_tile::<MR, NR>(depth, a_panel, b_panel, tile, kernel);
             for (r, sums) in scratch.iter().enumerate().take(live_rows) {
                 add_row(
                     &mut c_rows[(i + r) * n + j..][..live_cols],
@@ -430,19 +455,6 @@ fn multiply_packed(
             }
         }
     }
-}
-
-/// Where the sums of a tile go.
-enum TileOut<'a> {
-    /// Into `C` as `c ← sums + β·c`: a whole MR×NR tile at the start of `c`, its rows
-    /// `ldc` apart.
-    C {
-        c: &'a mut [f64],
-        ldc: usize,
-        beta: f64,
-    },
-    /// Into a scratch tile (at the edges of `C`), for the caller to add.
-    Scratch(&'a mut [[f64; NR]; MR]),
 }
 
 /// `out ← sums + β·out`, reading `out` only when β ≠ 0.
@@ -461,41 +473,117 @@ fn add_row(out: &mut [f64], sums: &[f64], beta: f64) {
     }
 }
 
-/// True when this processor has AVX2 and FMA (checked once). Never under Miri, which
-/// cannot run the intrinsics: the portable tile, with the same bits, stands in.
-fn has_avx2_fma() -> bool {
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    {
-        static YES: OnceLock<bool> = OnceLock::new();
-        *YES.get_or_init(|| {
-            std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-        })
+/// The code that computes a register tile, chosen once per product.
+#[derive(Clone, Copy, Debug)]
+enum Kernel {
+    /// Plain Rust, on every processor (and under Miri): 6×8 tiles.
+    Portable,
+    /// AVX2 and FMA intrinsics: 6×8 tiles.
+    Avx2(isa::Avx2),
+    /// AVX-512 intrinsics: 8×24 tiles.
+    Avx512(isa::Avx512),
+}
+
+impl Kernel {
+    /// The fastest kernel this processor runs for a product `n` columns wide: the
+    /// AVX-512 tile, 24 columns wide, only when `C` is at least that wide (narrower,
+    /// most of its work would go on columns that are not there).
+    fn for_width(n: usize) -> Kernel {
+        match isa::Avx512::detect() {
+            Some(avx512) if n >= 24 => Kernel::Avx512(avx512),
+            _ => isa::Avx2::detect().map_or(Kernel::Portable, Kernel::Avx2),
+        }
     }
-    #[cfg(any(not(target_arch = "x86_64"), miri))]
-    false
+}
+
+/// Proofs that the processor has an instruction set: a value of each type exists only
+/// where its `detect` found the features, so holding one is what makes calling the
+/// intrinsics sound.
+mod isa {
+    use std::sync::OnceLock;
+
+    /// This processor has AVX2 and FMA.
+    #[derive(Clone, Copy, Debug)]
+    pub(super) struct Avx2(());
+
+    /// This processor has AVX-512F.
+    #[derive(Clone, Copy, Debug)]
+    pub(super) struct Avx512(());
+
+    impl Avx2 {
+        /// `Some` when this processor has AVX2 and FMA (checked once). Never under
+        /// Miri, which cannot run the intrinsics: the portable tile stands in.
+        pub(super) fn detect() -> Option<Avx2> {
+            static YES: OnceLock<bool> = OnceLock::new();
+            #[cfg(all(target_arch = "x86_64", not(miri)))]
+            let has = || {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            };
+            #[cfg(any(not(target_arch = "x86_64"), miri))]
+            let has = || false;
+            YES.get_or_init(has).then_some(Avx2(()))
+        }
+    }
+
+    impl Avx512 {
+        /// `Some` when this processor has AVX-512F (checked once). Never under Miri.
+        pub(super) fn detect() -> Option<Avx512> {
+            static YES: OnceLock<bool> = OnceLock::new();
+            #[cfg(all(target_arch = "x86_64", not(miri)))]
+            let has = || std::arch::is_x86_feature_detected!("avx512f");
+            #[cfg(any(not(target_arch = "x86_64"), miri))]
+            let has = || false;
+            YES.get_or_init(has).then_some(Avx512(()))
+        }
+    }
 }
 
 /// `Σₚ a_panel[p]·b_panel[p]ᵀ`, an MR×NR tile of the product from one panel of each
-/// operand `depth` deep, delivered to `out`.
+/// operand `depth` deep, written into `(c, ldc, β)` as `c ← sums + β·c`: a whole tile
+/// at the start of `c`, its rows `ldc` apart (`c` is read only when β ≠ 0).
+///
+/// `kernel` is used where it has a tile of this shape (AVX2 6×8, AVX-512 8×24); the
+/// portable loop computes every other.
+///
+/// # Panics
+/// If a panel holds fewer than `depth` groups or `c` is shorter than a tile.
 #[inline]
-fn multiply_tile(depth: usize, a_panel: &[f64], b_panel: &[f64], out: TileOut<'_>, avx2: bool) {
+fn multiply_tile<const MR: usize, const NR: usize>(
+    depth: usize,
+    a_panel: &[f64],
+    b_panel: &[f64],
+    (c, ldc, beta): (&mut [f64], usize, f64),
+    kernel: Kernel,
+) {
     let (a_panel, b_panel) = (&a_panel[..depth * MR], &b_panel[..depth * NR]);
-    if let TileOut::C { c, ldc, .. } = &out {
-        assert!(c.len() >= (MR - 1) * ldc + NR, "a whole tile of C");
-    }
+    assert!(
+        ldc >= NR && c.len() >= (MR - 1) * ldc + NR,
+        "a whole tile of C"
+    );
     #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        // SAFETY: `avx2` comes from `has_avx2_fma`, so the processor has both features
-        // the function is compiled for; the panels were cut to `depth` groups and the
-        // tile of C was checked to fit, which is all it touches.
-        #[allow(unsafe_code)]
-        unsafe {
-            multiply_tile_avx2(depth, a_panel, b_panel, out)
-        };
-        return;
+    match kernel {
+        Kernel::Avx2(proof) if (MR, NR) == (6, 8) => {
+            // SAFETY: `proof` exists only where `Avx2::detect` found AVX2 and FMA on
+            // this processor; the function checks its slices itself.
+            #[allow(unsafe_code)]
+            unsafe {
+                tile_avx2(proof, depth, a_panel, b_panel, c, ldc, beta)
+            };
+            return;
+        }
+        Kernel::Avx512(proof) if (MR, NR) == (8, 24) => {
+            // SAFETY: `proof` exists only where `Avx512::detect` found AVX-512F on this
+            // processor; the function checks its slices itself.
+            #[allow(unsafe_code)]
+            unsafe {
+                tile_avx512(proof, depth, a_panel, b_panel, c, ldc, beta)
+            };
+            return;
+        }
+        _ => {}
     }
-    let _ = avx2;
+    let _ = kernel;
     let mut sums = [[0.0; NR]; MR];
     for (a, b) in a_panel.chunks_exact(MR).zip(b_panel.chunks_exact(NR)) {
         for (row, &a) in sums.iter_mut().zip(a) {
@@ -504,36 +592,41 @@ fn multiply_tile(depth: usize, a_panel: &[f64], b_panel: &[f64], out: TileOut<'_
             }
         }
     }
-    match out {
-        TileOut::C { c, ldc, beta } => {
-            for (r, sums) in sums.iter().enumerate() {
-                add_row(&mut c[r * ldc..][..NR], sums, beta);
-            }
-        }
-        TileOut::Scratch(tile) => *tile = sums,
+    for (r, sums) in sums.iter().enumerate() {
+        add_row(&mut c[r * ldc..][..NR], sums, beta);
     }
 }
 
-/// [`multiply_tile`] with twelve 4-wide FMA accumulators.
+/// [`multiply_tile`] for a 6×8 tile, with twelve 4-wide FMA accumulators.
 ///
 /// # Safety
-/// The processor must have AVX2 and FMA; `a_panel` must hold `depth·MR` numbers,
-/// `b_panel` `depth·NR`, and a `TileOut::C` slice at least `(MR − 1)·ldc + NR`.
+/// The processor must have AVX2 and FMA (the slices are checked here).
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn multiply_tile_avx2(depth: usize, a_panel: &[f64], b_panel: &[f64], out: TileOut<'_>) {
+unsafe fn tile_avx2(
+    _: isa::Avx2,
+    depth: usize,
+    a_panel: &[f64],
+    b_panel: &[f64],
+    c: &mut [f64],
+    ldc: usize,
+    beta: f64,
+) {
     use std::arch::x86_64::{
         _mm256_add_pd, _mm256_broadcast_sd, _mm256_fmadd_pd, _mm256_loadu_pd, _mm256_set1_pd,
         _mm256_setzero_pd, _mm256_storeu_pd,
     };
+    const MR: usize = 6;
+    const NR: usize = 8;
     const LANES: usize = NR / 4;
-    debug_assert!(a_panel.len() >= depth * MR && b_panel.len() >= depth * NR);
+    assert!(a_panel.len() >= depth * MR && b_panel.len() >= depth * NR);
+    assert!(c.len() >= (MR - 1) * ldc + NR);
     let mut sums = [[_mm256_setzero_pd(); LANES]; MR];
     let (mut a, mut b) = (a_panel.as_ptr(), b_panel.as_ptr());
     for _ in 0..depth {
         // SAFETY: step p reads a[p·MR .. p·MR + MR] and b[p·NR .. p·NR + NR], inside
-        // the panels for p < depth (the caller's contract); unaligned loads are fine.
+        // the panels (checked above) for p < depth; unaligned loads are fine.
         unsafe {
             let bv: [_; LANES] = std::array::from_fn(|l| _mm256_loadu_pd(b.add(4 * l)));
             for (i, row) in sums.iter_mut().enumerate() {
@@ -546,33 +639,84 @@ unsafe fn multiply_tile_avx2(depth: usize, a_panel: &[f64], b_panel: &[f64], out
             b = b.add(NR);
         }
     }
-    match out {
-        TileOut::C { c, ldc, beta } => {
-            let c = c.as_mut_ptr();
-            for (r, row) in sums.iter().enumerate() {
-                for (l, &sum) in row.iter().enumerate() {
-                    // SAFETY: row r, lane l covers c[r·ldc + 4l .. r·ldc + 4l + 4], inside
-                    // (MR − 1)·ldc + NR (the caller's contract).
-                    unsafe {
-                        let at = c.add(r * ldc + 4 * l);
-                        let value = if beta == 0.0 {
-                            sum
-                        } else if beta == 1.0 {
-                            _mm256_add_pd(_mm256_loadu_pd(at), sum)
-                        } else {
-                            _mm256_fmadd_pd(_mm256_set1_pd(beta), _mm256_loadu_pd(at), sum)
-                        };
-                        _mm256_storeu_pd(at, value);
-                    }
-                }
+    let c = c.as_mut_ptr();
+    for (r, row) in sums.iter().enumerate() {
+        for (l, &sum) in row.iter().enumerate() {
+            // SAFETY: row r, lane l covers c[r·ldc + 4l .. r·ldc + 4l + 4], inside
+            // (MR − 1)·ldc + NR (checked above).
+            unsafe {
+                let at = c.add(r * ldc + 4 * l);
+                let value = if beta == 0.0 {
+                    sum
+                } else if beta == 1.0 {
+                    _mm256_add_pd(_mm256_loadu_pd(at), sum)
+                } else {
+                    _mm256_fmadd_pd(_mm256_set1_pd(beta), _mm256_loadu_pd(at), sum)
+                };
+                _mm256_storeu_pd(at, value);
             }
         }
-        TileOut::Scratch(tile) => {
-            for (out, row) in tile.iter_mut().zip(&sums) {
-                for (l, &sum) in row.iter().enumerate() {
-                    // SAFETY: each row of the tile holds NR = 4·LANES numbers.
-                    unsafe { _mm256_storeu_pd(out.as_mut_ptr().add(4 * l), sum) };
+    }
+}
+
+/// [`multiply_tile`] for an 8×24 tile, with twenty-four 8-wide FMA accumulators: per
+/// step of the depth, three loads of `B` and eight broadcasts of `A` feed 24 FMAs.
+///
+/// # Safety
+/// The processor must have AVX-512F (the slices are checked here).
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_avx512(
+    _: isa::Avx512,
+    depth: usize,
+    a_panel: &[f64],
+    b_panel: &[f64],
+    c: &mut [f64],
+    ldc: usize,
+    beta: f64,
+) {
+    use std::arch::x86_64::{
+        _mm512_add_pd, _mm512_fmadd_pd, _mm512_loadu_pd, _mm512_set1_pd, _mm512_setzero_pd,
+        _mm512_storeu_pd,
+    };
+    const MR: usize = 8;
+    const NR: usize = 24;
+    const LANES: usize = NR / 8;
+    assert!(a_panel.len() >= depth * MR && b_panel.len() >= depth * NR);
+    assert!(c.len() >= (MR - 1) * ldc + NR);
+    let mut sums = [[_mm512_setzero_pd(); LANES]; MR];
+    let (mut a, mut b) = (a_panel.as_ptr(), b_panel.as_ptr());
+    for _ in 0..depth {
+        // SAFETY: step p reads a[p·MR .. p·MR + MR] and b[p·NR .. p·NR + NR], inside
+        // the panels (checked above) for p < depth; unaligned loads are fine.
+        unsafe {
+            let bv: [_; LANES] = std::array::from_fn(|l| _mm512_loadu_pd(b.add(8 * l)));
+            for (i, row) in sums.iter_mut().enumerate() {
+                let ai = _mm512_set1_pd(*a.add(i));
+                for (sum, &bv) in row.iter_mut().zip(&bv) {
+                    *sum = _mm512_fmadd_pd(ai, bv, *sum);
                 }
+            }
+            a = a.add(MR);
+            b = b.add(NR);
+        }
+    }
+    let c = c.as_mut_ptr();
+    for (r, row) in sums.iter().enumerate() {
+        for (l, &sum) in row.iter().enumerate() {
+            // SAFETY: row r, lane l covers c[r·ldc + 8l .. r·ldc + 8l + 8], inside
+            // (MR − 1)·ldc + NR (checked above).
+            unsafe {
+                let at = c.add(r * ldc + 8 * l);
+                let value = if beta == 0.0 {
+                    sum
+                } else if beta == 1.0 {
+                    _mm512_add_pd(_mm512_loadu_pd(at), sum)
+                } else {
+                    _mm512_fmadd_pd(_mm512_set1_pd(beta), _mm512_loadu_pd(at), sum)
+                };
+                _mm512_storeu_pd(at, value);
             }
         }
     }
@@ -580,11 +724,21 @@ unsafe fn multiply_tile_avx2(depth: usize, a_panel: &[f64], b_panel: &[f64], out
 
 #[cfg(test)]
 mod tests {
-    use super::{multiply_tile, Product, Strided, TileOut, MR, NR};
+    use super::{isa, multiply_tile, Kernel, Product, Strided};
+
+    /// Every kernel this processor runs, with the tile shape it computes: the portable
+    /// loop at both shapes, and the vector tiles where the processor has them.
+    fn kernels() -> Vec<(Kernel, (usize, usize))> {
+        let mut all = vec![(Kernel::Portable, (6, 8)), (Kernel::Portable, (8, 24))];
+        all.extend(isa::Avx2::detect().map(|p| (Kernel::Avx2(p), (6, 8))));
+        all.extend(isa::Avx512::detect().map(|p| (Kernel::Avx512(p), (8, 24))));
+        all
+    }
 
     /// A product shared with the helper gives the bits of the same product on one
     /// thread: each element sums its depth in the same order either way. Sizes that
-    /// leave partial tiles and blocks, every transpose, and β = 0 and β ≠ 0.
+    /// leave partial tiles and blocks, every transpose, and β = 0 and β ≠ 0, with every
+    /// kernel.
     #[test]
     #[cfg_attr(
         miri,
@@ -607,9 +761,26 @@ mod tests {
     /// hand-off of the work to the helper, quick enough to run under Miri.
     #[test]
     fn small_shared_products_agree_with_serial_ones() {
-        for (m, k, n) in [(9, 7, 13), (17, 3, 5)] {
+        for (m, k, n) in [(9, 7, 13), (17, 3, 5), (9, 5, 30)] {
             shared_and_serial_agree(m, k, n);
         }
+    }
+
+    /// The product on one thread and shared, by `kernel` with MR×NR tiles; asserts they have the same bits and returns the first.
+    fn serial_and_shared<const MR: usize, const NR: usize>(
+        product: &Product<'_>,
+        start: &[f64],
+        kernel: Kernel,
+    ) -> Vec<f64> {
+        let (mut serial, mut shared) = (start.to_vec(), start.to_vec());
+        product.serial::<MR, NR>(&mut serial, kernel);
+        product.parallel::<MR, NR>(&mut shared, kernel);
+        let same = serial
+            .iter()
+            .zip(&shared)
+            .all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "{MR}×{NR} tiles by {kernel:?}");
+        serial
     }
 
     fn shared_and_serial_agree(m: usize, k: usize, n: usize) {
@@ -640,33 +811,43 @@ mod tests {
                     beta,
                 };
                 let start: Vec<f64> = (0..m * n).map(|v| (v % 13) as f64 - 6.0).collect();
-                let (mut serial, mut shared) = (start.clone(), start);
-                product.serial(&mut serial);
-                product.parallel(&mut shared);
-                let same = serial
-                    .iter()
-                    .zip(&shared)
-                    .all(|(x, y)| x.to_bits() == y.to_bits());
-                assert!(
-                    same,
-                    "transposes {a_transposed} {b_transposed}, beta {beta}"
-                );
-                // And both are the product: one element against a plain sum.
-                let (i, j) = (m - 1, n / 2);
-                let sum: f64 = (0..k)
-                    .map(|p| product.a.at(i, p) * product.b.at(p, j))
-                    .sum::<f64>()
-                    + beta * ((i * n + j) % 13) as f64
-                    - beta * 6.0;
-                assert!((serial[i * n + j] - sum).abs() < 1e-9 * sum.abs().max(1.0));
+                for (kernel, shape) in kernels() {
+                    let c = match shape {
+                        (6, 8) => serial_and_shared::<6, 8>(&product, &start, kernel),
+                        _ => serial_and_shared::<8, 24>(&product, &start, kernel),
+                    };
+                    // And each is the product: every element against a plain sum.
+                    for (at, &got) in c.iter().enumerate() {
+                        let (i, j) = (at / n, at % n);
+                        let sum: f64 = (0..k)
+                            .map(|p| product.a.at(i, p) * product.b.at(p, j))
+                            .sum::<f64>()
+                            + beta * start[at];
+                        assert!(
+                            (got - sum).abs() < 1e-9 * sum.abs().max(1.0),
+                            "{kernel:?} {shape:?}, transposes {a_transposed} {b_transposed}, \
+                             beta {beta}, ({i}, {j}): {got} against {sum}"
+                        );
+                    }
+                }
             }
         }
     }
 
-    /// The portable tile and (where the processor has it) the AVX2 tile agree, into a
-    /// tile of `C` for each kind of β and into the scratch tile.
+    /// The portable tile and the vector tiles give the exact sums (of numbers whose
+    /// products and sums are exact in any order), into a tile of `C` for each kind of
+    /// β, leaving the columns past the tile alone.
     #[test]
     fn portable_and_vector_tiles_agree() {
+        for (kernel, shape) in kernels() {
+            match shape {
+                (6, 8) => tile_is_exact::<6, 8>(kernel),
+                _ => tile_is_exact::<8, 24>(kernel),
+            }
+        }
+    }
+
+    fn tile_is_exact<const MR: usize, const NR: usize>(kernel: Kernel) {
         let depth = 37;
         let a: Vec<f64> = (0..depth * MR)
             .map(|v| ((v * 7) % 11) as f64 - 5.0)
@@ -675,29 +856,19 @@ mod tests {
             .map(|v| ((v * 5) % 13) as f64 * 0.5)
             .collect();
         let ldc = NR + 3;
-        for avx2 in [false, super::has_avx2_fma()] {
-            for beta in [0.0, 1.0, -0.5] {
-                let mut c = vec![if beta == 0.0 { f64::NAN } else { 2.0 }; MR * ldc];
-                let out = TileOut::C {
-                    c: &mut c,
-                    ldc,
-                    beta,
-                };
-                multiply_tile(depth, &a, &b, out, avx2);
-                let mut scratch = [[0.0; NR]; MR];
-                multiply_tile(depth, &a, &b, TileOut::Scratch(&mut scratch), avx2);
-                for i in 0..MR {
-                    for j in 0..NR {
-                        let sum: f64 = (0..depth).map(|p| a[p * MR + i] * b[p * NR + j]).sum();
-                        let old = if beta == 0.0 { 0.0 } else { 2.0 * beta };
-                        assert_eq!(c[i * ldc + j], sum + old, "{avx2} {beta} ({i}, {j})");
-                        assert_eq!(scratch[i][j], sum, "{avx2} ({i}, {j})");
-                    }
-                    // Columns past the tile are left alone.
-                    assert!(c[i * ldc + NR..(i + 1) * ldc]
-                        .iter()
-                        .all(|&v| v == 2.0 || v.is_nan()));
+        for beta in [0.0, 1.0, -0.5] {
+            let mut c = vec![if beta == 0.0 { f64::NAN } else { 2.0 }; MR * ldc];
+            multiply_tile::<MR, NR>(depth, &a, &b, (&mut c, ldc, beta), kernel);
+            for i in 0..MR {
+                for j in 0..NR {
+                    let sum: f64 = (0..depth).map(|p| a[p * MR + i] * b[p * NR + j]).sum();
+                    let old = if beta == 0.0 { 0.0 } else { 2.0 * beta };
+                    assert_eq!(c[i * ldc + j], sum + old, "{kernel:?} {beta} ({i}, {j})");
                 }
+                // Columns past the tile are left alone.
+                assert!(c[i * ldc + NR..(i + 1) * ldc]
+                    .iter()
+                    .all(|&v| v == 2.0 || v.is_nan()));
             }
         }
     }
