@@ -38,6 +38,9 @@ const NC: usize = 512;
 /// every step. Sharing them made the step 2–5% faster than with a bound of 2²⁰ (the
 /// median ratio within rounds of one program alternating the two bounds: 0.95–0.98).
 const PARALLEL_PRODUCT: usize = 1 << 18;
+/// The largest `C` (in numbers, 2 MiB) of a product shared by columns, half of which
+/// goes through a scratch matrix.
+const COLUMN_SCRATCH: usize = 1 << 18;
 /// Numbers of packed `B` the parallel product packs before it computes (4 MiB).
 const SHARED_B: usize = 1 << 19;
 
@@ -130,6 +133,8 @@ thread_local! {
     static PANELS: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
     /// The packed `B` that a parallel product started on this thread shares.
     static SHARED_PANELS: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+    /// The columns of `C` that the second block of a product split by columns yields.
+    static SCRATCH: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `len` numbers of `buffer` starting at a cache-line boundary, so that the tile's
@@ -158,31 +163,99 @@ impl Product<'_> {
 
     /// The whole product on this thread.
     fn serial<const MR: usize, const NR: usize>(&self, c: &mut [f64], kernel: Kernel) {
-        let (m, k, n) = (self.m, self.k, self.n);
+        self.columns::<MR, NR>(c, self.n, (0, self.n), self.n, kernel);
+    }
+
+    /// Columns `j..j + width` of the product on this thread, into `out`, whose rows are
+    /// `ldc` apart and whose column 0 is column `j` of `C`. The packing buffer is
+    /// sized for a block `widest` columns wide (at least `width`), so that a thread
+    /// that takes the widest of several blocks in a later product does not grow it.
+    fn columns<const MR: usize, const NR: usize>(
+        &self,
+        out: &mut [f64],
+        ldc: usize,
+        (j, width): (usize, usize),
+        widest: usize,
+        kernel: Kernel,
+    ) {
+        let (m, k) = (self.m, self.k);
         let kc = even_blocks(k, KC, 1);
         let mc = even_blocks(m, MC, MR);
-        let nc = n.min(NC).div_ceil(NR) * NR;
+        let nc = widest.min(NC).div_ceil(NR) * NR;
         PANELS.with(|panels| {
             let mut panels = panels.borrow_mut();
             // B first: its panels start on a cache line.
             let (b_panels, a_panels) = aligned(&mut panels, kc * (nc + mc)).split_at_mut(kc * nc);
-            for j0 in (0..n).step_by(NC) {
-                let cols = (n - j0).min(NC);
+            for j0 in (0..width).step_by(NC) {
+                let cols = (width - j0).min(NC);
                 for p0 in (0..k).step_by(kc) {
                     let depth = (k - p0).min(kc);
                     let b_block = &mut b_panels[..depth * cols.div_ceil(NR) * NR];
-                    pack_b::<NR>(self.b, p0, depth, j0, cols, b_block);
+                    pack_b::<NR>(self.b, p0, depth, j + j0, cols, b_block);
                     let beta = if p0 == 0 { self.beta } else { 1.0 };
                     for i0 in (0..m).step_by(mc) {
                         let rows = (m - i0).min(mc);
                         let a_block = &mut a_panels[..depth * rows.div_ceil(MR) * MR];
                         pack_a::<MR>(self.a, i0, rows, p0, depth, a_block);
-                        let c_rows = &mut c[i0 * n..(i0 + rows) * n];
+                        let c_rows = &mut out[i0 * ldc..(i0 + rows) * ldc];
                         let block = (j0, cols);
                         multiply_packed::<MR, NR>(
-                            depth, a_block, b_block, beta, c_rows, n, block, kernel,
+                            depth, a_block, b_block, beta, c_rows, ldc, block, kernel,
                         );
                     }
+                }
+            }
+        });
+    }
+
+    /// The product shared with the helper thread, split by columns where that moves
+    /// less memory between the cores, else by rows.
+    fn parallel<const MR: usize, const NR: usize>(&self, c: &mut [f64], kernel: Kernel) {
+        if self.beta == 0.0 && self.n > self.m && self.m * self.n <= COLUMN_SCRATCH {
+            self.parallel_columns::<MR, NR>(c, kernel);
+        } else {
+            self.parallel_rows::<MR, NR>(c, kernel);
+        }
+    }
+
+    /// The product shared with the helper thread as two blocks of columns of `C`, each
+    /// thread packing its own columns of `B` and all of `A`: for a product wider than
+    /// tall, whose `B` is the larger operand, so that neither thread reads a packed `B`
+    /// from the other's cache. The first block is written into `C`; the second, whose
+    /// columns are not contiguous in `C`, into this thread's scratch matrix, then
+    /// copied. Only for β = 0, where the two give the serial product's bits: each
+    /// element goes through the same operations in either.
+    fn parallel_columns<const MR: usize, const NR: usize>(&self, c: &mut [f64], kernel: Kernel) {
+        let (m, n) = (self.m, self.n);
+        debug_assert!(self.beta == 0.0);
+        // Two blocks of whole panels, the first the wider.
+        let left = (n.div_ceil(NR).div_ceil(2) * NR).min(n);
+        let right = n - left;
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            if scratch.len() < m * right {
+                scratch.resize(m * right, 0.0);
+            }
+            let scratch = &mut scratch[..m * right];
+            {
+                let queue = Mutex::new(
+                    [
+                        (&mut *c, n, (0, left)),
+                        (&mut *scratch, right, (left, right)),
+                    ]
+                    .into_iter(),
+                );
+                run_shared(&|| loop {
+                    let next = lock(&queue).next();
+                    let Some((out, ldc, block)) = next else { break };
+                    if block.1 > 0 {
+                        self.columns::<MR, NR>(out, ldc, block, left, kernel);
+                    }
+                });
+            }
+            if right > 0 {
+                for (row, part) in c.chunks_exact_mut(n).zip(scratch.chunks_exact(right)) {
+                    row[left..].copy_from_slice(part);
                 }
             }
         });
@@ -191,7 +264,7 @@ impl Product<'_> {
     /// The product shared with the helper thread: for each block of `B` (packed once,
     /// its depth blocks shared out between the threads), both threads take row blocks
     /// of `C`.
-    fn parallel<const MR: usize, const NR: usize>(&self, c: &mut [f64], kernel: Kernel) {
+    fn parallel_rows<const MR: usize, const NR: usize>(&self, c: &mut [f64], kernel: Kernel) {
         let (m, k, n) = (self.m, self.k, self.n);
         let kc = even_blocks(k, KC, 1);
         // An even number of row blocks of whole tiles, as equal as they come, so that
@@ -761,25 +834,35 @@ mod tests {
     /// hand-off of the work to the helper, quick enough to run under Miri.
     #[test]
     fn small_shared_products_agree_with_serial_ones() {
-        for (m, k, n) in [(9, 7, 13), (17, 3, 5), (9, 5, 30)] {
+        for (m, k, n) in [(9, 7, 13), (17, 3, 5), (9, 5, 30), (5, 7, 60)] {
             shared_and_serial_agree(m, k, n);
         }
     }
 
-    /// The product on one thread and shared, by `kernel` with MR×NR tiles; asserts they have the same bits and returns the first.
+    /// The product on one thread and shared by rows (and, with β = 0, by columns), by
+    /// `kernel` with MR×NR tiles; asserts they have the same bits and returns the first.
     fn serial_and_shared<const MR: usize, const NR: usize>(
         product: &Product<'_>,
         start: &[f64],
         kernel: Kernel,
     ) -> Vec<f64> {
-        let (mut serial, mut shared) = (start.to_vec(), start.to_vec());
+        let mut serial = start.to_vec();
         product.serial::<MR, NR>(&mut serial, kernel);
-        product.parallel::<MR, NR>(&mut shared, kernel);
-        let same = serial
-            .iter()
-            .zip(&shared)
-            .all(|(x, y)| x.to_bits() == y.to_bits());
-        assert!(same, "{MR}×{NR} tiles by {kernel:?}");
+        let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let mut rows = start.to_vec();
+        product.parallel_rows::<MR, NR>(&mut rows, kernel);
+        assert!(
+            bits(&rows) == bits(&serial),
+            "by rows, {MR}×{NR} by {kernel:?}"
+        );
+        if product.beta == 0.0 {
+            let mut columns = start.to_vec();
+            product.parallel_columns::<MR, NR>(&mut columns, kernel);
+            assert!(
+                bits(&columns) == bits(&serial),
+                "by columns, {MR}×{NR} by {kernel:?}"
+            );
+        }
         serial
     }
 
