@@ -5,8 +5,8 @@
 //! The loops follow the usual cache blocking. `B` is packed into panels of `NR`
 //! columns and `A` into panels of `MR` rows, at most `KC` deep; a register tile of
 //! MR×NR accumulators then runs down the shared depth. The tile is chosen at run time,
-//! once per product: 8×24 with AVX-512 intrinsics where the processor has AVX-512F and
-//! `C` is at least 24 columns wide, else 6×8 with AVX2/FMA intrinsics where it has
+//! once per product: 8×16 with AVX-512 intrinsics where the processor has AVX-512F and
+//! `C` is at least 16 columns wide, else 6×8 with AVX2/FMA intrinsics where it has
 //! those, else a portable 6×8 loop (always under Miri). The packing buffers are per
 //! thread, start on a cache line and grow to their working size on the first products,
 //! so that a training loop's later steps allocate nothing.
@@ -18,7 +18,7 @@
 //! The vector tiles are the one place here that needs `unsafe`: intrinsics behind a
 //! run-time feature check, whose proof travels as a value ([`isa`]). On an Intel Xeon
 //! (family 6, model 207, one core) the AVX-512 tile runs W3's 128×784·784×256 and
-//! 784×128·128×256 products at 67–75 GFLOP/s and the AVX2 tile at 37–41 (see
+//! 784×128·128×256 products at 69–73 GFLOP/s and the AVX2 tile at 37–41 (see
 //! `docs/decisions/0001-matrix-product.md`).
 
 use crate::parallel::{has_helper, lock, run_shared};
@@ -106,7 +106,7 @@ pub(super) fn gemm(
         beta,
     };
     match Kernel::for_width(n) {
-        wide @ Kernel::Avx512(_) => product.run::<8, 24>(c, wide),
+        wide @ Kernel::Avx512(_) => product.run::<8, 16>(c, wide),
         kernel => product.run::<6, 8>(c, kernel),
     }
 }
@@ -553,17 +553,17 @@ enum Kernel {
     Portable,
     /// AVX2 and FMA intrinsics: 6×8 tiles.
     Avx2(isa::Avx2),
-    /// AVX-512 intrinsics: 8×24 tiles.
+    /// AVX-512 intrinsics: 8×16 tiles.
     Avx512(isa::Avx512),
 }
 
 impl Kernel {
     /// The fastest kernel this processor runs for a product `n` columns wide: the
-    /// AVX-512 tile, 24 columns wide, only when `C` is at least that wide (narrower,
-    /// most of its work would go on columns that are not there).
+    /// AVX-512 tile, 16 columns wide, only when `C` is at least that wide (narrower,
+    /// much of its work would go on columns that are not there).
     fn for_width(n: usize) -> Kernel {
         match isa::Avx512::detect() {
-            Some(avx512) if n >= 24 => Kernel::Avx512(avx512),
+            Some(avx512) if n >= 16 => Kernel::Avx512(avx512),
             _ => isa::Avx2::detect().map_or(Kernel::Portable, Kernel::Avx2),
         }
     }
@@ -616,7 +616,7 @@ mod isa {
 /// operand `depth` deep, written into `(c, ldc, β)` as `c ← sums + β·c`: a whole tile
 /// at the start of `c`, its rows `ldc` apart (`c` is read only when β ≠ 0).
 ///
-/// `kernel` is used where it has a tile of this shape (AVX2 6×8, AVX-512 8×24); the
+/// `kernel` is used where it has a tile of this shape (AVX2 6×8, AVX-512 8×16); the
 /// portable loop computes every other.
 ///
 /// # Panics
@@ -645,7 +645,7 @@ fn multiply_tile<const MR: usize, const NR: usize>(
             };
             return;
         }
-        Kernel::Avx512(proof) if (MR, NR) == (8, 24) => {
+        Kernel::Avx512(proof) if (MR, NR) == (8, 16) => {
             // SAFETY: `proof` exists only where `Avx512::detect` found AVX-512F on this
             // processor; the function checks its slices itself.
             #[allow(unsafe_code)]
@@ -732,8 +732,8 @@ unsafe fn tile_avx2(
     }
 }
 
-/// [`multiply_tile`] for an 8×24 tile, with twenty-four 8-wide FMA accumulators: per
-/// step of the depth, three loads of `B` and eight broadcasts of `A` feed 24 FMAs.
+/// [`multiply_tile`] for an 8×16 tile, with sixteen 8-wide FMA accumulators: per step
+/// of the depth, two loads of `B` and eight broadcasts of `A` feed 16 FMAs.
 ///
 /// # Safety
 /// The processor must have AVX-512F (the slices are checked here).
@@ -754,7 +754,7 @@ unsafe fn tile_avx512(
         _mm512_storeu_pd,
     };
     const MR: usize = 8;
-    const NR: usize = 24;
+    const NR: usize = 16;
     const LANES: usize = NR / 8;
     assert!(a_panel.len() >= depth * MR && b_panel.len() >= depth * NR);
     assert!(c.len() >= (MR - 1) * ldc + NR);
@@ -802,9 +802,9 @@ mod tests {
     /// Every kernel this processor runs, with the tile shape it computes: the portable
     /// loop at both shapes, and the vector tiles where the processor has them.
     fn kernels() -> Vec<(Kernel, (usize, usize))> {
-        let mut all = vec![(Kernel::Portable, (6, 8)), (Kernel::Portable, (8, 24))];
+        let mut all = vec![(Kernel::Portable, (6, 8)), (Kernel::Portable, (8, 16))];
         all.extend(isa::Avx2::detect().map(|p| (Kernel::Avx2(p), (6, 8))));
-        all.extend(isa::Avx512::detect().map(|p| (Kernel::Avx512(p), (8, 24))));
+        all.extend(isa::Avx512::detect().map(|p| (Kernel::Avx512(p), (8, 16))));
         all
     }
 
@@ -897,7 +897,7 @@ mod tests {
                 for (kernel, shape) in kernels() {
                     let c = match shape {
                         (6, 8) => serial_and_shared::<6, 8>(&product, &start, kernel),
-                        _ => serial_and_shared::<8, 24>(&product, &start, kernel),
+                        _ => serial_and_shared::<8, 16>(&product, &start, kernel),
                     };
                     // And each is the product: every element against a plain sum.
                     for (at, &got) in c.iter().enumerate() {
@@ -925,7 +925,7 @@ mod tests {
         for (kernel, shape) in kernels() {
             match shape {
                 (6, 8) => tile_is_exact::<6, 8>(kernel),
-                _ => tile_is_exact::<8, 24>(kernel),
+                _ => tile_is_exact::<8, 16>(kernel),
             }
         }
     }
