@@ -308,7 +308,21 @@ def jax_workloads():
     report("jax", timed(run, number=20))
 
 
+def processor():
+    """The processor's model name, as /proc/cpuinfo gives it (Linux), else the platform's."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or "unknown processor"
+
+
 if __name__ == "__main__":
+    print(f"Processor: {processor()}")
     numpy_workloads()
     torch_workloads()
     jax_workloads()
