@@ -392,8 +392,8 @@ mod tests {
     #[test]
     #[cfg_attr(
         miri,
-        ignore = "slices of 10^5 numbers take too long to interpret; the small products \
-                  above go through the same hand-off"
+        ignore = "slices of 10^5 numbers take too long to interpret; the kernel's small \
+                  shared products go through the same hand-off"
     )]
     fn shared_fills_and_copies_cover_the_slice() {
         for len in [
