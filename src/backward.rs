@@ -23,7 +23,7 @@ use crate::error::{Error, Phase, Result};
 use crate::function::InputGrads;
 use crate::ops::linalg::{add_grad_a, add_grad_b};
 use crate::ops::Op;
-use crate::parallel::{copy as shared_copy, copy_finite, zero as shared_zero, zero_beside};
+use crate::parallel::{copy as shared_copy, copy_finite, zero as shared_zero};
 use crate::tape::{Inner, Kind, Node, NodeId, Plan, Tape};
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::{Var, Vars};
@@ -53,10 +53,6 @@ pub struct Gradients {
     /// Nodes recorded when the pass ran; later nodes have zero gradient.
     nodes: usize,
     data: Vec<f64>,
-    /// A second arena for the next pass, all zero when `spare_zero` is set: on a tape
-    /// of scalars the helper thread zeroes it while the sweep runs (see `sweep`).
-    spare: Vec<f64>,
-    spare_zero: bool,
     /// Memory for the marks of a pass's ancestors (see [`PROVEN`]), kept for the next
     /// pass.
     ancestors: Vec<bool>,
@@ -67,15 +63,13 @@ pub struct Gradients {
 }
 
 impl Clone for Gradients {
-    /// The gradients alone: the copy starts without a spare arena.
+    /// The gradients alone: the copy starts without the marks' memory.
     fn clone(&self) -> Gradients {
         Gradients {
             tape: self.tape,
             generation: self.generation,
             nodes: self.nodes,
             data: self.data.clone(),
-            spare: Vec::new(),
-            spare_zero: false,
             ancestors: Vec::new(),
             all_ancestors: None,
         }
@@ -172,11 +166,10 @@ impl Gradients {
         &self.data[at..at + len]
     }
 
-    /// Bytes of heap memory held: the gradient arena and, once a pass has run on a tape
-    /// without general nodes, the spare arena of the same size that the next pass uses.
+    /// Bytes of heap memory held: the gradient arena and the marks of a pass that met
+    /// nodes off the output's path.
     pub fn heap_bytes(&self) -> usize {
-        (self.data.capacity() + self.spare.capacity()) * std::mem::size_of::<f64>()
-            + self.ancestors.capacity()
+        self.data.capacity() * std::mem::size_of::<f64>() + self.ancestors.capacity()
     }
 
     /// The gradient with respect to `x`, shaped like `x`.
@@ -331,7 +324,7 @@ impl<'t> Var<'t> {
     /// [`backward_with`](Var::backward_with) and give the upstream gradient.
     pub fn backward(self) -> Result<Gradients> {
         let mut grads = Gradients::new();
-        sweep(self.tape(), self.id(), None, &mut grads, false)?;
+        sweep(self.tape(), self.id(), None, &mut grads)?;
         Ok(grads)
     }
 
@@ -349,35 +342,29 @@ impl<'t> Var<'t> {
     /// ```
     pub fn backward_with(self, seed: &Tensor) -> Result<Gradients> {
         let mut grads = Gradients::new();
-        sweep(self.tape(), self.id(), Some(seed.view()), &mut grads, false)?;
+        sweep(self.tape(), self.id(), Some(seed.view()), &mut grads)?;
         Ok(grads)
     }
 
-    /// [`backward`](Var::backward) into an existing [`Gradients`], reusing its memory.
-    ///
-    /// On a tape without general nodes (scalars only), the pass also keeps a second
-    /// arena beside the gradients, which the helper thread zeroes while the sweep runs,
-    /// so that the next pass into the same `Gradients` starts without zeroing: twice
-    /// the memory of [`backward`](Var::backward)'s gradients, and a faster loop.
+    /// [`backward`](Var::backward) into an existing [`Gradients`], reusing its memory:
+    /// after the first pass over a recording of a given size, no allocation.
     pub fn backward_into(self, grads: &mut Gradients) -> Result<()> {
-        sweep(self.tape(), self.id(), None, grads, true)
+        sweep(self.tape(), self.id(), None, grads)
     }
 
     /// [`backward_with`](Var::backward_with) into an existing [`Gradients`], reusing
     /// its memory.
     pub fn backward_with_into(self, seed: &Tensor, grads: &mut Gradients) -> Result<()> {
-        sweep(self.tape(), self.id(), Some(seed.view()), grads, true)
+        sweep(self.tape(), self.id(), Some(seed.view()), grads)
     }
 }
 
-/// The reverse sweep from `root`; with `reused`, into gradients that will be reused,
-/// and so worth a spare arena.
+/// The reverse sweep from `root` into `grads`.
 fn sweep(
     tape: &Tape,
     root: NodeId,
     seed: Option<TensorRef<'_>>,
     grads: &mut Gradients,
-    reused: bool,
 ) -> Result<()> {
     let inner = tape.inner.borrow();
     let root_node = &inner.nodes[root as usize];
@@ -403,16 +390,10 @@ fn sweep(
     grads.tape = 0;
     grads.generation = inner.generation;
     grads.nodes = inner.nodes.len();
-    // The arena must be zero over the slots the pass uses: the spare one, if the last
-    // pass left it zero, or this one zeroed now, on both threads when it is large (see
-    // `shared_zero`). Then fitted to those slots.
-    if grads.spare_zero {
-        std::mem::swap(&mut grads.data, &mut grads.spare);
-        grads.spare_zero = false;
-    } else {
-        let kept = grads.data.len().min(inner.used);
-        shared_zero(&mut grads.data[..kept]);
-    }
+    // The arena must be zero over the slots the pass uses: zeroed now, on both threads
+    // when it is large (see `shared_zero`), then fitted to those slots.
+    let kept = grads.data.len().min(inner.used);
+    shared_zero(&mut grads.data[..kept]);
     grads.data.resize(inner.used, 0.0);
     let at = inner.offset(root as usize);
     match seed {
@@ -467,25 +448,7 @@ fn sweep(
         }
         Ok(false)
     };
-    if !reused || !inner.ops.is_empty() {
-        // General nodes may share their kernels with the helper thread: it stays free.
-        let all_ancestors = walk()?;
-        grads.all_ancestors = all_ancestors.then_some(recording);
-        grads.tape = tape.id();
-        return Ok(());
-    }
-    // A tape of scalars: the helper zeroes the spare arena (the last pass's gradients)
-    // while this thread sweeps, so that the next pass finds its arena ready and the
-    // zeroing leaves the path of the pass. The first time, the spare arena is
-    // allocated zeroed, which costs no writes.
-    let result = if grads.spare.len() < inner.used {
-        grads.spare = vec![0.0; inner.used];
-        walk()
-    } else {
-        zero_beside(&mut grads.spare, walk)
-    };
-    grads.spare_zero = true;
-    grads.all_ancestors = result?.then_some(recording);
+    grads.all_ancestors = walk()?.then_some(recording);
     grads.tape = tape.id();
     Ok(())
 }

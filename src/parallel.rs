@@ -72,26 +72,6 @@ fn zero_shared(out: &mut [f64]) {
     });
 }
 
-/// Runs `main` on this thread while the helper, if it is free, sets every number of
-/// `out` to zero; this thread then zeroes what is left. Returns `main`'s result once
-/// all of `out` is zero.
-pub(crate) fn zero_beside<R>(out: &mut [f64], main: impl FnOnce() -> R) -> R {
-    if out.len() < PARALLEL_MEMORY || helper().is_none() {
-        let result = main();
-        out.fill(0.0);
-        return result;
-    }
-    let queue = Mutex::new(out.chunks_mut(MEMORY_CHUNK));
-    run_shared_after(
-        &|| loop {
-            let next = lock(&queue).next();
-            let Some(chunk) = next else { break };
-            chunk.fill(0.0);
-        },
-        main,
-    )
-}
-
 /// Copies `src` into `out`; a large copy on both threads.
 ///
 /// # Panics
@@ -385,7 +365,7 @@ pub(crate) fn run_shared_after<R>(work: &(dyn Fn() + Sync), first: impl FnOnce()
 
 #[cfg(test)]
 mod tests {
-    use super::{copy, one_thread_asked, zero, zero_beside, MEMORY_CHUNK, PARALLEL_MEMORY};
+    use super::{copy, one_thread_asked, zero, MEMORY_CHUNK, PARALLEL_MEMORY};
 
     /// Fills and copies below, at and above the size shared with the helper, with a
     /// last chunk that is short, reach every number and nothing past the slice.
@@ -410,20 +390,6 @@ mod tests {
                 buffer[1..=len].iter().all(|&v| v == 0.0),
                 "zeroing of {len}"
             );
-            assert_eq!([buffer[0], buffer[len + 1], buffer[len + 2]], [-1.0; 3]);
-
-            // Zeroing beside other work: that work runs here, once, and its result
-            // comes back with the slice all zero and nothing past it touched.
-            buffer.fill(-1.0);
-            let caller = std::thread::current().id();
-            let mut runs = 0;
-            let result = zero_beside(&mut buffer[1..=len], || {
-                runs += 1;
-                assert_eq!(std::thread::current().id(), caller);
-                len * 2
-            });
-            assert_eq!((result, runs), (len * 2, 1));
-            assert!(buffer[1..=len].iter().all(|&v| v == 0.0), "{len} beside");
             assert_eq!([buffer[0], buffer[len + 1], buffer[len + 2]], [-1.0; 3]);
         }
     }
