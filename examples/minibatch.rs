@@ -59,7 +59,7 @@ fn main() -> plots::PlotResult<()> {
             &data,
             &mut batches,
             EPOCHS,
-            |p, b| net.forward(p, b.inputs)?.mse(b.targets),
+            |p, b| net.forward(p, b.inputs)?.try_mse(b.targets),
         )?;
         let fitted = net.predict(&params, data.inputs())?;
         let mse = fitted

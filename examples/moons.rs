@@ -34,7 +34,8 @@ fn main() -> plots::PlotResult<()> {
     let mut batches = Batches::new(data.len(), Batching::MiniBatch(32), 11)?;
     for round in 0..6 {
         let history = trainer.fit(&mut params, &mut adam, &data, &mut batches, 25, |p, b| {
-            net.forward(p, b.inputs)?.softmax_cross_entropy(b.labels)
+            net.forward(p, b.inputs)?
+                .try_softmax_cross_entropy(b.labels)
         })?;
         let scores = net.predict(&params, data.inputs())?;
         println!(

@@ -64,7 +64,7 @@ impl Workload {
         let (net, x, labels) = (&self.net, &self.x, &self.labels);
         self.trainer.step(&mut self.params, &mut self.sgd, |p| {
             let logits = net.forward(p, p.tape().constant_tensor(x))?;
-            logits.softmax_cross_entropy(labels)
+            logits.try_softmax_cross_entropy(labels)
         })
     }
 

@@ -47,8 +47,8 @@ fn train(activation: Activation, x: &Tensor, y: &Tensor) -> Result<(Mlp, Params,
         trainer.step(&mut params, &mut sgd, |p| {
             let o = net.forward(p, p.tape().constant_tensor(x))?;
             let t = p.tape().constant_tensor(y);
-            history.borrow_mut().push(o.mse(t)?.item()?);
-            o.half_sse(t)
+            history.borrow_mut().push(o.mse(t).item()?);
+            o.try_half_sse(t)
         })?;
         if epoch % 4000 == 0 {
             println!("Epoch {epoch}, Loss:{}", history.borrow()[epoch]);

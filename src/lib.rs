@@ -48,6 +48,40 @@
 //!   [`optim`]: gradient descent on plain functions and the network optimizers;
 //!   [`data`]: full-batch, stochastic and mini-batch iteration.
 //!
+//! ## Errors and panics: one rule
+//! An op method on [`Var`] returns a `Var`, so that ops chain; misuse (shapes that do
+//! not fit, an axis out of range, a parameter that is not finite, variables of two
+//! tapes) panics at the caller's line with a message naming the op and the bad value,
+//! as `a + b` does on shapes that do not broadcast. Each op that can fail has a `try_`
+//! twin returning [`Result`] with the same [`Error`] instead: `leaky_relu` and
+//! `try_leaky_relu`, `matmul` and `try_matmul`, `+` and `try_add`. Ops that cannot
+//! fail (`sigmoid`, `exp`, `sum`) have no twin. A failed `try_` call leaves the tape as
+//! it was. Methods that run a pass or read or write values ([`Var::backward`],
+//! [`Var::item`], [`Gradients::wrt`], [`Var::set_value`]) and [`Var::apply`] (a user
+//! function brings its own errors) return `Result` only.
+//!
+//! ```
+//! use tapegrad::Tape;
+//!
+//! let tape = Tape::new();
+//! let x = tape.var(-2.0);
+//! let y = x.leaky_relu(0.1).sigmoid();
+//! assert!((y.item()? - 1.0 / (1.0 + 0.2f64.exp())).abs() < 1e-15);
+//! assert_eq!(
+//!     x.try_leaky_relu(f64::NAN).unwrap_err().to_string(),
+//!     "leaky_relu: parameter alpha must be a finite number, got NaN"
+//! );
+//! assert_eq!(tape.len(), 3); // the failed call recorded nothing
+//! # Ok::<(), tapegrad::Error>(())
+//! ```
+//!
+//! ```should_panic
+//! # use tapegrad::Tape;
+//! let tape = Tape::new();
+//! // panics: "leaky_relu: parameter alpha must be a finite number, got NaN"
+//! tape.var(1.0).leaky_relu(f64::NAN);
+//! ```
+//!
 //! ## Threads
 //! A tape belongs to one thread at a time, but tapegrad shares large work with one
 //! helper thread of its own, started the first time there is some: matrix products of

@@ -162,7 +162,7 @@ fn train(net: &Mlp, params: &mut Params, opt: &mut dyn Optimizer, steps: std::op
         trainer
             .step(params, opt, |p| {
                 let o = net.forward(p, p.tape().constant_tensor(&x))?;
-                o.mse(p.tape().constant_tensor(&y))
+                o.try_mse(p.tape().constant_tensor(&y))
             })
             .unwrap();
     }

@@ -138,12 +138,12 @@ pub fn activation_curves() -> tapegrad::Result<Vec<ActivationCurve>> {
         ("sigmoid", |x| Ok(x.sigmoid())),
         ("tanh", |x| Ok(x.tanh())),
         ("ReLU", |x| Ok(x.relu())),
-        ("Leaky ReLU (α = 0.1)", |x| x.leaky_relu(0.1)),
-        ("ELU (α = 1)", |x| x.elu(1.0)),
+        ("Leaky ReLU (α = 0.1)", |x| x.try_leaky_relu(0.1)),
+        ("ELU (α = 1)", |x| x.try_elu(1.0)),
         ("softsign", |x| Ok(x.softsign())),
         ("arctan", |x| Ok(x.atan())),
         ("Gaussian exp(−x²)", |x| Ok(x.gaussian())),
-        ("Swish x·σ(x)", |x| x.swish(1.0)),
+        ("Swish x·σ(x)", |x| x.try_swish(1.0)),
         ("softplus", |x| Ok(x.softplus())),
         ("GELU", |x| Ok(x.gelu())),
     ];
@@ -563,7 +563,7 @@ pub fn optimizer_losses(lrs: [f64; 6], epochs: usize) -> tapegrad::Result<Vec<Cu
             &data,
             &mut batches,
             epochs,
-            |p, b| net.forward(p, b.inputs)?.mse(b.targets),
+            |p, b| net.forward(p, b.inputs)?.try_mse(b.targets),
         )?;
         curves.push(Curve {
             name: format!("{name} (lr {})", optimizer.learning_rate()),

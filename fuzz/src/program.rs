@@ -639,11 +639,11 @@ fn apply_op<'t>(
         "sum" => Ok(a.sum()),
         "try_mean" => a.try_mean(),
         "try_max" => a.try_max(),
-        "transpose" => a.transpose(),
-        "leaky_relu" => a.leaky_relu(param),
-        "elu" => a.elu(param),
-        "swish" => a.swish(param),
-        "powf" => a.powf(param),
+        "transpose" => a.try_transpose(),
+        "leaky_relu" => a.try_leaky_relu(param),
+        "elu" => a.try_elu(param),
+        "swish" => a.try_swish(param),
+        "powf" => a.try_powf(param),
         "powi" => {
             let n = match p {
                 0 => i32::MIN,
@@ -658,18 +658,19 @@ fn apply_op<'t>(
         "div_scalar" => Ok(a / param),
         "scalar_sub" => Ok(param - a),
         "scalar_div" => Ok(param / a),
-        "sum_axis" => a.sum_axis(axis, keepdim),
-        "mean_axis" => a.mean_axis(axis, keepdim),
-        "max_axis" => a.max_axis(axis, keepdim),
-        "softmax" => a.softmax(axis),
-        "log_softmax" => a.log_softmax(axis),
-        "reshape" => a.reshape(SHAPES[usize::from(p & 15)]),
+        "sum_axis" => a.try_sum_axis(axis, keepdim),
+        "mean_axis" => a.try_mean_axis(axis, keepdim),
+        "max_axis" => a.try_max_axis(axis, keepdim),
+        "softmax" => a.try_softmax(axis),
+        "log_softmax" => a.try_log_softmax(axis),
+        "reshape" => a.try_reshape(SHAPES[usize::from(p & 15)]),
         "reshape_back" => {
             // Into one axis and back: keeps the shape, records two nodes.
             let shape = a.shape();
-            a.reshape([shape.numel()]).and_then(|f| f.reshape(shape))
+            a.try_reshape([shape.numel()])
+                .and_then(|f| f.try_reshape(shape))
         }
-        "narrow" => a.narrow(
+        "narrow" => a.try_narrow(
             axis,
             POSITIONS[usize::from(p >> 2 & 7)],
             POSITIONS[usize::from(p >> 5)],
@@ -682,7 +683,7 @@ fn apply_op<'t>(
                 _ => usize::from(p >> 4 & 3),
             };
             let labels: Vec<usize> = (0..rows).map(|i| labels[i % 2]).collect();
-            a.softmax_cross_entropy(&labels)
+            a.try_softmax_cross_entropy(&labels)
         }
         "nan_slope" => a.apply(&Arc::new(NanSlope)),
         "nan_value" => a.apply(&Arc::new(NanValue)),
@@ -691,12 +692,12 @@ fn apply_op<'t>(
         "try_sub" => a.try_sub(b),
         "try_mul" => a.try_mul(b),
         "try_div" => a.try_div(b),
-        "matmul" => a.matmul(b),
-        "equal" => a.equal(b),
-        "mse" => a.mse(b),
-        "half_sse" => a.half_sse(b),
-        "bce" => a.bce(b),
-        "bce_with_logits" => a.bce_with_logits(b),
+        "matmul" => a.try_matmul(b),
+        "equal" => a.try_equal(b),
+        "mse" => a.try_mse(b),
+        "half_sse" => a.try_half_sse(b),
+        "bce" => a.try_bce(b),
+        "bce_with_logits" => a.try_bce_with_logits(b),
         "product" => tape.apply(&Arc::new(Product), &[a, b]),
         "no_grad_sigmoid" => {
             let _guard = tape.no_grad();
@@ -716,7 +717,7 @@ fn apply_op<'t>(
         }
         "huge_reshape" => {
             let dims = HUGE_SHAPES[usize::from(p) % HUGE_SHAPES.len()];
-            match a.reshape(dims) {
+            match a.try_reshape(dims) {
                 Ok(_) => return fail(format!("reshape to {dims:?} is not an error")),
                 Err(e) => Err(e),
             }

@@ -183,12 +183,12 @@ impl Activation {
             Activation::Sigmoid => x.sigmoid(),
             Activation::Tanh => x.tanh(),
             Activation::Relu => x.relu(),
-            Activation::LeakyRelu(alpha) => x.leaky_relu(*alpha)?,
-            Activation::Elu(alpha) => x.elu(*alpha)?,
+            Activation::LeakyRelu(alpha) => x.try_leaky_relu(*alpha)?,
+            Activation::Elu(alpha) => x.try_elu(*alpha)?,
             Activation::Softsign => x.softsign(),
             Activation::Atan => x.atan(),
             Activation::Gaussian => x.gaussian(),
-            Activation::Swish(beta) => x.swish(*beta)?,
+            Activation::Swish(beta) => x.try_swish(*beta)?,
             Activation::Softplus => x.softplus(),
             Activation::Gelu => x.gelu(),
             Activation::Custom(f) => x.apply(f)?,
@@ -352,9 +352,9 @@ impl Linear {
         match &self.bias {
             Some(bias) => {
                 let b = params.get(bias)?;
-                x.matmul(w)?.try_add(b)
+                x.try_matmul(w)?.try_add(b)
             }
-            None => x.matmul(w),
+            None => x.try_matmul(w),
         }
     }
 

@@ -28,7 +28,7 @@
 //! for _ in 0..10_000 {
 //!     trainer.step(&mut params, &mut sgd, |p| {
 //!         let o = net.forward(p, p.tape().constant_tensor(&x))?;
-//!         o.half_sse(p.tape().constant_tensor(&y))
+//!         o.try_half_sse(p.tape().constant_tensor(&y))
 //!     })?;
 //! }
 //! let o = net.predict(&params, &x)?;

@@ -72,7 +72,7 @@ impl History {
 /// let net = Mlp::builder(1).layer(1, Activation::Identity).build(&mut params, &mut init::rng(0))?;
 /// let mut batches = Batches::new(data.len(), Batching::Full, 0)?;
 /// let history = Trainer::new().fit(&mut params, &mut Sgd::new(0.1), &data, &mut batches, 500, |p, b| {
-///     net.forward(p, b.inputs)?.mse(b.targets)
+///     net.forward(p, b.inputs)?.try_mse(b.targets)
 /// })?;
 /// assert!(history.last().unwrap() < 1e-12);
 /// assert!((params.get("layer1.weight")?.item()? - 2.0).abs() < 1e-6);

@@ -16,7 +16,7 @@
 //! numbers of the first-order rule, conventions at the kinks included; their second
 //! derivative is 0 away from the kinks (for ELU, αeˣ below 0).
 
-use super::{finite, math, Unary};
+use super::{finite, math, or_panic, Unary};
 use crate::error::Result;
 use crate::var::Var;
 
@@ -300,10 +300,14 @@ impl<'t> Var<'t> {
 /// use tapegrad::Tape;
 /// let tape = Tape::new();
 /// let x = tape.var(-2.0);
-/// let y = x.leaky_relu(0.1)?;
+/// let y = x.leaky_relu(0.1);
 /// assert_eq!(y.item()?, -0.2);
 /// assert_eq!(y.backward()?.wrt_scalar(x)?, 0.1);
-/// assert!(x.leaky_relu(f64::NAN).is_err());
+/// // A parameter that is not finite: the method panics, its `try_` twin says why.
+/// assert_eq!(
+///     x.try_leaky_relu(f64::NAN).unwrap_err().to_string(),
+///     "leaky_relu: parameter alpha must be a finite number, got NaN"
+/// );
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug)]
@@ -354,8 +358,21 @@ impl Unary for LeakyRelu {
 }
 
 impl<'t> Var<'t> {
-    /// Leaky ReLU with slope `alpha` below 0, elementwise; an error if `alpha` is not finite.
-    pub fn leaky_relu(self, alpha: f64) -> Result<Var<'t>> {
+    /// Leaky ReLU with slope `alpha` below 0, elementwise.
+    ///
+    /// # Panics
+    ///
+    /// If `alpha` is not finite, naming the op and the value;
+    /// [`try_leaky_relu`](Var::try_leaky_relu) returns the error.
+    #[track_caller]
+    pub fn leaky_relu(self, alpha: f64) -> Var<'t> {
+        let alpha = or_panic(finite(LeakyRelu::NAME, "alpha", alpha));
+        self.elementwise(LeakyRelu { alpha })
+    }
+
+    /// Leaky ReLU with slope `alpha` below 0, elementwise; an error if `alpha` is not
+    /// finite.
+    pub fn try_leaky_relu(self, alpha: f64) -> Result<Var<'t>> {
         let alpha = finite(LeakyRelu::NAME, "alpha", alpha)?;
         self.tape().record_unary(LeakyRelu { alpha }, self)
     }
@@ -369,7 +386,7 @@ impl<'t> Var<'t> {
 /// use tapegrad::Tape;
 /// let tape = Tape::new();
 /// let x = tape.var(-1.0);
-/// let y = x.elu(1.0)?;
+/// let y = x.elu(1.0);
 /// assert!((y.item()? - (-1.0f64).exp_m1()).abs() < 1e-15);
 /// assert!((y.backward()?.wrt_scalar(x)? - (-1.0f64).exp()).abs() < 1e-15);
 /// # Ok::<(), tapegrad::Error>(())
@@ -424,8 +441,20 @@ impl Unary for Elu {
 }
 
 impl<'t> Var<'t> {
+    /// ELU with scale `alpha`, elementwise.
+    ///
+    /// # Panics
+    ///
+    /// If `alpha` is not finite, naming the op and the value;
+    /// [`try_elu`](Var::try_elu) returns the error.
+    #[track_caller]
+    pub fn elu(self, alpha: f64) -> Var<'t> {
+        let alpha = or_panic(finite(Elu::NAME, "alpha", alpha));
+        self.elementwise(Elu { alpha })
+    }
+
     /// ELU with scale `alpha`, elementwise; an error if `alpha` is not finite.
-    pub fn elu(self, alpha: f64) -> Result<Var<'t>> {
+    pub fn try_elu(self, alpha: f64) -> Result<Var<'t>> {
         let alpha = finite(Elu::NAME, "alpha", alpha)?;
         self.tape().record_unary(Elu { alpha }, self)
     }
@@ -566,7 +595,7 @@ impl<'t> Var<'t> {
 /// let x = tape.var(0.0);
 /// let y = x.silu();
 /// assert_eq!(y.backward()?.wrt_scalar(x)?, 0.5);
-/// assert!(x.swish(f64::INFINITY).is_err());
+/// assert!(x.try_swish(f64::INFINITY).is_err());
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug)]
@@ -610,8 +639,20 @@ impl Unary for Swish {
 }
 
 impl<'t> Var<'t> {
+    /// Swish x·σ(βx), elementwise.
+    ///
+    /// # Panics
+    ///
+    /// If `beta` is not finite, naming the op and the value;
+    /// [`try_swish`](Var::try_swish) returns the error.
+    #[track_caller]
+    pub fn swish(self, beta: f64) -> Var<'t> {
+        let beta = or_panic(finite(Swish::NAME, "beta", beta));
+        self.elementwise(Swish { beta })
+    }
+
     /// Swish x·σ(βx), elementwise; an error if `beta` is not finite.
-    pub fn swish(self, beta: f64) -> Result<Var<'t>> {
+    pub fn try_swish(self, beta: f64) -> Result<Var<'t>> {
         let beta = finite(Swish::NAME, "beta", beta)?;
         self.tape().record_unary(Swish { beta }, self)
     }

@@ -243,10 +243,10 @@ impl<'t> std::ops::Neg for Var<'t> {
 /// use tapegrad::Tape;
 /// let tape = Tape::new();
 /// let x = tape.var(4.0);
-/// let y = x.powf(1.5)?;
+/// let y = x.powf(1.5);
 /// assert_eq!(y.item()?, 8.0);
 /// assert_eq!(y.backward()?.wrt_scalar(x)?, 3.0); // 1.5·√4
-/// assert!(x.powf(f64::NAN).is_err());
+/// assert!(x.try_powf(f64::NAN).is_err());
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug)]
@@ -286,7 +286,7 @@ impl Unary for Powf {
         if self.p == 0.0 {
             return Ok(x.tape().constant(0.0));
         }
-        Ok(x.powf(self.p - 1.0)? * self.p)
+        Ok(x.try_powf(self.p - 1.0)? * self.p)
     }
     fn check_at(&self) -> &'static [f64] {
         &[0.1, 0.5, 1.0, 2.0, 4.0]
@@ -297,8 +297,20 @@ impl Unary for Powf {
 }
 
 impl<'t> Var<'t> {
+    /// `self^p`, elementwise.
+    ///
+    /// # Panics
+    ///
+    /// If `p` is not finite, naming the op and the value; [`try_powf`](Var::try_powf)
+    /// returns the error.
+    #[track_caller]
+    pub fn powf(self, p: f64) -> Var<'t> {
+        let p = super::or_panic(finite(Powf::NAME, "p", p));
+        self.elementwise(Powf { p })
+    }
+
     /// `self^p`, elementwise; an error if `p` is not finite.
-    pub fn powf(self, p: f64) -> Result<Var<'t>> {
+    pub fn try_powf(self, p: f64) -> Result<Var<'t>> {
         let p = finite(Powf::NAME, "p", p)?;
         self.tape().record_unary(Powf { p }, self)
     }
@@ -358,7 +370,7 @@ impl Unary for Powi {
     fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
         match self.n {
             0 => Ok(x.tape().constant(0.0)),
-            i32::MIN => Ok(x.powf(f64::from(self.n) - 1.0)? * f64::from(self.n)),
+            i32::MIN => Ok(x.try_powf(f64::from(self.n) - 1.0)? * f64::from(self.n)),
             n => Ok(x.powi(n - 1) * f64::from(n)),
         }
     }

@@ -477,10 +477,10 @@ impl<'t> Var<'t> {
 /// use tapegrad::{Tape, Tensor};
 /// let tape = Tape::new();
 /// let x = tape.tensor(&Tensor::vector([1.0, 3.0, 3.0, 2.0]));
-/// let mask = x.equal(x.max())?;
+/// let mask = x.equal(x.max());
 /// assert_eq!(mask.value(), Tensor::vector([0.0, 1.0, 1.0, 0.0]));
 /// assert_eq!(mask.sum().backward()?.wrt(x)?, Tensor::vector([0.0; 4]));
-/// assert!(x.equal(tape.tensor(&Tensor::vector([1.0, 2.0]))).is_err());
+/// assert!(x.try_equal(tape.tensor(&Tensor::vector([1.0, 2.0]))).is_err());
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
@@ -516,9 +516,20 @@ impl Binary for Equal {
 }
 
 impl<'t> Var<'t> {
+    /// 1 where `self` equals `other`, else 0, elementwise and broadcasting.
+    ///
+    /// # Panics
+    ///
+    /// On shapes that cannot be broadcast together, with the error's message;
+    /// [`try_equal`](Var::try_equal) returns the error.
+    #[track_caller]
+    pub fn equal(self, other: Var<'t>) -> Var<'t> {
+        super::or_panic(self.try_equal(other))
+    }
+
     /// 1 where `self` equals `other`, else 0, elementwise and broadcasting; an error on
     /// incompatible shapes.
-    pub fn equal(self, other: Var<'t>) -> Result<Var<'t>> {
+    pub fn try_equal(self, other: Var<'t>) -> Result<Var<'t>> {
         self.tape().record_binary(Equal, self, other)
     }
 }

@@ -16,11 +16,11 @@ use crate::var::Var;
 /// use tapegrad::{Tape, Tensor};
 /// let tape = Tape::new();
 /// let x = tape.tensor(&Tensor::vector([1.0, 2.0, 3.0, 4.0]));
-/// let y = x.narrow(0, 1, 2)?;
+/// let y = x.narrow(0, 1, 2);
 /// assert_eq!(y.value(), Tensor::vector([2.0, 3.0]));
 /// let g = (y * y).sum().backward()?;
 /// assert_eq!(g.wrt(x)?, Tensor::vector([0.0, 4.0, 6.0, 0.0]));
-/// assert!(x.narrow(0, 3, 2).is_err());
+/// assert!(x.try_narrow(0, 3, 2).is_err());
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug)]
@@ -142,9 +142,9 @@ impl Function for Narrow {
             .tape()
             .constant_tensor(&Tensor::new(selector, selector_shape)?);
         // Move the axis last, multiply by the selector's transpose, move it back.
-        let g = gy.reshape([outer, len, inner])?.transpose()?;
-        let g = g.matmul(selector.transpose()?)?.transpose()?;
-        Ok(vec![g.reshape(shape.dims())?])
+        let g = gy.try_reshape([outer, len, inner])?.try_transpose()?;
+        let g = g.try_matmul(selector.try_transpose()?)?.try_transpose()?;
+        Ok(vec![g.try_reshape(shape.dims())?])
     }
     fn check_at(&self) -> Vec<Vec<Tensor>> {
         let x = Tensor::new((0..24).map(|v| v as f64 * 0.25 - 3.0).collect(), [2, 4, 3]);
@@ -156,6 +156,18 @@ impl Function for Narrow {
 }
 
 impl<'t> Var<'t> {
+    /// The elements `start..start + len` along `axis`, the other axes whole (see
+    /// [`Narrow`]).
+    ///
+    /// # Panics
+    ///
+    /// If `axis` is not below the rank or the positions are out of range, with the error's
+    /// message; [`try_narrow`](Var::try_narrow) returns the error.
+    #[track_caller]
+    pub fn narrow(self, axis: usize, start: usize, len: usize) -> Var<'t> {
+        super::or_panic(self.try_narrow(axis, start, len))
+    }
+
     /// The positions `start..start + len` along `axis`; an error if the axis or the
     /// positions are out of range, naming the axis and its length, or if a position
     /// is 2³² or more.
@@ -165,12 +177,12 @@ impl<'t> Var<'t> {
     /// let tape = Tape::new();
     /// let x = tape.tensor(&Tensor::vector([1.0, 2.0, 3.0]));
     /// assert_eq!(
-    ///     x.narrow(0, usize::MAX, 2).unwrap_err().to_string(),
+    ///     x.try_narrow(0, usize::MAX, 2).unwrap_err().to_string(),
     ///     "narrow: start 18446744073709551615 and length 2 reach past the end of axis 0, \
     ///      of length 3, in shape [3]; start + length must be at most 3"
     /// );
     /// ```
-    pub fn narrow(self, axis: usize, start: usize, len: usize) -> Result<Var<'t>> {
+    pub fn try_narrow(self, axis: usize, start: usize, len: usize) -> Result<Var<'t>> {
         let shape = self.shape();
         if axis >= shape.rank() {
             return Err(Error::InvalidAxis {

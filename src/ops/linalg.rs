@@ -374,12 +374,12 @@ impl Layout {
 /// let tape = Tape::new();
 /// let a = tape.tensor(&Tensor::matrix(&[[1.0, 2.0], [3.0, 4.0]])?);
 /// let b = tape.tensor(&Tensor::matrix(&[[5.0], [6.0]])?);
-/// let y = a.matmul(b)?;
+/// let y = a.matmul(b);
 /// assert_eq!(y.value(), Tensor::matrix(&[[17.0], [39.0]])?);
 /// let g = y.sum().backward()?;
 /// assert_eq!(g.wrt(a)?, Tensor::matrix(&[[5.0, 6.0], [5.0, 6.0]])?); // gy·bᵀ
 /// assert_eq!(g.wrt(b)?, Tensor::matrix(&[[4.0], [6.0]])?); // aᵀ·gy
-/// assert!(b.matmul(b).is_err()); // [2, 1]·[2, 1]
+/// assert!(b.try_matmul(b).is_err()); // [2, 1]·[2, 1]
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
@@ -495,8 +495,8 @@ impl Function for Matmul {
         gy: Var<'t>,
     ) -> Result<Vec<Var<'t>>> {
         let (a, b) = (inputs[0], inputs[1]);
-        let ga = gy.matmul(b.transpose()?)?;
-        let gb = a.transpose()?.matmul(gy)?;
+        let ga = gy.try_matmul(b.try_transpose()?)?;
+        let gb = a.try_transpose()?.try_matmul(gy)?;
         Ok(vec![sum_to(ga, &a.shape())?, sum_to(gb, &b.shape())?])
     }
     fn check_at(&self) -> Vec<Vec<Tensor>> {
@@ -520,9 +520,20 @@ impl Function for Matmul {
 }
 
 impl<'t> Var<'t> {
+    /// The matrix product `self · other`, batched over leading axes (see [`Matmul`]).
+    ///
+    /// # Panics
+    ///
+    /// When the shapes cannot be multiplied, with the error's message;
+    /// [`try_matmul`](Var::try_matmul) returns the error.
+    #[track_caller]
+    pub fn matmul(self, other: Var<'t>) -> Var<'t> {
+        super::or_panic(self.try_matmul(other))
+    }
+
     /// The matrix product `self · other`, batched over leading axes (see [`Matmul`]);
     /// an error when the shapes cannot be multiplied.
-    pub fn matmul(self, other: Var<'t>) -> Result<Var<'t>> {
+    pub fn try_matmul(self, other: Var<'t>) -> Result<Var<'t>> {
         self.record(Op::Matmul(Matmul), &[self, other])
     }
 }
@@ -536,9 +547,9 @@ impl<'t> Var<'t> {
 /// use tapegrad::{Tape, Tensor};
 /// let tape = Tape::new();
 /// let x = tape.tensor(&Tensor::matrix(&[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])?);
-/// let y = x.transpose()?;
+/// let y = x.transpose();
 /// assert_eq!(y.value(), Tensor::matrix(&[[1.0, 4.0], [2.0, 5.0], [3.0, 6.0]])?);
-/// assert!(tape.tensor(&Tensor::vector([1.0, 2.0])).transpose().is_err());
+/// assert!(tape.tensor(&Tensor::vector([1.0, 2.0])).try_transpose().is_err());
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
@@ -607,7 +618,7 @@ impl Function for Transpose {
         _y: Var<'t>,
         gy: Var<'t>,
     ) -> Result<Vec<Var<'t>>> {
-        Ok(vec![gy.transpose()?])
+        Ok(vec![gy.try_transpose()?])
     }
     fn check_at(&self) -> Vec<Vec<Tensor>> {
         vec![
@@ -624,8 +635,19 @@ impl Function for Transpose {
 }
 
 impl<'t> Var<'t> {
+    /// The last two axes swapped (see [`Transpose`]).
+    ///
+    /// # Panics
+    ///
+    /// Below two axes, with the error's message; [`try_transpose`](Var::try_transpose)
+    /// returns the error.
+    #[track_caller]
+    pub fn transpose(self) -> Var<'t> {
+        super::or_panic(self.try_transpose())
+    }
+
     /// The last two axes swapped (see [`Transpose`]); an error below two axes.
-    pub fn transpose(self) -> Result<Var<'t>> {
+    pub fn try_transpose(self) -> Result<Var<'t>> {
         self.record(Op::Transpose(Transpose), &[self])
     }
 }
@@ -641,10 +663,10 @@ impl<'t> Var<'t> {
 /// use tapegrad::{Tape, Tensor};
 /// let tape = Tape::new();
 /// let x = tape.tensor(&Tensor::vector([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
-/// let y = x.reshape([2, 3])?;
+/// let y = x.reshape([2, 3]);
 /// assert_eq!(y.value(), Tensor::matrix(&[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])?);
-/// assert!(x.reshape([4, 2]).is_err());
-/// assert!(x.reshape([1, 1, 1, 1, 6]).is_err()); // more than four axes
+/// assert!(x.try_reshape([4, 2]).is_err());
+/// assert!(x.try_reshape([1, 1, 1, 1, 6]).is_err()); // more than four axes
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug)]
@@ -738,7 +760,7 @@ impl Function for Reshape {
         _y: Var<'t>,
         gy: Var<'t>,
     ) -> Result<Vec<Var<'t>>> {
-        Ok(vec![gy.reshape(inputs[0].shape())?])
+        Ok(vec![gy.try_reshape(inputs[0].shape())?])
     }
     fn check_at(&self) -> Vec<Vec<Tensor>> {
         let six = vec![0.5, -1.0, 2.0, 3.5, 0.25, -2.0];
@@ -753,9 +775,20 @@ impl Function for Reshape {
 }
 
 impl<'t> Var<'t> {
+    /// The same values under `shape` (see [`Reshape`]).
+    ///
+    /// # Panics
+    ///
+    /// When the number of elements differs, with the error's message;
+    /// [`try_reshape`](Var::try_reshape) returns the error.
+    #[track_caller]
+    pub fn reshape(self, shape: impl Into<Shape>) -> Var<'t> {
+        super::or_panic(self.try_reshape(shape))
+    }
+
     /// The same values under `shape` (see [`Reshape`]); an error when the number of
     /// elements differs or `shape` has more than four axes.
-    pub fn reshape(self, shape: impl Into<Shape>) -> Result<Var<'t>> {
+    pub fn try_reshape(self, shape: impl Into<Shape>) -> Result<Var<'t>> {
         let op = Reshape::new(&shape.into())?;
         self.record(Op::Reshape(op), &[self])
     }

@@ -164,7 +164,7 @@ impl SquaredError for HalfSse {
 /// let tape = Tape::new();
 /// let o = tape.tensor(&Tensor::vector([0.609, 0.633]));
 /// let t = tape.constant_tensor(&Tensor::vector([0.3, 0.9]));
-/// let loss = o.mse(t)?;
+/// let loss = o.mse(t);
 /// assert!((loss.item()? - 0.08338500000000001).abs() < 1e-15); // (0.095481 + 0.071289)/2
 /// let g = loss.backward()?.wrt(o)?;
 /// assert!((g.data()[0] - 0.309).abs() < 1e-12 && (g.data()[1] + 0.267).abs() < 1e-12);
@@ -227,7 +227,7 @@ impl Function for Mse {
 /// let tape = Tape::new();
 /// let o = tape.tensor(&Tensor::vector([0.609, 0.633]));
 /// let t = tape.constant_tensor(&Tensor::vector([0.3, 0.9]));
-/// let e_tot = o.half_sse(t)?;
+/// let e_tot = o.half_sse(t);
 /// assert!((e_tot.item()? - 0.083385).abs() < 1e-15);
 /// let g = e_tot.backward()?.wrt(o)?;
 /// assert!((g.data()[0] - 0.309).abs() < 1e-15 && (g.data()[1] + 0.267).abs() < 1e-15);
@@ -291,7 +291,7 @@ impl Function for HalfSse {
 /// let tape = Tape::new();
 /// let p = tape.tensor(&Tensor::vector([0.8, 0.4]));
 /// let t = tape.constant_tensor(&Tensor::vector([1.0, 0.0]));
-/// let loss = p.bce(t)?;
+/// let loss = p.bce(t);
 /// assert!((loss.item()? - -(0.8f64.ln() + 0.6f64.ln()) / 2.0).abs() < 1e-15);
 /// let g = loss.backward()?.wrt(p)?;
 /// assert!((g.data()[0] - -1.0 / 1.6).abs() < 1e-15); // −1/(p·N)
@@ -374,7 +374,7 @@ impl Function for Bce {
 /// let tape = Tape::new();
 /// let z = tape.tensor(&Tensor::vector([1000.0, -1000.0, 0.0]));
 /// let t = tape.constant_tensor(&Tensor::vector([1.0, 1.0, 0.0]));
-/// let loss = z.bce_with_logits(t)?;
+/// let loss = z.bce_with_logits(t);
 /// assert!((loss.item()? - (1000.0 + 2f64.ln()) / 3.0).abs() < 1e-12);
 /// let g = loss.backward()?.wrt(z)?;
 /// assert_eq!(g, Tensor::vector([0.0, -1.0 / 3.0, 0.5 / 3.0]));
@@ -459,11 +459,11 @@ impl Function for BceWithLogits {
 /// use tapegrad::{Tape, Tensor};
 /// let tape = Tape::new();
 /// let z = tape.tensor(&Tensor::matrix(&[[0.0, 0.0], [1000.0, -1000.0]])?);
-/// let loss = z.softmax_cross_entropy(&[1, 1])?;
+/// let loss = z.softmax_cross_entropy(&[1, 1]);
 /// assert!((loss.item()? - (2f64.ln() + 2000.0) / 2.0).abs() < 1e-12);
 /// let g = loss.backward()?.wrt(z)?;
 /// assert_eq!(g, Tensor::matrix(&[[0.25, -0.25], [0.5, -0.5]])?);
-/// assert!(z.softmax_cross_entropy(&[0, 2]).is_err()); // only classes 0 and 1
+/// assert!(z.try_softmax_cross_entropy(&[0, 2]).is_err()); // only classes 0 and 1
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
@@ -598,7 +598,7 @@ impl Function for SoftmaxCrossEntropy {
         }
         let tape = z.tape();
         let onehot = tape.constant_tensor(&onehot);
-        let softmax = z.softmax(shape.rank() - 1)?;
+        let softmax = z.try_softmax(shape.rank() - 1)?;
         let gz = softmax.try_sub(onehot)?.try_mul(gy / rows as f64)?;
         let glabels = tape.constant_tensor(&Tensor::zeros(labels.shape()));
         Ok(vec![gz, glabels])
@@ -632,28 +632,87 @@ thread_local! {
 }
 
 impl<'t> Var<'t> {
+    /// The mean squared error against `targets` (see [`Mse`]).
+    ///
+    /// # Panics
+    ///
+    /// When the shapes differ or have no elements, with the error's message;
+    /// [`try_mse`](Var::try_mse) returns the error.
+    #[track_caller]
+    pub fn mse(self, targets: Var<'t>) -> Var<'t> {
+        super::or_panic(self.try_mse(targets))
+    }
+
     /// The mean squared error against `targets` (see [`Mse`]); an error when the shapes
     /// differ or have no elements.
-    pub fn mse(self, targets: Var<'t>) -> Result<Var<'t>> {
+    pub fn try_mse(self, targets: Var<'t>) -> Result<Var<'t>> {
         self.record(Op::Mse(Mse), &[self, targets])
     }
 
     /// Half the sum of squared errors against `targets`, the lecture's E_tot (see
+    /// [`HalfSse`]).
+    ///
+    /// # Panics
+    ///
+    /// When the shapes differ, with the error's message;
+    /// [`try_half_sse`](Var::try_half_sse) returns the error.
+    #[track_caller]
+    pub fn half_sse(self, targets: Var<'t>) -> Var<'t> {
+        super::or_panic(self.try_half_sse(targets))
+    }
+
+    /// Half the sum of squared errors against `targets`, the lecture's E_tot (see
     /// [`HalfSse`]); an error when the shapes differ.
-    pub fn half_sse(self, targets: Var<'t>) -> Result<Var<'t>> {
+    pub fn try_half_sse(self, targets: Var<'t>) -> Result<Var<'t>> {
         self.record(Op::HalfSse(HalfSse), &[self, targets])
+    }
+
+    /// Binary cross-entropy of these probabilities against `targets` (see [`Bce`]).
+    ///
+    /// # Panics
+    ///
+    /// When the shapes differ or have no elements, with the error's message;
+    /// [`try_bce`](Var::try_bce) returns the error.
+    #[track_caller]
+    pub fn bce(self, targets: Var<'t>) -> Var<'t> {
+        super::or_panic(self.try_bce(targets))
     }
 
     /// Binary cross-entropy of these probabilities against `targets` (see [`Bce`]); an
     /// error when the shapes differ or have no elements.
-    pub fn bce(self, targets: Var<'t>) -> Result<Var<'t>> {
+    pub fn try_bce(self, targets: Var<'t>) -> Result<Var<'t>> {
         self.record(Op::Bce(Bce), &[self, targets])
+    }
+
+    /// Binary cross-entropy of these logits against `targets`, stable for any logit (see
+    /// [`BceWithLogits`]).
+    ///
+    /// # Panics
+    ///
+    /// When the shapes differ or have no elements, with the error's message;
+    /// [`try_bce_with_logits`](Var::try_bce_with_logits) returns the error.
+    #[track_caller]
+    pub fn bce_with_logits(self, targets: Var<'t>) -> Var<'t> {
+        super::or_panic(self.try_bce_with_logits(targets))
     }
 
     /// Binary cross-entropy of these logits against `targets`, stable for any logit
     /// (see [`BceWithLogits`]); an error when the shapes differ or have no elements.
-    pub fn bce_with_logits(self, targets: Var<'t>) -> Result<Var<'t>> {
+    pub fn try_bce_with_logits(self, targets: Var<'t>) -> Result<Var<'t>> {
         self.record(Op::BceWithLogits(BceWithLogits), &[self, targets])
+    }
+
+    /// Softmax cross-entropy of these logits (`[N, C]` or `[C]`) against one class label
+    /// per row (see [`SoftmaxCrossEntropy`]).
+    ///
+    /// # Panics
+    ///
+    /// When the logits have another shape, there is not one label per row, or a label is
+    /// not below the number of classes, with the error's message;
+    /// [`try_softmax_cross_entropy`](Var::try_softmax_cross_entropy) returns the error.
+    #[track_caller]
+    pub fn softmax_cross_entropy(self, labels: &[usize]) -> Var<'t> {
+        super::or_panic(self.try_softmax_cross_entropy(labels))
     }
 
     /// Softmax cross-entropy of these logits (`[N, C]` or `[C]`) against one class
@@ -661,7 +720,7 @@ impl<'t> Var<'t> {
     /// another shape, there is not one label per row, or a label is not below the
     /// number of classes. The labels go onto the tape as a constant `[N]` input of the
     /// op; on an error nothing is recorded.
-    pub fn softmax_cross_entropy(self, labels: &[usize]) -> Result<Var<'t>> {
+    pub fn try_softmax_cross_entropy(self, labels: &[usize]) -> Result<Var<'t>> {
         let (rows, classes) = rows_and_classes(&self.shape())?;
         check_label_count(rows, labels.len())?;
         if let Some(&label) = labels.iter().find(|&&l| l >= classes) {

@@ -147,11 +147,11 @@ pub(crate) trait Binary {
 /// result has `shape`: the graph form of accumulating into a broadcast operand.
 pub(crate) fn sum_to<'t>(mut v: Var<'t>, shape: &Shape) -> Result<Var<'t>> {
     while v.shape().rank() > shape.rank() {
-        v = v.sum_axis(0, false)?;
+        v = v.try_sum_axis(0, false)?;
     }
     for (axis, &d) in shape.dims().iter().enumerate() {
         if d == 1 && v.shape().dims()[axis] != 1 {
-            v = v.sum_axis(axis, true)?;
+            v = v.try_sum_axis(axis, true)?;
         }
     }
     Ok(v)
@@ -438,6 +438,18 @@ macro_rules! slice_rule {
 }
 
 /// Checks that an op parameter is a finite number.
+/// The value of an op method's `try_` twin, or a panic with the error's message (which
+/// names the op and the bad value) at the caller's line: the panicking half of the
+/// fallibility rule (see the crate docs).
+#[inline(always)]
+#[track_caller]
+pub(crate) fn or_panic<T>(r: Result<T>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 pub(crate) fn finite(op: &str, name: &'static str, value: f64) -> Result<f64> {
     if value.is_finite() {
         Ok(value)

@@ -112,7 +112,7 @@ fn with_axis<'t>(v: Var<'t>, x: &Shape, axis: usize, keepdim: bool) -> Result<Va
     if keepdim {
         Ok(v)
     } else {
-        v.reshape(x.reduce_axis(axis, true))
+        v.try_reshape(x.reduce_axis(axis, true))
     }
 }
 
@@ -126,9 +126,9 @@ fn max_graph<'t>(
     gy: Var<'t>,
     count: impl Fn(Var<'t>) -> Result<Var<'t>>,
 ) -> Result<Var<'t>> {
-    let mask = x.equal(y)?;
+    let mask = x.try_equal(y)?;
     let ties = count(mask)?;
-    let ties = ties.try_add(ties.equal(x.tape().constant(0.0))?)?;
+    let ties = ties.try_add(ties.try_equal(x.tape().constant(0.0))?)?;
     mask.try_mul(gy.try_div(ties)?)
 }
 
@@ -366,9 +366,9 @@ impl<'t> Var<'t> {
 /// use tapegrad::{Tape, Tensor};
 /// let tape = Tape::new();
 /// let x = tape.tensor(&Tensor::matrix(&[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])?);
-/// assert_eq!(x.sum_axis(0, false)?.value(), Tensor::vector([5.0, 7.0, 9.0]));
-/// assert_eq!(x.sum_axis(1, true)?.value(), Tensor::matrix(&[[6.0], [15.0]])?);
-/// assert!(x.sum_axis(2, false).is_err());
+/// assert_eq!(x.sum_axis(0, false).value(), Tensor::vector([5.0, 7.0, 9.0]));
+/// assert_eq!(x.sum_axis(1, true).value(), Tensor::matrix(&[[6.0], [15.0]])?);
+/// assert!(x.try_sum_axis(2, false).is_err());
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
@@ -451,7 +451,7 @@ fn spread(g: &mut [f64], gy: &[f64], outer: usize, len: usize, inner: usize, sca
 /// use tapegrad::{Tape, Tensor};
 /// let tape = Tape::new();
 /// let x = tape.tensor(&Tensor::matrix(&[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])?);
-/// assert_eq!(x.mean_axis(1, false)?.value(), Tensor::vector([2.0, 5.0]));
+/// assert_eq!(x.mean_axis(1, false).value(), Tensor::vector([2.0, 5.0]));
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
@@ -526,7 +526,7 @@ impl Function for MeanAxis {
 /// use tapegrad::{Tape, Tensor};
 /// let tape = Tape::new();
 /// let x = tape.tensor(&Tensor::matrix(&[[1.0, 7.0], [4.0, 2.0]])?);
-/// let y = x.max_axis(1, false)?;
+/// let y = x.max_axis(1, false);
 /// assert_eq!(y.value(), Tensor::vector([7.0, 4.0]));
 /// assert_eq!(y.sum().backward()?.wrt(x)?, Tensor::matrix(&[[0.0, 1.0], [1.0, 0.0]])?);
 /// # Ok::<(), tapegrad::Error>(())
@@ -595,7 +595,9 @@ impl Function for MaxAxis {
         let shape = x.shape();
         let y = with_axis(y, &shape, axis, self.keepdim)?;
         let gy = with_axis(gy, &shape, axis, self.keepdim)?;
-        Ok(vec![max_graph(x, y, gy, |mask| mask.sum_axis(axis, true))?])
+        Ok(vec![max_graph(x, y, gy, |mask| {
+            mask.try_sum_axis(axis, true)
+        })?])
     }
     fn check_at(&self) -> Vec<Vec<Tensor>> {
         matrix_points()
@@ -606,21 +608,55 @@ impl Function for MaxAxis {
 }
 
 impl<'t> Var<'t> {
+    /// The sum along `axis` (kept with length 1 when `keepdim`).
+    ///
+    /// # Panics
+    ///
+    /// If `axis` is not below the rank, with the error's message;
+    /// [`try_sum_axis`](Var::try_sum_axis) returns the error.
+    #[track_caller]
+    pub fn sum_axis(self, axis: usize, keepdim: bool) -> Var<'t> {
+        super::or_panic(self.try_sum_axis(axis, keepdim))
+    }
+
     /// The sum along `axis` (kept with length 1 when `keepdim`); an error if `axis` is
     /// not below the rank.
-    pub fn sum_axis(self, axis: usize, keepdim: bool) -> Result<Var<'t>> {
+    pub fn try_sum_axis(self, axis: usize, keepdim: bool) -> Result<Var<'t>> {
         self.record(Op::SumAxis(SumAxis { axis, keepdim }), &[self])
+    }
+
+    /// The mean along `axis` (kept with length 1 when `keepdim`).
+    ///
+    /// # Panics
+    ///
+    /// If `axis` is not below the rank or has length 0, with the error's message;
+    /// [`try_mean_axis`](Var::try_mean_axis) returns the error.
+    #[track_caller]
+    pub fn mean_axis(self, axis: usize, keepdim: bool) -> Var<'t> {
+        super::or_panic(self.try_mean_axis(axis, keepdim))
     }
 
     /// The mean along `axis` (kept with length 1 when `keepdim`); an error if `axis` is
     /// not below the rank or has length 0.
-    pub fn mean_axis(self, axis: usize, keepdim: bool) -> Result<Var<'t>> {
+    pub fn try_mean_axis(self, axis: usize, keepdim: bool) -> Result<Var<'t>> {
         self.record(Op::MeanAxis(MeanAxis { axis, keepdim }), &[self])
     }
 
     /// The maximum along `axis` (kept with length 1 when `keepdim`); ties share the
+    /// gradient.
+    ///
+    /// # Panics
+    ///
+    /// If `axis` is not below the rank or has length 0, with the error's message;
+    /// [`try_max_axis`](Var::try_max_axis) returns the error.
+    #[track_caller]
+    pub fn max_axis(self, axis: usize, keepdim: bool) -> Var<'t> {
+        super::or_panic(self.try_max_axis(axis, keepdim))
+    }
+
+    /// The maximum along `axis` (kept with length 1 when `keepdim`); ties share the
     /// gradient; an error if `axis` is not below the rank or has length 0.
-    pub fn max_axis(self, axis: usize, keepdim: bool) -> Result<Var<'t>> {
+    pub fn try_max_axis(self, axis: usize, keepdim: bool) -> Result<Var<'t>> {
         self.record(Op::MaxAxis(MaxAxis { axis, keepdim }), &[self])
     }
 }

@@ -76,7 +76,7 @@ fn check_points() -> Vec<Vec<Tensor>> {
 /// use tapegrad::{Tape, Tensor};
 /// let tape = Tape::new();
 /// let x = tape.tensor(&Tensor::matrix(&[[0.0, 2f64.ln()], [1000.0, -1000.0], [1e300, 1e300]])?);
-/// let y = x.softmax(1)?;
+/// let y = x.softmax(1);
 /// let v = y.value();
 /// assert!((v.get(&[0, 0]).unwrap() - 1.0 / 3.0).abs() < 1e-15);
 /// assert_eq!(v.get(&[1, 0]), Some(1.0)); // no overflow at ±1000
@@ -149,7 +149,7 @@ impl Function for Softmax {
         y: Var<'t>,
         gy: Var<'t>,
     ) -> Result<Vec<Var<'t>>> {
-        let dot = gy.try_mul(y)?.sum_axis(self.axis, true)?;
+        let dot = gy.try_mul(y)?.try_sum_axis(self.axis, true)?;
         Ok(vec![y.try_mul(gy.try_sub(dot)?)?])
     }
     fn check_at(&self) -> Vec<Vec<Tensor>> {
@@ -173,10 +173,10 @@ impl Function for Softmax {
 /// use tapegrad::{Tape, Tensor};
 /// let tape = Tape::new();
 /// let x = tape.tensor(&Tensor::vector([1000.0, -1000.0]));
-/// let y = x.log_softmax(0)?;
+/// let y = x.log_softmax(0);
 /// assert_eq!(y.value(), Tensor::vector([0.0, -2000.0]));
 /// let big = tape.tensor(&Tensor::vector([-1e300, -1e300]));
-/// assert_eq!(big.log_softmax(0)?.value(), Tensor::vector([-2f64.ln(), -2f64.ln()]));
+/// assert_eq!(big.log_softmax(0).value(), Tensor::vector([-2f64.ln(), -2f64.ln()]));
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug)]
@@ -234,7 +234,7 @@ impl Function for LogSoftmax {
         y: Var<'t>,
         gy: Var<'t>,
     ) -> Result<Vec<Var<'t>>> {
-        let total = gy.sum_axis(self.axis, true)?;
+        let total = gy.try_sum_axis(self.axis, true)?;
         Ok(vec![gy.try_sub(y.exp().try_mul(total)?)?])
     }
     fn check_at(&self) -> Vec<Vec<Tensor>> {
@@ -246,14 +246,36 @@ impl Function for LogSoftmax {
 }
 
 impl<'t> Var<'t> {
+    /// Softmax along `axis` (see [`Softmax`]).
+    ///
+    /// # Panics
+    ///
+    /// If `axis` is not below the rank, with the error's message;
+    /// [`try_softmax`](Var::try_softmax) returns the error.
+    #[track_caller]
+    pub fn softmax(self, axis: usize) -> Var<'t> {
+        super::or_panic(self.try_softmax(axis))
+    }
+
     /// Softmax along `axis` (see [`Softmax`]); an error if `axis` is not below the rank.
-    pub fn softmax(self, axis: usize) -> Result<Var<'t>> {
+    pub fn try_softmax(self, axis: usize) -> Result<Var<'t>> {
         self.record(Op::Softmax(Softmax { axis }), &[self])
+    }
+
+    /// Log-softmax along `axis` (see [`LogSoftmax`]).
+    ///
+    /// # Panics
+    ///
+    /// If `axis` is not below the rank, with the error's message;
+    /// [`try_log_softmax`](Var::try_log_softmax) returns the error.
+    #[track_caller]
+    pub fn log_softmax(self, axis: usize) -> Var<'t> {
+        super::or_panic(self.try_log_softmax(axis))
     }
 
     /// Log-softmax along `axis` (see [`LogSoftmax`]); an error if `axis` is not below
     /// the rank.
-    pub fn log_softmax(self, axis: usize) -> Result<Var<'t>> {
+    pub fn try_log_softmax(self, axis: usize) -> Result<Var<'t>> {
         self.record(Op::LogSoftmax(LogSoftmax { axis }), &[self])
     }
 }

@@ -63,7 +63,7 @@ pub enum Schedule {
 /// let mut losses = Vec::new();
 /// for _ in 0..30 {
 ///     let history = trainer.fit(&mut params, &mut opt, &data, &mut batches, 1, |p, b| {
-///         net.forward(p, b.inputs)?.mse(b.targets)
+///         net.forward(p, b.inputs)?.try_mse(b.targets)
 ///     })?;
 ///     losses.push(history.last().unwrap());
 ///     scheduler.step(&mut opt);
