@@ -210,7 +210,30 @@ fn cases() -> HashMap<&'static str, Case> {
         |x| gelu_reference(x).1,
         &[]
     );
+    case!(
+        "gelu_tanh",
+        |x| x.gelu_tanh(),
+        |x| 0.5 * x * (1.0 + gelu_tanh_u(x).tanh()),
+        |x| {
+            let t = gelu_tanh_u(x).tanh();
+            let du = (2.0 / std::f64::consts::PI).sqrt() * (1.0 + 3.0 * 0.044715 * x * x);
+            0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du
+        },
+        &[-30.0, 30.0]
+    );
+    case!(
+        "clamp",
+        |x| x.clamp(-1.0, 1.0),
+        |x: f64| x.clamp(-1.0, 1.0), // std's clamp
+        |x| if (-1.0..=1.0).contains(&x) { 1.0 } else { 0.0 },
+        &[-1.0, 1.0, -1e9, 1e9]
+    );
     m
+}
+
+/// The argument of tanh in GELU's tanh approximation, √(2/π)(x + 0.044715x³).
+fn gelu_tanh_u(x: f64) -> f64 {
+    (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)
 }
 
 /// erf(x) from Python's `math.erf` (the engine uses `libm::erf`).
@@ -356,6 +379,32 @@ fn kink_conventions() -> Result<()> {
     Ok(())
 }
 
+/// GELU's tanh approximation against `jax.nn.gelu(x, approximate=True)` and its
+/// `jax.grad`, in float64 (values printed by JAX 0.8 with `jax_enable_x64`); and the two
+/// GELUs against each other.
+#[test]
+fn gelu_tanh_matches_jax() -> Result<()> {
+    const JAX: [(f64, f64, f64); 6] = [
+        (1.0, 0.8411919906082768, 1.0829640838457828),
+        (-6.0, -8.439682286365269e-11, -7.710016767410024e-10),
+        (-1.0, -0.1588080093917233, -0.08296408384578258),
+        (0.0, 0.0, 0.5),
+        (0.5, 0.3457140098251439, 0.8673699035346423),
+        (3.0, 2.996362607918227, 1.0115841666309702),
+    ];
+    for (x, y, dy) in JAX {
+        let (got_y, got_dy) = value_and_derivative(|x| x.gelu_tanh(), x)?;
+        assert!(near(got_y, y, 1e-14), "gelu_tanh({x}) = {got_y}, JAX {y}");
+        assert!(
+            near(got_dy, dy, 1e-14),
+            "gelu_tanh'({x}) = {got_dy}, JAX {dy}"
+        );
+        let (exact, _) = value_and_derivative(|x| x.gelu(), x)?;
+        assert!((exact - got_y).abs() < 5e-4, "the two GELUs at {x}");
+    }
+    Ok(())
+}
+
 #[test]
 fn saturation_is_finite_and_exact() -> Result<()> {
     let tape = Tape::new();
@@ -367,6 +416,7 @@ fn saturation_is_finite_and_exact() -> Result<()> {
             xv.softplus(),
             xv.silu(),
             xv.gelu(),
+            xv.gelu_tanh(),
             xv.elu(1.0),
             xv.gaussian(),
             xv.softsign(),
@@ -390,12 +440,32 @@ fn saturation_is_finite_and_exact() -> Result<()> {
 #[test]
 fn binary_ops_match_their_closed_forms() -> Result<()> {
     type Partials = fn(f64, f64) -> (f64, f64, f64);
-    let table: [(&str, Partials); 5] = [
+    let table: [(&str, Partials); 7] = [
         ("add", |a, b| (a + b, 1.0, 1.0)),
         ("sub", |a, b| (a - b, 1.0, -1.0)),
         ("mul", |a, b| (a * b, b, a)),
         ("div", |a, b| (a / b, 1.0 / b, -a / (b * b))),
         ("equal", |a, b| (if a == b { 1.0 } else { 0.0 }, 0.0, 0.0)),
+        (
+            "maximum",
+            |a, b| {
+                if a > b {
+                    (a, 1.0, 0.0)
+                } else {
+                    (b, 0.0, 1.0)
+                }
+            },
+        ),
+        (
+            "minimum",
+            |a, b| {
+                if a < b {
+                    (a, 1.0, 0.0)
+                } else {
+                    (b, 0.0, 1.0)
+                }
+            },
+        ),
     ];
     let registry = ops::registry();
     for (name, closed) in table {
@@ -411,6 +481,8 @@ fn binary_ops_match_their_closed_forms() -> Result<()> {
                 "sub" => av - bv,
                 "mul" => av * bv,
                 "div" => av / bv,
+                "maximum" => av.maximum(bv),
+                "minimum" => av.minimum(bv),
                 _ => av.equal(bv),
             };
             let g = y.backward()?;
@@ -577,6 +649,68 @@ fn reductions_match_closed_forms() -> Result<()> {
     let t = tape.tensor(&Tensor::new(vec![2.0, 2.0, 1.0, 5.0], [2, 2])?);
     let g = t.max_axis(1, false).sum().backward()?;
     assert_eq!(g.wrt(t)?, Tensor::new(vec![0.5, 0.5, 0.0, 1.0], [2, 2])?);
+    let g = t.min_axis(0, false).sum().backward()?;
+    assert_eq!(g.wrt(t)?, Tensor::new(vec![0.0, 1.0, 1.0, 0.0], [2, 2])?);
+
+    let mn = xv.min();
+    assert_eq!(mn.item()?, -2.0);
+    assert_eq!(
+        mn.backward()?.wrt(xv)?,
+        Tensor::new(vec![0.0, 0.0, 0.0, 0.0, 0.0, 1.0], [2, 3])?
+    );
+    let n1 = xv.min_axis(1, true);
+    assert_eq!(n1.value(), Tensor::new(vec![-1.0, -2.0], [2, 1])?);
+    let g = n1.backward_with(&Tensor::new(vec![3.0, 6.0], [2, 1])?)?;
+    assert_eq!(
+        g.wrt(xv)?,
+        Tensor::new(vec![0.0, 3.0, 0.0, 0.0, 0.0, 6.0], [2, 3])?
+    );
+    // Ties share it for the minimum too.
+    let ties = tape.tensor(&Tensor::vector([1.0, 4.0, 1.0, 1.0]));
+    assert_eq!(
+        ties.min().backward()?.wrt(ties)?,
+        Tensor::vector([1.0 / 3.0, 0.0, 1.0 / 3.0, 1.0 / 3.0])
+    );
+    assert!(tape.tensor(&Tensor::vector([])).try_min().is_err());
+    assert!(xv.try_min_axis(2, false).is_err());
+
+    // logsumexp: ln Σ exp by its formula, and the softmax as its gradient.
+    let l = xv.logsumexp(1, false);
+    let rows = [[0.5f64, -1.0, 2.0], [3.5, 0.25, -2.0]];
+    let want: Vec<f64> = rows
+        .iter()
+        .map(|r| r.iter().map(|v| v.exp()).sum::<f64>().ln())
+        .collect();
+    assert_relative_eq!(
+        l.value(),
+        Tensor::vector(want.clone()),
+        max_relative = 1e-15
+    );
+    let g = l.backward_with(&Tensor::vector([1.0, 2.0]))?.wrt(xv)?;
+    let softmax: Vec<f64> = rows
+        .iter()
+        .zip([1.0, 2.0])
+        .flat_map(|(r, w)| {
+            let z: f64 = r.iter().map(|v| v.exp()).sum();
+            r.iter().map(move |v| w * v.exp() / z)
+        })
+        .collect();
+    assert_relative_eq!(g, Tensor::new(softmax, [2, 3])?, max_relative = 1e-14);
+    assert_eq!(xv.logsumexp(0, true).shape().dims(), &[1, 3]);
+    // No overflow, and the lanes of −∞ and +∞.
+    let big = tape.tensor(&Tensor::vector([1000.0, 1000.0]));
+    assert_eq!(big.logsumexp(0, false).item()?, 1000.0 + 2f64.ln());
+    let inf = f64::INFINITY;
+    let edge = tape.tensor(&Tensor::new(vec![-inf, -inf, 1.0, inf], [2, 2])?);
+    let l = edge.logsumexp(1, false);
+    assert_eq!(l.value(), Tensor::vector([-inf, inf]));
+    assert_eq!(
+        l.backward_with(&Tensor::vector([1.0, 0.0]))?
+            .wrt(edge)?
+            .data()[..2],
+        [0.0, 0.0]
+    );
+    assert!(xv.try_logsumexp(2, false).is_err());
     Ok(())
 }
 
@@ -588,14 +722,16 @@ fn reductions_match_central_differences_on_a_rank_3_tensor() -> Result<()> {
     let x = Tensor::new(data, [2, 3, 4])?;
     for axis in 0..3 {
         for keepdim in [false, true] {
-            for which in 0..3 {
+            for which in 0..5 {
                 let f = |t: &Tensor| -> Result<(f64, Tensor)> {
                     let tape = Tape::new();
                     let v = tape.tensor(t);
                     let r = match which {
                         0 => v.sum_axis(axis, keepdim),
                         1 => v.mean_axis(axis, keepdim),
-                        _ => v.max_axis(axis, keepdim),
+                        2 => v.max_axis(axis, keepdim),
+                        3 => v.min_axis(axis, keepdim),
+                        _ => v.logsumexp(axis, keepdim),
                     };
                     let loss = weighted_sum(r);
                     Ok((loss.item()?, loss.backward()?.wrt(v)?))
@@ -633,4 +769,44 @@ fn tanh_agrees_with_the_c_library_within_a_few_ulps() {
     assert_eq!((tanh(1000.0), tanh(f64::NEG_INFINITY)), (1.0, -1.0));
     assert!(tanh(f64::NAN).is_nan());
     assert!((tanh(2f64.ln()) - 0.6).abs() <= ulp(0.6));
+}
+
+/// Bad input to the new ops: the `try_` form returns an error naming the op and the bad
+/// value and records nothing.
+#[test]
+fn maximum_minimum_and_clamp_refuse_bad_input_and_leave_the_tape_intact() -> Result<()> {
+    let tape = Tape::new();
+    let a = tape.tensor(&Tensor::vector([1.0, 2.0, 3.0]));
+    let b = tape.tensor(&Tensor::vector([1.0, 2.0]));
+    let len = tape.len();
+    assert_eq!(
+        a.try_maximum(b).unwrap_err().to_string(),
+        "maximum: shapes [3] and [2] cannot be broadcast together"
+    );
+    assert!(a.try_minimum(b).is_err());
+    assert_eq!(
+        a.try_clamp(2.0, 1.0).unwrap_err().to_string(),
+        "clamp: the bounds lo = 2 and hi = 1 must be numbers with lo ≤ hi"
+    );
+    assert!(a.try_clamp(0.0, f64::NAN).is_err());
+    assert_eq!(tape.len(), len);
+    // Equal bounds are allowed: a constant, whose gradient is 1 where x sits on it.
+    let y = a.clamp(2.0, 2.0);
+    assert_eq!(y.value(), Tensor::vector([2.0, 2.0, 2.0]));
+    assert_eq!(y.sum().backward()?.wrt(a)?, Tensor::vector([0.0, 1.0, 0.0]));
+    Ok(())
+}
+
+#[test]
+#[should_panic(expected = "clamp: the bounds lo = 1 and hi = -1")]
+fn clamp_panics_on_bounds_out_of_order() {
+    let tape = Tape::new();
+    tape.var(0.0).clamp(1.0, -1.0);
+}
+
+#[test]
+#[should_panic(expected = "leaky_relu: parameter alpha must be a finite number, got inf")]
+fn a_parameter_op_panics_naming_the_op_and_the_value() {
+    let tape = Tape::new();
+    tape.var(0.0).leaky_relu(f64::INFINITY).sigmoid();
 }

@@ -66,8 +66,10 @@ pub enum Activation {
     Swish(f64),
     /// ln(1 + eˣ).
     Softplus,
-    /// GELU.
+    /// GELU, the exact erf form x·Φ(x) ([`Var::gelu`]).
     Gelu,
+    /// GELU, the tanh approximation ([`Var::gelu_tanh`]).
+    GeluTanh,
     /// A user function, applied to the layer's output as a whole.
     Custom(Arc<dyn Function>),
     /// A composition of tape ops, made by [`Activation::from_fn`].
@@ -170,6 +172,7 @@ impl Activation {
             Activation::Swish(_) => "swish",
             Activation::Softplus => "softplus",
             Activation::Gelu => "gelu",
+            Activation::GeluTanh => "gelu_tanh",
             Activation::Custom(f) => f.name(),
             Activation::Composed(c) => c.name(),
         }
@@ -191,6 +194,7 @@ impl Activation {
             Activation::Swish(beta) => x.try_swish(*beta)?,
             Activation::Softplus => x.softplus(),
             Activation::Gelu => x.gelu(),
+            Activation::GeluTanh => x.gelu_tanh(),
             Activation::Custom(f) => x.apply(f)?,
             Activation::Composed(c) => c.apply(x)?,
         })

@@ -1,5 +1,6 @@
 //! The activation functions of the lecture, each with its derivative: step, sigmoid,
-//! tanh, ReLU, Leaky ReLU, ELU, softsign, arctan, Gaussian, Swish/SiLU, softplus, GELU.
+//! tanh, ReLU, Leaky ReLU, ELU, softsign, arctan, Gaussian, Swish/SiLU, softplus, GELU
+//! (the exact erf form and the tanh approximation).
 //!
 //! All are numerically stable: `sigmoid(±1000)` is finite, `softplus(1000) = 1000`, and
 //! no derivative is NaN at a finite input.
@@ -708,8 +709,10 @@ impl<'t> Var<'t> {
 }
 
 // ---------------------------------------------------------------------------------------
-/// GELU, the exact (erf) form: `y = x·Φ(x)` with Φ the standard normal CDF.
-/// dy/dx = Φ(x) + x·φ(x), φ the standard normal density.
+/// GELU, the exact (erf) form: `y = x·Φ(x)` with Φ the standard normal CDF, Φ(x) =
+/// ½(1 + erf(x/√2)) (PyTorch's `gelu` default, JAX's `gelu(approximate=False)`).
+/// dy/dx = Φ(x) + x·φ(x), φ the standard normal density. [`GeluTanh`] is the tanh
+/// approximation.
 ///
 /// ```
 /// use tapegrad::Tape;
@@ -748,10 +751,75 @@ impl Unary for Gelu {
 }
 
 impl<'t> Var<'t> {
-    /// GELU x·Φ(x), elementwise.
+    /// GELU x·Φ(x), the exact erf form, elementwise (see [`Gelu`];
+    /// [`gelu_tanh`](Var::gelu_tanh) is the tanh approximation).
     #[inline]
     pub fn gelu(self) -> Var<'t> {
         self.elementwise(Gelu)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// GELU, the tanh approximation: `y = ½x(1 + tanh u)` with u = √(2/π)(x + 0.044715x³)
+/// (PyTorch's `gelu(approximate="tanh")`, JAX's `jax.nn.gelu` default, GPT-2's form).
+/// dy/dx = ½(1 + tanh u) + ½x(1 − tanh²u)·√(2/π)(1 + 3·0.044715x²).
+///
+/// [`Gelu`] is the exact form x·Φ(x) (PyTorch's default, JAX's `approximate=False`);
+/// the two differ by less than 5·10⁻⁴ everywhere. The tanh is tapegrad's [`tanh`].
+///
+/// ```
+/// use tapegrad::Tape;
+/// let tape = Tape::new();
+/// let x = tape.var(1.0);
+/// let y = x.gelu_tanh();
+/// // ½(1 + tanh(√(2/π)·1.044715))
+/// assert!((y.item()? - 0.8411919906082768).abs() < 1e-15);
+/// assert!((y.item()? - x.gelu().item()?).abs() < 5e-4);
+/// let g = y.backward()?.wrt_scalar(x)?;
+/// assert!((g - 1.0829640838457826).abs() < 1e-14);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GeluTanh;
+
+/// √(2/π).
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+/// The cubic coefficient of the tanh approximation of GELU.
+const GELU_CUBIC: f64 = 0.044_715;
+
+impl Unary for GeluTanh {
+    const NAME: &'static str = "gelu_tanh";
+    #[inline]
+    fn value(&self, x: f64) -> f64 {
+        let u = (x + x * x * x * GELU_CUBIC) * SQRT_2_OVER_PI;
+        x * 0.5 * (tanh(u) + 1.0)
+    }
+    // d/dx ½x(1 + tanh u) = ½(1 + tanh u) + ½x(1 − tanh²u)·u′,
+    // u′ = √(2/π)(1 + 3·0.044715x²); written in the order `derivative_graph` records it
+    #[inline]
+    fn derivative(&self, x: f64, _y: f64) -> f64 {
+        let x2 = x * x;
+        let t = tanh((x + x2 * x * GELU_CUBIC) * SQRT_2_OVER_PI);
+        let du = (x2 * (3.0 * GELU_CUBIC) + 1.0) * SQRT_2_OVER_PI;
+        (t + 1.0) * 0.5 + x * 0.5 * (1.0 - t * t) * du
+    }
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        let x2 = x * x;
+        let t = ((x + x2 * x * GELU_CUBIC) * SQRT_2_OVER_PI).tanh();
+        let du = (x2 * (3.0 * GELU_CUBIC) + 1.0) * SQRT_2_OVER_PI;
+        Ok((t + 1.0) * 0.5 + x * 0.5 * (1.0 - t * t) * du)
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-6.0, -1.0, 0.0, 0.5, 3.0]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// GELU by the tanh approximation, elementwise (see [`GeluTanh`]; [`gelu`](Var::gelu)
+    /// is the exact erf form).
+    #[inline]
+    pub fn gelu_tanh(self) -> Var<'t> {
+        self.elementwise(GeluTanh)
     }
 }
 

@@ -1,18 +1,20 @@
 //! Elementary functions, elementwise: `exp ln sqrt abs sin cos tan`, the `sign` and the
-//! error function `erf`, and the comparison `equal`.
+//! error function `erf`, the comparison `equal`, `maximum` and `minimum` of two inputs,
+//! and `clamp`.
 //!
 //! Edge conventions: `abs′(0) = 0`; `ln′(0) = +∞` and `sqrt′(0) = +∞` (the limits from
 //! the right); outside their domains `ln` and `sqrt` give NaN, as `f64` does. `sign` and
 //! `equal` are piecewise constant: their derivative is 0 everywhere (at their jumps it
 //! does not exist, and 0 is the convention); they give the derivatives of `abs` and of
-//! `max` a form that can be recorded on the tape.
+//! `max` a form that can be recorded on the tape. `maximum` and `minimum` share the
+//! gradient equally at a tie (½ each); `clamp` passes it at its bounds.
 //!
 //! Each op's `derivative_graph` writes its derivative with tape ops, so that gradients
 //! built by [`Var::grad_graph`] can be differentiated again. The values it records are
 //! the same numbers as the first-order rule's.
 
 use super::{Binary, Unary};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::var::Var;
 
 // ---------------------------------------------------------------------------------------
@@ -531,6 +533,274 @@ impl<'t> Var<'t> {
     /// incompatible shapes.
     pub fn try_equal(self, other: Var<'t>) -> Result<Var<'t>> {
         self.tape().record_binary(Equal, self, other)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// `y = max(a, b)`, elementwise and broadcasting (PyTorch's `torch.maximum`, NumPy's and
+/// JAX's `maximum`); NaN if either is NaN. ∂y/∂a = 1 where a > b, 0 where a < b, and
+/// ½ at a tie a = b, where each input gets half the gradient (the convention of
+/// PyTorch and JAX, and what a central difference gives there).
+///
+/// ```
+/// use tapegrad::{Tape, Tensor};
+/// let tape = Tape::new();
+/// let a = tape.tensor(&Tensor::vector([1.0, 5.0, 2.0]));
+/// let b = tape.tensor(&Tensor::vector([3.0, 4.0, 2.0]));
+/// let y = a.maximum(b);
+/// assert_eq!(y.value(), Tensor::vector([3.0, 5.0, 2.0]));
+/// let g = y.sum().backward()?;
+/// assert_eq!(g.wrt(a)?, Tensor::vector([0.0, 1.0, 0.5])); // a tie shares the gradient
+/// assert_eq!(g.wrt(b)?, Tensor::vector([1.0, 0.0, 0.5]));
+/// // A ReLU with PyTorch's tie rule at 0 would be x.maximum(0): ½ at x = 0.
+/// let x = tape.var(0.0);
+/// let relu = x.maximum(tape.constant(0.0));
+/// assert_eq!(relu.backward()?.wrt_scalar(x)?, 0.5);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Maximum;
+
+impl Binary for Maximum {
+    const NAME: &'static str = "maximum";
+    #[inline]
+    fn value(&self, a: f64, b: f64) -> f64 {
+        if a >= b {
+            a
+        } else if a < b {
+            b
+        } else {
+            f64::NAN
+        }
+    }
+    // d/da max(a, b) = [a > b] + ½[a = b], d/db = [b > a] + ½[a = b]
+    #[inline]
+    fn derivative(&self, a: f64, b: f64, _y: f64) -> (f64, f64) {
+        tie_split(a, b)
+    }
+    // step(a − b) + ½·equal(a, b): a − b > 0 exactly when a > b, so the same numbers
+    fn derivative_graph<'t>(
+        &self,
+        a: Var<'t>,
+        b: Var<'t>,
+        _y: Var<'t>,
+    ) -> Result<(Var<'t>, Var<'t>)> {
+        let half_tie = a.try_equal(b)? * 0.5;
+        Ok((
+            a.try_sub(b)?.step() + half_tie,
+            b.try_sub(a)?.step() + half_tie,
+        ))
+    }
+    fn check_at(&self) -> &'static [(f64, f64)] {
+        &[(1.0, 2.0), (3.0, -1.0), (-0.5, 0.25), (2.0, -3.0)]
+    }
+}
+
+/// (∂/∂a, ∂/∂b) of max(a, b): (1, 0) where a > b, (0, 1) where a < b, (½, ½) at a tie,
+/// (0, 0) when either is NaN. `tie_split(b, a)` gives (∂/∂a, ∂/∂b) of min(a, b).
+#[inline]
+fn tie_split(a: f64, b: f64) -> (f64, f64) {
+    if a > b {
+        (1.0, 0.0)
+    } else if a < b {
+        (0.0, 1.0)
+    } else if a == b {
+        (0.5, 0.5)
+    } else {
+        (0.0, 0.0)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// `y = min(a, b)`, elementwise and broadcasting (PyTorch's `torch.minimum`, NumPy's and
+/// JAX's `minimum`); NaN if either is NaN. ∂y/∂a = 1 where a < b, 0 where a > b, and ½
+/// at a tie, as for [`Maximum`].
+///
+/// ```
+/// use tapegrad::{Tape, Tensor};
+/// let tape = Tape::new();
+/// let a = tape.tensor(&Tensor::vector([1.0, 5.0, 2.0]));
+/// let b = tape.constant(2.0); // broadcast
+/// let y = a.minimum(b);
+/// assert_eq!(y.value(), Tensor::vector([1.0, 2.0, 2.0]));
+/// assert_eq!(y.sum().backward()?.wrt(a)?, Tensor::vector([1.0, 0.0, 0.5]));
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Minimum;
+
+impl Binary for Minimum {
+    const NAME: &'static str = "minimum";
+    #[inline]
+    fn value(&self, a: f64, b: f64) -> f64 {
+        if a <= b {
+            a
+        } else if a > b {
+            b
+        } else {
+            f64::NAN
+        }
+    }
+    // d/da min(a, b) = [a < b] + ½[a = b], d/db = [b < a] + ½[a = b]
+    #[inline]
+    fn derivative(&self, a: f64, b: f64, _y: f64) -> (f64, f64) {
+        // [a < b] is [b > a]: max's rule with the inputs swapped
+        tie_split(b, a)
+    }
+    // step(b − a) + ½·equal(a, b), as for `maximum`
+    fn derivative_graph<'t>(
+        &self,
+        a: Var<'t>,
+        b: Var<'t>,
+        _y: Var<'t>,
+    ) -> Result<(Var<'t>, Var<'t>)> {
+        let half_tie = a.try_equal(b)? * 0.5;
+        Ok((
+            b.try_sub(a)?.step() + half_tie,
+            a.try_sub(b)?.step() + half_tie,
+        ))
+    }
+    fn check_at(&self) -> &'static [(f64, f64)] {
+        &[(1.0, 2.0), (3.0, -1.0), (-0.5, 0.25), (2.0, -3.0)]
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// `y = min(max(x, lo), hi)`: x limited to `[lo, hi]` (PyTorch's `torch.clamp`, NumPy's
+/// and JAX's `clip`); NaN stays NaN. dy/dx = 1 for lo ≤ x ≤ hi, else 0: at the
+/// boundaries themselves the gradient passes, as in PyTorch (JAX's `clip` gives ½ there,
+/// its `maximum` and `minimum` tie rule; [`Var::maximum`] and [`Var::minimum`] give that
+/// form here too).
+///
+/// ```
+/// use tapegrad::{Tape, Tensor};
+/// let tape = Tape::new();
+/// let x = tape.tensor(&Tensor::vector([-2.0, -1.0, 0.5, 1.0, 3.0]));
+/// let y = x.clamp(-1.0, 1.0);
+/// assert_eq!(y.value(), Tensor::vector([-1.0, -1.0, 0.5, 1.0, 1.0]));
+/// // The boundaries pass the gradient; outside, it is 0.
+/// assert_eq!(y.sum().backward()?.wrt(x)?, Tensor::vector([0.0, 1.0, 1.0, 1.0, 0.0]));
+/// assert!(x.try_clamp(1.0, -1.0).is_err()); // lo > hi
+/// assert!(x.try_clamp(f64::NAN, 1.0).is_err());
+/// assert_eq!(x.clamp(0.0, f64::INFINITY).value().data()[2], 0.5); // one-sided
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Clamp {
+    /// The lower bound.
+    pub lo: f64,
+    /// The upper bound, at least `lo`.
+    pub hi: f64,
+}
+
+impl Default for Clamp {
+    fn default() -> Self {
+        Clamp { lo: -1.0, hi: 1.0 }
+    }
+}
+
+impl Unary for Clamp {
+    const NAME: &'static str = "clamp";
+    #[inline]
+    fn value(&self, x: f64) -> f64 {
+        if x < self.lo {
+            self.lo
+        } else if x > self.hi {
+            self.hi
+        } else {
+            x
+        }
+    }
+    // d/dx clamp(x) = [lo ≤ x ≤ hi] (the boundaries included, as in PyTorch)
+    #[inline]
+    fn derivative(&self, x: f64, _y: f64) -> f64 {
+        if self.lo <= x && x <= self.hi {
+            1.0
+        } else {
+            0.0
+        }
+    }
+    // [x ≥ lo] = step(x − lo) + equal(x, lo), [x ≤ hi] likewise: each 0 or 1 exactly
+    fn derivative_graph<'t>(&self, x: Var<'t>, _y: Var<'t>) -> Result<Var<'t>> {
+        let tape = x.tape();
+        let above = (x - self.lo).step() + x.try_equal(tape.constant(self.lo))?;
+        let below = (self.hi - x).step() + x.try_equal(tape.constant(self.hi))?;
+        Ok(above * below)
+    }
+    fn check_at(&self) -> &'static [f64] {
+        &[-2.5, -0.5, 0.25, 0.75, 2.0]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// `max(self, other)`, elementwise and broadcasting; a tie shares the gradient
+    /// equally (see [`Maximum`]).
+    ///
+    /// # Panics
+    ///
+    /// On shapes that cannot be broadcast together, with the error's message;
+    /// [`try_maximum`](Var::try_maximum) returns the error.
+    #[inline]
+    #[track_caller]
+    pub fn maximum(self, other: Var<'t>) -> Var<'t> {
+        self.tape().binary_or_panic(Maximum, self, other)
+    }
+
+    /// `max(self, other)`, elementwise and broadcasting (see [`Maximum`]); an error on
+    /// incompatible shapes.
+    pub fn try_maximum(self, other: Var<'t>) -> Result<Var<'t>> {
+        self.tape().record_binary(Maximum, self, other)
+    }
+
+    /// `min(self, other)`, elementwise and broadcasting; a tie shares the gradient
+    /// equally (see [`Minimum`]).
+    ///
+    /// # Panics
+    ///
+    /// On shapes that cannot be broadcast together, with the error's message;
+    /// [`try_minimum`](Var::try_minimum) returns the error.
+    #[inline]
+    #[track_caller]
+    pub fn minimum(self, other: Var<'t>) -> Var<'t> {
+        self.tape().binary_or_panic(Minimum, self, other)
+    }
+
+    /// `min(self, other)`, elementwise and broadcasting (see [`Minimum`]); an error on
+    /// incompatible shapes.
+    pub fn try_minimum(self, other: Var<'t>) -> Result<Var<'t>> {
+        self.tape().record_binary(Minimum, self, other)
+    }
+
+    /// Each element limited to `[lo, hi]`; the gradient passes at the boundaries (see
+    /// [`Clamp`]). An infinite bound leaves that side open.
+    ///
+    /// # Panics
+    ///
+    /// If a bound is NaN or `lo > hi`, naming the op and the bounds;
+    /// [`try_clamp`](Var::try_clamp) returns the error.
+    #[track_caller]
+    pub fn clamp(self, lo: f64, hi: f64) -> Var<'t> {
+        let op = super::or_panic(clamp_op(lo, hi));
+        self.elementwise(op)
+    }
+
+    /// Each element limited to `[lo, hi]` (see [`Clamp`]); an error if a bound is NaN
+    /// or `lo > hi`.
+    pub fn try_clamp(self, lo: f64, hi: f64) -> Result<Var<'t>> {
+        let op = clamp_op(lo, hi)?;
+        self.tape().record_unary(op, self)
+    }
+}
+
+/// The clamp to `[lo, hi]`, or the error for bounds that are NaN or out of order.
+fn clamp_op(lo: f64, hi: f64) -> Result<Clamp> {
+    if lo <= hi {
+        Ok(Clamp { lo, hi })
+    } else {
+        Err(Error::Invalid {
+            op: Clamp::NAME.into(),
+            reason: format!("the bounds lo = {lo} and hi = {hi} must be numbers with lo ≤ hi"),
+        })
     }
 }
 

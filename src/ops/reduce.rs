@@ -1,8 +1,8 @@
-//! Reductions: `sum`, `mean` and `max`, over all elements or along one axis.
+//! Reductions: `sum`, `mean`, `max` and `min`, over all elements or along one axis.
 //!
 //! `max` sends the gradient to the maximal elements; when several elements tie for the
 //! maximum, they share it equally (the subgradient JAX and PyTorch's `amax` use). A NaN
-//! element makes the maximum NaN.
+//! element makes the maximum NaN. `min` is the same with the minimal elements.
 //!
 //! The graph forms of the backward rules (for [`Var::grad_graph`]) hand the upstream
 //! gradient back to every element by multiplying it with a tensor of ones of the input's
@@ -78,17 +78,92 @@ fn non_empty_axis_shape(
     Ok(shape)
 }
 
-fn nan_max(values: impl Iterator<Item = f64>) -> f64 {
-    let mut m = f64::NEG_INFINITY;
+/// The value of `values` that no other beats (`beats(v, m)`), starting from `start`;
+/// NaN if any value is NaN.
+#[inline]
+fn nan_extremum(
+    values: impl Iterator<Item = f64>,
+    start: f64,
+    beats: impl Fn(f64, f64) -> bool,
+) -> f64 {
+    let mut m = start;
     for v in values {
         if v.is_nan() {
             return f64::NAN;
         }
-        if v > m {
+        if beats(v, m) {
             m = v;
         }
     }
     m
+}
+
+fn nan_max(values: impl Iterator<Item = f64>) -> f64 {
+    nan_extremum(values, f64::NEG_INFINITY, |v, m| v > m)
+}
+
+fn nan_min(values: impl Iterator<Item = f64>) -> f64 {
+    nan_extremum(values, f64::INFINITY, |v, m| v < m)
+}
+
+/// The backward rule of `max` and `min` over all elements: `gy` shared equally by the
+/// elements of `x` equal to the result `y`.
+fn extremum_backward(x: &[f64], y: f64, gy: f64, g: &mut [f64]) {
+    let ties = x.iter().filter(|&&v| v == y).count();
+    if ties > 0 {
+        let share = gy / ties as f64;
+        for (acc, &v) in g.iter_mut().zip(x) {
+            if v == y {
+                *acc += share;
+            }
+        }
+    }
+}
+
+/// The backward rule of `max_axis` and `min_axis`: each output's gradient shared equally
+/// by the elements along `axis` equal to that output.
+fn extremum_axis_backward(
+    shape: &Shape,
+    axis: usize,
+    x: &[f64],
+    y: &[f64],
+    gy: &[f64],
+    g: &mut [f64],
+) {
+    let (outer, len, inner) = shape.split_at_axis(axis);
+    for o in 0..outer {
+        for i in 0..inner {
+            let m = y[o * inner + i];
+            let at = |j: usize| (o * len + j) * inner + i;
+            let ties = (0..len).filter(|&j| x[at(j)] == m).count();
+            if ties == 0 {
+                continue;
+            }
+            let share = gy[o * inner + i] / ties as f64;
+            for j in (0..len).filter(|&j| x[at(j)] == m) {
+                g[at(j)] += share;
+            }
+        }
+    }
+}
+
+/// The extremum ([`nan_extremum`]) of the elements along `axis`, for every position of
+/// the other axes.
+fn extremum_axis_forward(
+    x: TensorRef<'_>,
+    axis: usize,
+    out: &mut [f64],
+    start: f64,
+    beats: impl Fn(f64, f64) -> bool + Copy,
+) {
+    let (outer, len, inner) = x.shape().split_at_axis(axis);
+    let x = x.data();
+    for o in 0..outer {
+        for i in 0..inner {
+            let along = (0..len).map(|j| x[(o * len + j) * inner + i]);
+            out[o * inner + i] = nan_extremum(along, start, beats);
+        }
+    }
 }
 
 fn matrix_points() -> Vec<Vec<Tensor>> {
@@ -290,20 +365,71 @@ impl Function for Max {
         gy: TensorRef<'_>,
         gx: &mut InputGrads<'_>,
     ) -> Result<()> {
-        let (x, y) = (inputs[0].data(), y.data()[0]);
-        let ties = x.iter().filter(|&&v| v == y).count();
-        if ties > 0 {
-            let g = gy.data()[0] / ties as f64;
-            for (acc, &v) in gx.get_mut(0).iter_mut().zip(x) {
-                if v == y {
-                    *acc += g;
-                }
-            }
-        }
+        extremum_backward(inputs[0].data(), y.data()[0], gy.data()[0], gx.get_mut(0));
         Ok(())
     }
     backward_via_accumulate!();
     // d/dxᵢ max x = [xᵢ = max] / #ties, the mask recorded with `equal`
+    fn backward_graph<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        Ok(vec![max_graph(inputs[0], y, gy, |mask| Ok(mask.sum()))?])
+    }
+    fn check_at(&self) -> Vec<Vec<Tensor>> {
+        matrix_points()
+    }
+    fn domain(&self) -> Vec<(f64, f64)> {
+        vec![(-3.0, 3.0)]
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// `y = minᵢ xᵢ` over all elements (a scalar). ∂y/∂xᵢ = 1/k for the k elements equal to
+/// the minimum, 0 for the others (ties share the gradient, as for [`Max`]).
+///
+/// The minimum of an empty tensor is undefined: [`Var::try_min`] returns an error for
+/// one, and [`Var::min`] panics.
+///
+/// ```
+/// use tapegrad::{Tape, Tensor};
+/// let tape = Tape::new();
+/// let x = tape.tensor(&Tensor::vector([2.0, -1.0, 4.0, -1.0]));
+/// let y = x.min();
+/// assert_eq!(y.item()?, -1.0);
+/// assert_eq!(y.backward()?.wrt(x)?, Tensor::vector([0.0, 0.5, 0.0, 0.5]));
+/// assert!(tape.tensor(&Tensor::vector([])).try_min().is_err());
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Min;
+
+impl Function for Min {
+    fn name(&self) -> &str {
+        "min"
+    }
+    fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+        non_empty("min", "minimum", &one_input("min", inputs)?)?;
+        Ok(Shape::scalar())
+    }
+    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+        out[0] = nan_min(inputs[0].data().iter().copied());
+    }
+    // d/dxᵢ min x = [xᵢ = min] / #ties
+    fn backward_accumulate(
+        &self,
+        inputs: &[TensorRef<'_>],
+        y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+        gx: &mut InputGrads<'_>,
+    ) -> Result<()> {
+        extremum_backward(inputs[0].data(), y.data()[0], gy.data()[0], gx.get_mut(0));
+        Ok(())
+    }
+    backward_via_accumulate!();
+    // d/dxᵢ min x = [xᵢ = min] / #ties, the mask recorded with `equal`
     fn backward_graph<'t>(
         &self,
         inputs: &[Var<'t>],
@@ -355,6 +481,22 @@ impl<'t> Var<'t> {
     /// no elements.
     pub fn try_max(self) -> Result<Var<'t>> {
         self.record(Op::Max(Max), &[self])
+    }
+
+    /// The smallest element, a scalar; ties share the gradient.
+    ///
+    /// # Panics
+    ///
+    /// If the tensor has no elements; [`try_min`](Var::try_min) returns the error.
+    #[track_caller]
+    pub fn min(self) -> Var<'t> {
+        self.unary(Op::Min(Min))
+    }
+
+    /// The smallest element, a scalar; ties share the gradient; an error if there are
+    /// no elements.
+    pub fn try_min(self) -> Result<Var<'t>> {
+        self.record(Op::Min(Min), &[self])
     }
 }
 
@@ -547,13 +689,7 @@ impl Function for MaxAxis {
         non_empty_axis_shape("max_axis", "maximum", inputs, self.axis, self.keepdim)
     }
     fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
-        let x = inputs[0].data();
-        let (outer, len, inner) = inputs[0].shape().split_at_axis(self.axis);
-        for o in 0..outer {
-            for i in 0..inner {
-                out[o * inner + i] = nan_max((0..len).map(|j| x[(o * len + j) * inner + i]));
-            }
-        }
+        extremum_axis_forward(inputs[0], self.axis, out, f64::NEG_INFINITY, |v, m| v > m);
     }
     // d/dx_(o,j,i) maxⱼ x = [x_(o,j,i) = y_(o,i)] / #ties
     fn backward_accumulate(
@@ -563,28 +699,81 @@ impl Function for MaxAxis {
         gy: TensorRef<'_>,
         gx: &mut InputGrads<'_>,
     ) -> Result<()> {
-        let x = inputs[0].data();
-        let (y, gy) = (y.data(), gy.data());
-        let (outer, len, inner) = inputs[0].shape().split_at_axis(self.axis);
+        let x = inputs[0];
         let g = gx.get_mut(0);
-        for o in 0..outer {
-            for i in 0..inner {
-                let m = y[o * inner + i];
-                let at = |j: usize| (o * len + j) * inner + i;
-                let ties = (0..len).filter(|&j| x[at(j)] == m).count();
-                if ties == 0 {
-                    continue;
-                }
-                let share = gy[o * inner + i] / ties as f64;
-                for j in (0..len).filter(|&j| x[at(j)] == m) {
-                    g[at(j)] += share;
-                }
-            }
-        }
+        extremum_axis_backward(x.shape(), self.axis, x.data(), y.data(), gy.data(), g);
         Ok(())
     }
     backward_via_accumulate!();
     // d/dx_(o,j,i) maxⱼ x = [x_(o,j,i) = y_(o,i)] / #ties
+    fn backward_graph<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        let (x, axis) = (inputs[0], self.axis);
+        let shape = x.shape();
+        let y = with_axis(y, &shape, axis, self.keepdim)?;
+        let gy = with_axis(gy, &shape, axis, self.keepdim)?;
+        Ok(vec![max_graph(x, y, gy, |mask| {
+            mask.try_sum_axis(axis, true)
+        })?])
+    }
+    fn check_at(&self) -> Vec<Vec<Tensor>> {
+        matrix_points()
+    }
+    fn domain(&self) -> Vec<(f64, f64)> {
+        vec![(-3.0, 3.0)]
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// Minimum along one axis; the axis is removed, or kept with length 1 when `keepdim`.
+/// The gradient of each output goes to its minimal elements, shared equally on ties.
+///
+/// ```
+/// use tapegrad::{Tape, Tensor};
+/// let tape = Tape::new();
+/// let x = tape.tensor(&Tensor::matrix(&[[1.0, 7.0], [4.0, 2.0]])?);
+/// let y = x.min_axis(0, true);
+/// assert_eq!(y.value(), Tensor::matrix(&[[1.0, 2.0]])?);
+/// assert_eq!(y.sum().backward()?.wrt(x)?, Tensor::matrix(&[[1.0, 0.0], [0.0, 1.0]])?);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MinAxis {
+    /// The axis minimised over.
+    pub axis: usize,
+    /// Keep the axis with length 1.
+    pub keepdim: bool,
+}
+
+impl Function for MinAxis {
+    fn name(&self) -> &str {
+        "min_axis"
+    }
+    fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+        non_empty_axis_shape("min_axis", "minimum", inputs, self.axis, self.keepdim)
+    }
+    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+        extremum_axis_forward(inputs[0], self.axis, out, f64::INFINITY, |v, m| v < m);
+    }
+    // d/dx_(o,j,i) minⱼ x = [x_(o,j,i) = y_(o,i)] / #ties
+    fn backward_accumulate(
+        &self,
+        inputs: &[TensorRef<'_>],
+        y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+        gx: &mut InputGrads<'_>,
+    ) -> Result<()> {
+        let x = inputs[0];
+        let g = gx.get_mut(0);
+        extremum_axis_backward(x.shape(), self.axis, x.data(), y.data(), gy.data(), g);
+        Ok(())
+    }
+    backward_via_accumulate!();
+    // d/dx_(o,j,i) minⱼ x = [x_(o,j,i) = y_(o,i)] / #ties
     fn backward_graph<'t>(
         &self,
         inputs: &[Var<'t>],
@@ -658,5 +847,23 @@ impl<'t> Var<'t> {
     /// gradient; an error if `axis` is not below the rank or has length 0.
     pub fn try_max_axis(self, axis: usize, keepdim: bool) -> Result<Var<'t>> {
         self.record(Op::MaxAxis(MaxAxis { axis, keepdim }), &[self])
+    }
+
+    /// The minimum along `axis` (kept with length 1 when `keepdim`); ties share the
+    /// gradient.
+    ///
+    /// # Panics
+    ///
+    /// If `axis` is not below the rank or has length 0, with the error's message;
+    /// [`try_min_axis`](Var::try_min_axis) returns the error.
+    #[track_caller]
+    pub fn min_axis(self, axis: usize, keepdim: bool) -> Var<'t> {
+        super::or_panic(self.try_min_axis(axis, keepdim))
+    }
+
+    /// The minimum along `axis` (kept with length 1 when `keepdim`); ties share the
+    /// gradient; an error if `axis` is not below the rank or has length 0.
+    pub fn try_min_axis(self, axis: usize, keepdim: bool) -> Result<Var<'t>> {
+        self.record(Op::MinAxis(MinAxis { axis, keepdim }), &[self])
     }
 }

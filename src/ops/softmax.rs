@@ -1,4 +1,4 @@
-//! `softmax` and `log_softmax` along one axis.
+//! `softmax`, `log_softmax` and `logsumexp` along one axis.
 //!
 //! Both subtract the largest element m along the axis before exponentiating, so that no
 //! exponential overflows, and keep every logit relative to m afterwards: log-softmax is
@@ -245,6 +245,123 @@ impl Function for LogSoftmax {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+/// `y = ln Σⱼ exp(xⱼ)` along `axis`, without overflow: computed as `m + ln Σⱼ exp(xⱼ − m)`
+/// with m the lane's maximum, so logits of ±1000 or 10³⁰⁰ give finite results. The axis
+/// is removed, or kept with length 1 when `keepdim` (PyTorch's `torch.logsumexp`,
+/// JAX's `jax.nn.logsumexp`). ∂y/∂xⱼ = exp(xⱼ − y), the softmax of the lane.
+///
+/// A lane of only −∞ gives −∞ (and a zero gradient), a lane holding +∞ gives +∞, and
+/// an empty lane gives −∞, the logarithm of an empty sum.
+///
+/// ```
+/// use tapegrad::{Tape, Tensor};
+/// let tape = Tape::new();
+/// let x = tape.tensor(&Tensor::matrix(&[[0.0, 3f64.ln()], [1000.0, 1000.0]])?);
+/// let y = x.logsumexp(1, false);
+/// let v = y.value();
+/// assert!((v.data()[0] - 4f64.ln()).abs() < 1e-15); // ln(1 + 3)
+/// assert_eq!(v.data()[1], 1000.0 + 2f64.ln()); // no overflow
+/// // The gradient of each row is its softmax.
+/// let g = y.sum().backward()?.wrt(x)?;
+/// assert!((g.data()[0] - 0.25).abs() < 1e-15 && (g.data()[1] - 0.75).abs() < 1e-15);
+/// assert_eq!(&g.data()[2..], &[0.5, 0.5]);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct LogSumExp {
+    /// The axis summed over.
+    pub axis: usize,
+    /// Keep the axis with length 1.
+    pub keepdim: bool,
+}
+
+impl Default for LogSumExp {
+    fn default() -> Self {
+        LogSumExp {
+            axis: 1,
+            keepdim: false,
+        }
+    }
+}
+
+/// `m + ln Σⱼ exp(xⱼ − m)` of one lane, and m: a lane whose maximum is infinite (only
+/// −∞, or a +∞) or that is empty gives its maximum, ±∞.
+fn lane_logsumexp(x: &[f64], start: usize, len: usize, stride: usize) -> (f64, f64) {
+    let (max, sum) = max_and_sum_exp(x, start, len, stride);
+    if max.is_infinite() {
+        (max, max)
+    } else {
+        (max + sum.ln(), max)
+    }
+}
+
+impl Function for LogSumExp {
+    fn name(&self) -> &str {
+        "logsumexp"
+    }
+    fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+        Ok(axis_shape("logsumexp", inputs, self.axis)?.reduce_axis(self.axis, self.keepdim))
+    }
+    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+        let x = inputs[0].data();
+        let (outer, len, inner) = inputs[0].shape().split_at_axis(self.axis);
+        for o in 0..outer {
+            for i in 0..inner {
+                out[o * inner + i] = lane_logsumexp(x, o * len * inner + i, len, inner).0;
+            }
+        }
+    }
+    // d/dxⱼ ln Σₖ exp(xₖ) = exp(xⱼ − m) / Σₖ exp(xₖ − m), the lane's softmax
+    fn backward_accumulate(
+        &self,
+        inputs: &[TensorRef<'_>],
+        _y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+        gx: &mut InputGrads<'_>,
+    ) -> Result<()> {
+        let (x, gy, g) = (inputs[0].data(), gy.data(), gx.get_mut(0));
+        let (outer, len, inner) = inputs[0].shape().split_at_axis(self.axis);
+        for o in 0..outer {
+            for i in 0..inner {
+                let start = o * len * inner + i;
+                let (max, sum) = max_and_sum_exp(x, start, len, inner);
+                if max == f64::NEG_INFINITY {
+                    continue; // every term is exp(−∞) = 0
+                }
+                let gy = gy[o * inner + i];
+                for j in 0..len {
+                    let at = start + j * inner;
+                    g[at] += gy * ((x[at] - max).exp() / sum);
+                }
+            }
+        }
+        Ok(())
+    }
+    backward_via_accumulate!();
+    // gxⱼ = gy·softmax(x)ⱼ, the softmax recorded with `softmax`
+    fn backward_graph<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        _y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        let x = inputs[0];
+        let gy = if self.keepdim {
+            gy
+        } else {
+            gy.try_reshape(x.shape().reduce_axis(self.axis, true))?
+        };
+        Ok(vec![x.try_softmax(self.axis)?.try_mul(gy)?])
+    }
+    fn check_at(&self) -> Vec<Vec<Tensor>> {
+        check_points()
+    }
+    fn domain(&self) -> Vec<(f64, f64)> {
+        vec![(-3.0, 3.0)]
+    }
+}
+
 impl<'t> Var<'t> {
     /// Softmax along `axis` (see [`Softmax`]).
     ///
@@ -277,5 +394,23 @@ impl<'t> Var<'t> {
     /// the rank.
     pub fn try_log_softmax(self, axis: usize) -> Result<Var<'t>> {
         self.record(Op::LogSoftmax(LogSoftmax { axis }), &[self])
+    }
+
+    /// `ln Σ exp(x)` along `axis`, without overflow (kept with length 1 when `keepdim`;
+    /// see [`LogSumExp`]).
+    ///
+    /// # Panics
+    ///
+    /// If `axis` is not below the rank, with the error's message;
+    /// [`try_logsumexp`](Var::try_logsumexp) returns the error.
+    #[track_caller]
+    pub fn logsumexp(self, axis: usize, keepdim: bool) -> Var<'t> {
+        super::or_panic(self.try_logsumexp(axis, keepdim))
+    }
+
+    /// `ln Σ exp(x)` along `axis`, without overflow (see [`LogSumExp`]); an error if
+    /// `axis` is not below the rank.
+    pub fn try_logsumexp(self, axis: usize, keepdim: bool) -> Result<Var<'t>> {
+        self.record(Op::LogSumExp(LogSumExp { axis, keepdim }), &[self])
     }
 }
