@@ -1,4 +1,5 @@
-//! Indexing: `narrow`, a contiguous slice of a tensor along one axis.
+//! Indexing: `narrow`, a contiguous slice of a tensor along one axis, and its inverse,
+//! `concat` (with `stack`), which joins tensors along one.
 
 use super::Op;
 use crate::error::{Error, Result};
@@ -207,5 +208,243 @@ impl<'t> Var<'t> {
             len: field("len", len)?,
         };
         self.record(Op::Narrow(op), &[self])
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+/// The inputs joined end to end along `axis` (PyTorch's `torch.cat`, NumPy's
+/// `concatenate`): every other axis has one length in all inputs, and the output's
+/// `axis` is the sum of theirs. ∂y/∂xᵢ is 1 from each element to its place in the
+/// output, so each input's gradient is its slice of `gy` (a [`Narrow`]).
+///
+/// ```
+/// use tapegrad::{Tape, Tensor, Var};
+/// let tape = Tape::new();
+/// let a = tape.tensor(&Tensor::matrix(&[[1.0, 2.0], [3.0, 4.0]])?);
+/// let b = tape.tensor(&Tensor::matrix(&[[5.0], [6.0]])?);
+/// let y = Var::concat(&[a, b], 1);
+/// assert_eq!(y.value(), Tensor::matrix(&[[1.0, 2.0, 5.0], [3.0, 4.0, 6.0]])?);
+/// let w = tape.constant_tensor(&Tensor::matrix(&[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])?);
+/// let g = (y * w).sum().backward()?;
+/// assert_eq!(g.wrt(a)?, Tensor::matrix(&[[1.0, 2.0], [4.0, 5.0]])?);
+/// assert_eq!(g.wrt(b)?, Tensor::matrix(&[[3.0], [6.0]])?);
+/// assert!(Var::try_concat(&[a, b], 0).is_err()); // axis 1 differs: 2 and 1
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Concat {
+    /// The axis the inputs are joined along.
+    pub axis: usize,
+}
+
+impl Default for Concat {
+    fn default() -> Self {
+        Concat { axis: 1 }
+    }
+}
+
+impl Function for Concat {
+    fn name(&self) -> &str {
+        "concat"
+    }
+    fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+        let invalid = |reason: String| Error::Invalid {
+            op: "concat".into(),
+            reason,
+        };
+        let Some(first) = inputs.first() else {
+            return Err(invalid("needs at least one input".into()));
+        };
+        if self.axis >= first.rank() {
+            return Err(Error::InvalidAxis {
+                op: "concat".into(),
+                axis: self.axis,
+                rank: first.rank(),
+            });
+        }
+        let mut dims = first.dims().to_vec();
+        for x in &inputs[1..] {
+            let fits = x.rank() == first.rank()
+                && (0..x.rank()).all(|k| k == self.axis || x.dims()[k] == first.dims()[k]);
+            if !fits {
+                return Err(invalid(format!(
+                    "shapes {first} and {x} differ off axis {}",
+                    self.axis
+                )));
+            }
+            dims[self.axis] += x.dims()[self.axis];
+        }
+        Ok(Shape::new(&dims))
+    }
+    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+        let (outer, total, inner) = split(inputs, self.axis);
+        let mut at = 0;
+        for x in inputs {
+            let len = x.shape().dims()[self.axis];
+            for o in 0..outer {
+                out[(o * total + at) * inner..][..len * inner]
+                    .copy_from_slice(&x.data()[o * len * inner..][..len * inner]);
+            }
+            at += len;
+        }
+    }
+    // d/dx concat(x…) = 1 from each element to its place: each input gets its slice
+    fn backward_accumulate(
+        &self,
+        inputs: &[TensorRef<'_>],
+        _y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+        gx: &mut InputGrads<'_>,
+    ) -> Result<()> {
+        let (outer, total, inner) = split(inputs, self.axis);
+        let gy = gy.data();
+        let mut at = 0;
+        for (i, x) in inputs.iter().enumerate() {
+            let len = x.shape().dims()[self.axis];
+            if gx.needs(i) {
+                let g = gx.get_mut(i);
+                for o in 0..outer {
+                    let from = &gy[(o * total + at) * inner..][..len * inner];
+                    for (acc, v) in g[o * len * inner..][..len * inner].iter_mut().zip(from) {
+                        *acc += v;
+                    }
+                }
+            }
+            at += len;
+        }
+        Ok(())
+    }
+    backward_via_accumulate!();
+    // each input's gradient is gy narrowed to its slice
+    fn backward_graph<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        _y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        let mut at = 0;
+        let mut grads = Vec::with_capacity(inputs.len());
+        for x in inputs {
+            let len = x.shape().dims()[self.axis];
+            grads.push(gy.try_narrow(self.axis, at, len)?);
+            at += len;
+        }
+        Ok(grads)
+    }
+    fn check_at(&self) -> Vec<Vec<Tensor>> {
+        let t = |n: usize, shape: [usize; 2]| {
+            Tensor::new((0..n).map(|v| v as f64 * 0.45 - 2.0).collect(), shape).expect("fits")
+        };
+        vec![
+            vec![t(6, [2, 3]), t(4, [2, 2])],
+            vec![t(2, [2, 1]), t(8, [2, 4])],
+        ]
+    }
+    fn domain(&self) -> Vec<(f64, f64)> {
+        vec![(-3.0, 3.0), (-3.0, 3.0)]
+    }
+}
+
+/// (outer, total length along `axis`, inner) of the output of a concatenation.
+fn split(inputs: &[TensorRef<'_>], axis: usize) -> (usize, usize, usize) {
+    let (outer, _, inner) = inputs[0].shape().split_at_axis(axis);
+    let total = inputs.iter().map(|x| x.shape().dims()[axis]).sum();
+    (outer, total, inner)
+}
+
+impl<'t> Var<'t> {
+    /// The variables joined along `axis` (see [`Concat`]); every other axis must have
+    /// one length in all of them.
+    ///
+    /// # Panics
+    ///
+    /// With no variables, `axis` not below their rank, shapes that differ off `axis`,
+    /// or variables of different tapes, with the error's message;
+    /// [`try_concat`](Var::try_concat) returns the error.
+    #[track_caller]
+    pub fn concat(xs: &[Var<'t>], axis: usize) -> Var<'t> {
+        super::or_panic(Var::try_concat(xs, axis))
+    }
+
+    /// The variables joined along `axis` (see [`Concat`]); an error with no variables,
+    /// `axis` not below their rank, or shapes that differ off `axis`.
+    pub fn try_concat(xs: &[Var<'t>], axis: usize) -> Result<Var<'t>> {
+        let Some(first) = xs.first() else {
+            return Err(Error::Invalid {
+                op: "concat".into(),
+                reason: "needs at least one input".into(),
+            });
+        };
+        first.record(Op::Concat(Concat { axis }), xs)
+    }
+
+    /// The variables, of one shape, stacked along a new axis at `axis` (PyTorch's
+    /// `torch.stack`): n inputs of shape `[a, b]` stacked at axis 1 give `[a, n, b]`.
+    /// Recorded as a reshape of each (inserting the axis, of length 1) and a
+    /// [`concat`](Var::concat).
+    ///
+    /// ```
+    /// use tapegrad::{Tape, Tensor, Var};
+    /// let tape = Tape::new();
+    /// let a = tape.tensor(&Tensor::vector([1.0, 2.0]));
+    /// let b = tape.tensor(&Tensor::vector([3.0, 4.0]));
+    /// let rows = Var::stack(&[a, b], 0);
+    /// assert_eq!(rows.value(), Tensor::matrix(&[[1.0, 2.0], [3.0, 4.0]])?);
+    /// let columns = Var::stack(&[a, b], 1);
+    /// assert_eq!(columns.value(), Tensor::matrix(&[[1.0, 3.0], [2.0, 4.0]])?);
+    /// let g = (columns * columns).sum().backward()?;
+    /// assert_eq!(g.wrt(b)?, Tensor::vector([6.0, 8.0]));
+    /// assert!(Var::try_stack(&[a, b], 2).is_err()); // past the new rank
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// With no variables, shapes that differ, `axis` above their rank, or variables of
+    /// different tapes, with the error's message; [`try_stack`](Var::try_stack) returns
+    /// the error.
+    #[track_caller]
+    pub fn stack(xs: &[Var<'t>], axis: usize) -> Var<'t> {
+        super::or_panic(Var::try_stack(xs, axis))
+    }
+
+    /// The variables stacked along a new axis at `axis` (see [`stack`](Var::stack)); an
+    /// error with no variables, shapes that differ, `axis` above their rank, or
+    /// variables of different tapes, with nothing recorded.
+    pub fn try_stack(xs: &[Var<'t>], axis: usize) -> Result<Var<'t>> {
+        let invalid = |reason: String| Error::Invalid {
+            op: "stack".into(),
+            reason,
+        };
+        let Some(first) = xs.first() else {
+            return Err(invalid("needs at least one input".into()));
+        };
+        let shape = first.shape();
+        if axis > shape.rank() {
+            return Err(Error::InvalidAxis {
+                op: "stack".into(),
+                axis,
+                rank: shape.rank() + 1,
+            });
+        }
+        for x in xs {
+            if !std::ptr::eq(x.tape(), first.tape()) {
+                return Err(Error::ForeignVariable { op: "stack".into() });
+            }
+            if x.shape() != shape {
+                return Err(invalid(format!(
+                    "shapes {shape} and {} differ; stacked variables have one shape",
+                    x.shape()
+                )));
+            }
+        }
+        let mut dims = shape.dims().to_vec();
+        dims.insert(axis, 1);
+        let with_axis = Shape::new(&dims);
+        let parts = xs
+            .iter()
+            .map(|x| x.try_reshape(with_axis.clone()))
+            .collect::<Result<Vec<_>>>()?;
+        Var::try_concat(&parts, axis)
     }
 }

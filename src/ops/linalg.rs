@@ -1,5 +1,5 @@
-//! Linear algebra: `matmul` (2-D, and batched over leading axes), `transpose` and
-//! `reshape`.
+//! Linear algebra: `matmul` (2-D, batched over leading axes, and with 1-D operands as
+//! NumPy multiplies them), `transpose`, `permute` and `reshape`.
 //!
 //! Matrix products run through tapegrad's own blocked kernel (`linalg/kernel.rs`:
 //! packed panels, an AVX-512 or AVX2/FMA register tile where the processor has one,
@@ -520,7 +520,27 @@ impl Function for Matmul {
 }
 
 impl<'t> Var<'t> {
-    /// The matrix product `self · other`, batched over leading axes (see [`Matmul`]).
+    /// The matrix product `self · other`, batched over leading axes (see [`Matmul`]),
+    /// with NumPy's rule for a 1-D operand: a vector on the left is a row `[1, k]`, on
+    /// the right a column `[k, 1]`, and the axis it gained is removed from the product.
+    /// So `[m, k]·[k]` is `[m]` (matrix–vector), `[k]·[k, n]` is `[n]` (vector–matrix),
+    /// `[k]·[k]` is the dot product, a scalar, and `[B, m, k]·[k]` is `[B, m]`.
+    ///
+    /// ```
+    /// use tapegrad::{Tape, Tensor};
+    /// let tape = Tape::new();
+    /// let a = tape.tensor(&Tensor::matrix(&[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])?);
+    /// let v = tape.tensor(&Tensor::vector([1.0, -1.0]));
+    /// let av = a.matmul(v); // [3, 2]·[2] = [3]
+    /// assert_eq!(av.value(), Tensor::vector([-1.0, -1.0, -1.0]));
+    /// let g = av.sum().backward()?;
+    /// assert_eq!(g.wrt(v)?, Tensor::vector([9.0, 12.0])); // aᵀ·1
+    /// let u = tape.tensor(&Tensor::vector([1.0, 0.0, 2.0]));
+    /// assert_eq!(u.matmul(a).value(), Tensor::vector([11.0, 14.0])); // [3]·[3, 2]
+    /// assert_eq!(v.matmul(v).value(), Tensor::scalar(2.0)); // the dot product
+    /// assert!(u.try_matmul(v).is_err()); // [3]·[2]
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
     ///
     /// # Panics
     ///
@@ -531,10 +551,57 @@ impl<'t> Var<'t> {
         super::or_panic(self.try_matmul(other))
     }
 
-    /// The matrix product `self · other`, batched over leading axes (see [`Matmul`]);
-    /// an error when the shapes cannot be multiplied.
+    /// The matrix product `self · other`, batched over leading axes, with NumPy's rule
+    /// for 1-D operands (see [`matmul`](Var::matmul)); an error when the shapes cannot
+    /// be multiplied, with nothing recorded.
     pub fn try_matmul(self, other: Var<'t>) -> Result<Var<'t>> {
-        self.record(Op::Matmul(Matmul), &[self, other])
+        let (a, b) = (self.shape(), other.shape());
+        let (a_vector, b_vector) = (a.rank() == 1, b.rank() == 1);
+        if !(a_vector || b_vector) || !std::ptr::eq(self.tape(), other.tape()) {
+            return self.record(Op::Matmul(Matmul), &[self, other]);
+        }
+        // A vector on the left is a row, on the right a column; the product's shape is
+        // checked before anything is recorded.
+        let a2 = if a_vector {
+            Shape::new(&[1, a.dims()[0]])
+        } else {
+            a.clone()
+        };
+        let b2 = if b_vector {
+            Shape::new(&[b.dims()[0], 1])
+        } else {
+            b.clone()
+        };
+        let product = Matmul
+            .output_shape(&[&a2, &b2])
+            .map_err(|_| Error::Invalid {
+                op: "matmul".into(),
+                reason: format!(
+                    "shapes {a} and {b} cannot be multiplied (a vector is taken as a row on \
+                 the left, a column on the right)"
+                ),
+            })?;
+        let mut dims: SmallVec<[usize; 4]> = SmallVec::from_slice(product.dims());
+        let r = dims.len();
+        match (a_vector, b_vector) {
+            (true, true) => dims.truncate(r - 2),
+            (true, false) => {
+                dims.remove(r - 2);
+            }
+            _ => dims.truncate(r - 1),
+        }
+        let x = if a_vector {
+            self.try_reshape(a2)?
+        } else {
+            self
+        };
+        let w = if b_vector {
+            other.try_reshape(b2)?
+        } else {
+            other
+        };
+        x.record(Op::Matmul(Matmul), &[x, w])?
+            .try_reshape(Shape::new(&dims))
     }
 }
 
@@ -653,11 +720,208 @@ impl<'t> Var<'t> {
 }
 
 // ---------------------------------------------------------------------------------------
+/// Reorders the axes: output axis k is input axis `axes[k]`, so `y[i₀, …, iₙ₋₁] =
+/// x[j]` with `j[axes[k]] = iₖ` (PyTorch's `permute`, NumPy's `transpose(axes)`).
+/// `axes` holds each of `0..rank` once. The gradient is the upstream gradient permuted
+/// back by the inverse order. [`Transpose`] is the permutation that swaps the last two
+/// axes.
+///
+/// ```
+/// use tapegrad::{Tape, Tensor};
+/// let tape = Tape::new();
+/// let x = tape.tensor(&Tensor::new((0..6).map(f64::from).collect(), [1, 2, 3])?);
+/// let y = x.permute(&[2, 0, 1]);
+/// assert_eq!(y.shape().dims(), &[3, 1, 2]);
+/// assert_eq!(y.value().data(), &[0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+/// let w = tape.constant_tensor(&Tensor::new((1..=6).map(f64::from).collect(), [3, 1, 2])?);
+/// // Each element's gradient is the weight its value was moved next to.
+/// let g = (y * w).sum().backward()?.wrt(x)?;
+/// assert_eq!(g.data(), &[1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
+/// assert!(x.try_permute(&[0, 1]).is_err()); // not one axis each
+/// assert!(x.try_permute(&[0, 1, 1]).is_err());
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Permute {
+    axes: [u8; 16],
+    rank: u8,
+}
+
+impl Permute {
+    /// The permutation `axes`; an error unless it holds each of `0..axes.len()` once,
+    /// or for more than 16 axes (the order is kept inline in the op).
+    pub fn new(axes: &[usize]) -> Result<Permute> {
+        let mut inline = [0u8; 16];
+        if axes.len() > inline.len() {
+            return Err(Error::Invalid {
+                op: "permute".into(),
+                reason: format!("{} axes: permute takes at most 16", axes.len()),
+            });
+        }
+        let mut seen: SmallVec<[bool; 8]> = SmallVec::from_elem(false, axes.len());
+        for &a in axes {
+            match seen.get_mut(a) {
+                Some(slot) if !*slot => *slot = true,
+                _ => {
+                    return Err(Error::Invalid {
+                        op: "permute".into(),
+                        reason: format!(
+                            "axes {axes:?} must hold each of 0..{} exactly once",
+                            axes.len()
+                        ),
+                    })
+                }
+            }
+        }
+        for (slot, &a) in inline.iter_mut().zip(axes) {
+            *slot = a as u8; // below 16, checked above
+        }
+        Ok(Permute {
+            axes: inline,
+            rank: axes.len() as u8,
+        })
+    }
+
+    /// The order of the axes: output axis k is input axis `axes()[k]`.
+    pub fn axes(&self) -> SmallVec<[usize; 4]> {
+        self.axes[..self.rank as usize]
+            .iter()
+            .map(|&a| usize::from(a))
+            .collect()
+    }
+}
+
+impl Default for Permute {
+    fn default() -> Self {
+        Permute::new(&[2, 0, 1]).expect("a permutation")
+    }
+}
+
+/// Row-major strides of `dims`.
+fn strides(dims: &[usize]) -> SmallVec<[usize; 4]> {
+    let mut strides: SmallVec<[usize; 4]> = SmallVec::from_elem(1, dims.len());
+    for k in (0..dims.len().saturating_sub(1)).rev() {
+        strides[k] = strides[k + 1] * dims[k + 1];
+    }
+    strides
+}
+
+/// Calls `f(out, inp)` for every element of a permuted tensor: its position `out` in
+/// the output and the position `inp` of the input element it came from.
+fn for_each_permuted(x: &Shape, axes: &[usize], mut f: impl FnMut(usize, usize)) {
+    let x_strides = strides(x.dims());
+    let dims: SmallVec<[usize; 4]> = axes.iter().map(|&a| x.dims()[a]).collect();
+    // The input stride of each output axis.
+    let step: SmallVec<[usize; 4]> = axes.iter().map(|&a| x_strides[a]).collect();
+    let mut index: SmallVec<[usize; 4]> = SmallVec::from_elem(0, dims.len());
+    let mut inp = 0;
+    for out in 0..x.numel() {
+        f(out, inp);
+        // The next output position, the last axis fastest.
+        for k in (0..dims.len()).rev() {
+            index[k] += 1;
+            inp += step[k];
+            if index[k] < dims[k] {
+                break;
+            }
+            inp -= step[k] * dims[k];
+            index[k] = 0;
+        }
+    }
+}
+
+impl Function for Permute {
+    fn name(&self) -> &str {
+        "permute"
+    }
+    fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+        let x = one_input("permute", inputs)?;
+        let axes = self.axes();
+        if axes.len() != x.rank() {
+            return Err(Error::Invalid {
+                op: "permute".into(),
+                reason: format!(
+                    "axes {:?} give an order for {} axes, but the shape {x} has {}",
+                    &axes[..],
+                    axes.len(),
+                    x.rank()
+                ),
+            });
+        }
+        let dims: SmallVec<[usize; 4]> = axes.iter().map(|&a| x.dims()[a]).collect();
+        Ok(Shape::new(&dims))
+    }
+    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+        let x = inputs[0].data();
+        for_each_permuted(inputs[0].shape(), &self.axes(), |o, i| out[o] = x[i]);
+    }
+    // d/dx_j y_i = 1 where element j moved to i: the gradient is gy permuted back
+    fn backward_accumulate(
+        &self,
+        inputs: &[TensorRef<'_>],
+        _y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+        gx: &mut InputGrads<'_>,
+    ) -> Result<()> {
+        let (gy, g) = (gy.data(), gx.get_mut(0));
+        for_each_permuted(inputs[0].shape(), &self.axes(), |o, i| g[i] += gy[o]);
+        Ok(())
+    }
+    backward_via_accumulate!();
+    // gy permuted by the inverse order
+    fn backward_graph<'t>(
+        &self,
+        _inputs: &[Var<'t>],
+        _y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        let axes = self.axes();
+        let mut inverse: SmallVec<[usize; 4]> = SmallVec::from_elem(0, axes.len());
+        for (k, &a) in axes.iter().enumerate() {
+            inverse[a] = k;
+        }
+        Ok(vec![gy.try_permute(&inverse)?])
+    }
+    fn check_at(&self) -> Vec<Vec<Tensor>> {
+        vec![vec![Tensor::new(
+            (0..24).map(|v| v as f64 * 0.3 - 3.0).collect(),
+            [2, 3, 4],
+        )
+        .expect("fits")]]
+    }
+    fn domain(&self) -> Vec<(f64, f64)> {
+        vec![(-3.0, 3.0)]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// The axes reordered: output axis k is input axis `axes[k]` (see [`Permute`]).
+    ///
+    /// # Panics
+    ///
+    /// Unless `axes` holds each of `0..rank` once, with the error's message;
+    /// [`try_permute`](Var::try_permute) returns the error.
+    #[track_caller]
+    pub fn permute(self, axes: &[usize]) -> Var<'t> {
+        super::or_panic(self.try_permute(axes))
+    }
+
+    /// The axes reordered (see [`Permute`]); an error unless `axes` holds each of
+    /// `0..rank` once.
+    pub fn try_permute(self, axes: &[usize]) -> Result<Var<'t>> {
+        let op = Permute::new(axes)?;
+        self.record(Op::Permute(op), &[self])
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 /// The same values in row-major order under a new shape with as many elements. The
 /// gradient is the upstream gradient read back under the input's shape.
 ///
-/// The new shape has at most four axes, each shorter than 2³² (it is stored inline, so
-/// that recording a reshape allocates nothing and the op stays as small as the others).
+/// [`Var::reshape`] takes a shape of any number of axes. Up to four, each shorter than
+/// 2³², this op keeps it inline, so that recording such a reshape allocates nothing and
+/// the op stays as small as the others; a longer shape is recorded as a [`ReshapeAny`],
+/// which keeps it behind a shared pointer.
 ///
 /// ```
 /// use tapegrad::{Tape, Tensor};
@@ -666,7 +930,9 @@ impl<'t> Var<'t> {
 /// let y = x.reshape([2, 3]);
 /// assert_eq!(y.value(), Tensor::matrix(&[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])?);
 /// assert!(x.try_reshape([4, 2]).is_err());
-/// assert!(x.try_reshape([1, 1, 1, 1, 6]).is_err()); // more than four axes
+/// let five = x.reshape([1, 1, 1, 1, 6]); // any rank
+/// assert_eq!(five.shape().dims(), &[1, 1, 1, 1, 6]);
+/// assert_eq!(five.sum().backward()?.wrt(x)?, Tensor::vector([1.0; 6]));
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug)]
@@ -676,8 +942,9 @@ pub struct Reshape {
 }
 
 impl Reshape {
-    /// A reshape to `shape`; an error for more than four axes, an axis of 2³² or more,
-    /// or a shape too large for any tensor.
+    /// A reshape to `shape`, as a registered op keeps it: an error for more than four
+    /// axes, an axis of 2³² or more, or a shape too large for any tensor.
+    /// [`Var::reshape`] takes any shape (it records a longer one as a [`ReshapeAny`]).
     pub fn new(shape: &Shape) -> Result<Reshape> {
         shape.check_size("reshape")?;
         let mut dims = [0u32; 4];
@@ -718,24 +985,41 @@ impl Default for Reshape {
     }
 }
 
-impl Function for Reshape {
+/// The forward and backward of a reshape, whatever keeps the new shape.
+fn reshape_output(x: &Shape, shape: Shape) -> Result<Shape> {
+    if x.numel() != shape.numel() {
+        return Err(Error::Invalid {
+            op: "reshape".into(),
+            reason: format!(
+                "shape {x} holds {} values, shape {shape} holds {}",
+                x.numel(),
+                shape.numel()
+            ),
+        });
+    }
+    Ok(shape)
+}
+
+fn add_into(g: &mut [f64], gy: &[f64]) {
+    for (g, &gy) in g.iter_mut().zip(gy) {
+        *g += gy;
+    }
+}
+
+/// A reshape to a shape of more than four axes, or with an axis of 2³² or more: the
+/// same rule as [`Reshape`], keeping its shape behind a shared pointer, recorded as a
+/// user function (the ops a node holds stay three words).
+#[derive(Clone, Debug)]
+pub struct ReshapeAny {
+    shape: Shape,
+}
+
+impl Function for ReshapeAny {
     fn name(&self) -> &str {
         "reshape"
     }
     fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
-        let x = one_input("reshape", inputs)?;
-        let shape = self.shape();
-        if x.numel() != shape.numel() {
-            return Err(Error::Invalid {
-                op: "reshape".into(),
-                reason: format!(
-                    "shape {x} holds {} values, shape {shape} holds {}",
-                    x.numel(),
-                    shape.numel()
-                ),
-            });
-        }
-        Ok(shape)
+        reshape_output(one_input("reshape", inputs)?, self.shape.clone())
     }
     fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
         out.copy_from_slice(inputs[0].data());
@@ -748,9 +1032,39 @@ impl Function for Reshape {
         gy: TensorRef<'_>,
         gx: &mut InputGrads<'_>,
     ) -> Result<()> {
-        for (g, &gy) in gx.get_mut(0).iter_mut().zip(gy.data()) {
-            *g += gy;
-        }
+        add_into(gx.get_mut(0), gy.data());
+        Ok(())
+    }
+    backward_via_accumulate!();
+    fn backward_graph<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        _y: Var<'t>,
+        gy: Var<'t>,
+    ) -> Result<Vec<Var<'t>>> {
+        Ok(vec![gy.try_reshape(inputs[0].shape())?])
+    }
+}
+
+impl Function for Reshape {
+    fn name(&self) -> &str {
+        "reshape"
+    }
+    fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+        reshape_output(one_input("reshape", inputs)?, self.shape())
+    }
+    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+        out.copy_from_slice(inputs[0].data());
+    }
+    // d/dx_k y_k = 1 (same row-major position)
+    fn backward_accumulate(
+        &self,
+        _inputs: &[TensorRef<'_>],
+        _y: TensorRef<'_>,
+        gy: TensorRef<'_>,
+        gx: &mut InputGrads<'_>,
+    ) -> Result<()> {
+        add_into(gx.get_mut(0), gy.data());
         Ok(())
     }
     backward_via_accumulate!();
@@ -787,10 +1101,17 @@ impl<'t> Var<'t> {
     }
 
     /// The same values under `shape` (see [`Reshape`]); an error when the number of
-    /// elements differs or `shape` has more than four axes.
+    /// elements differs.
     pub fn try_reshape(self, shape: impl Into<Shape>) -> Result<Var<'t>> {
-        let op = Reshape::new(&shape.into())?;
-        self.record(Op::Reshape(op), &[self])
+        let shape = shape.into();
+        shape.check_size("reshape")?;
+        match Reshape::new(&shape) {
+            Ok(op) => self.record(Op::Reshape(op), &[self]),
+            // Longer shapes go through the general path, behind a shared pointer.
+            Err(_) => self
+                .tape()
+                .apply(&std::sync::Arc::new(ReshapeAny { shape }), &[self]),
+        }
     }
 }
 

@@ -920,6 +920,7 @@ ops! {
     general MinAxis = reduce::MinAxis;
     general Matmul = linalg::Matmul;
     general Transpose = linalg::Transpose;
+    general Permute = linalg::Permute;
     general Reshape = linalg::Reshape;
     general Softmax = softmax::Softmax;
     general LogSoftmax = softmax::LogSoftmax;
@@ -930,4 +931,5 @@ ops! {
     general BceWithLogits = loss::BceWithLogits;
     general SoftmaxCrossEntropy = loss::SoftmaxCrossEntropy;
     general Narrow = index::Narrow;
+    general Concat = index::Concat;
 }

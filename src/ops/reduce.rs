@@ -8,9 +8,7 @@
 //! gradient back to every element by multiplying it with a tensor of ones of the input's
 //! shape; `max` builds its mask with [`equal`](Var::equal) and divides by the number of
 //! ties, so it records the same numbers as its first-order rule. A reduction along an
-//! axis that removes the axis (`keepdim = false`) puts it back with a reshape, which
-//! holds at most four axes: recording its rule for an input of more than four axes is
-//! an error.
+//! axis that removes the axis (`keepdim = false`) puts it back with a reshape.
 
 use super::Op;
 use crate::error::{Error, Result};
