@@ -305,9 +305,12 @@ fn every_unary_op_matches_its_closed_form_at_check_points_and_edges() -> Result<
     let cases = cases();
     let registry = ops::registry();
     for name in elementwise_names() {
-        let case = cases
-            .get(name.as_str())
-            .unwrap_or_else(|| panic!("no closed form written for registered op {name}"));
+        let case = cases.get(name.as_str()).unwrap_or_else(|| {
+            panic!(
+                "no closed form written for registered op {name}: add its case! row \
+                     to cases() above (docs/adding-an-op.md, step 3)"
+            )
+        });
         let f = registry.iter().find(|f| f.name() == name).unwrap();
         let mut points: Vec<f64> = f.check_at().iter().map(|p| p[0].item().unwrap()).collect();
         assert!(points.len() >= 4, "{name}: fewer than 4 check points");
