@@ -82,6 +82,28 @@
 //! tape.var(1.0).leaky_relu(f64::NAN);
 //! ```
 //!
+//! ## Derivatives at kinks
+//! Where an op has no derivative, tapegrad takes a fixed value; PyTorch and JAX do not
+//! always take the same one, so code ported from them can give other gradients there
+//! (and only there). `tests/ops.rs` (`kink_conventions`) checks tapegrad's column; the
+//! PyTorch column is its `derivatives.yaml` rules, the JAX column what `jax.grad` gives
+//! in JAX 0.10 with float64.
+//!
+//! | op | where | tapegrad | PyTorch | JAX |
+//! |---|---|---|---|---|
+//! | `relu` | x = 0 | 0 | 0 | 0 |
+//! | `leaky_relu(α)` | x = 0 | α | α | **1** |
+//! | `elu(α)` | x = 0 | α | α | α |
+//! | `abs` | x = 0 | 0 | 0 | **1** |
+//! | `sign`, `step` | x = 0 (and everywhere) | 0 | 0 (`sign`; a mask `x > 0` carries no gradient) | 0 |
+//! | `equal` | a = b | 0 | no gradient | 0 |
+//! | `max`, `min` | k elements tie | 1/k each | 1/k each | 1/k each |
+//! | `max_axis`, `min_axis` | k elements of a lane tie | 1/k each | `amax`/`amin`: 1/k each; **`max(dim)`: all to the one index it returns** | 1/k each |
+//! | `maximum(a, b)`, `minimum(a, b)` | a = b | ½ each | ½ each | ½ each |
+//! | `clamp(lo, hi)` | x = lo or x = hi | 1 | 1 | **½** (`jnp.clip`) |
+//!
+//! So `x.maximum(zero)` is a ReLU whose derivative at 0 is ½, where [`Var::relu`]'s is 0.
+//!
 //! ## Threads
 //! A tape belongs to one thread at a time, but tapegrad shares large work with one
 //! helper thread of its own, started the first time there is some: matrix products of

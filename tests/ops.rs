@@ -359,6 +359,7 @@ fn every_unary_op_matches_a_central_difference_at_its_check_points() -> Result<(
     Ok(())
 }
 
+/// The tapegrad column of the kink table in the crate docs (`src/lib.rs`), row by row.
 #[test]
 fn kink_conventions() -> Result<()> {
     let d = |apply: Apply, x| value_and_derivative(apply, x).map(|r| r.1);
@@ -379,11 +380,38 @@ fn kink_conventions() -> Result<()> {
         (y.item()?, g.wrt_scalar(a)?, g.wrt_scalar(b)?),
         (1.0, 0.0, 0.0)
     );
+    // maximum and minimum at a tie: half each.
+    for y in [a.maximum(b), a.minimum(b)] {
+        let g = y.backward()?;
+        assert_eq!((g.wrt_scalar(a)?, g.wrt_scalar(b)?), (0.5, 0.5));
+    }
+    // clamp at either bound: 1.
+    assert_eq!(d(|x| x.clamp(-1.0, 1.0), -1.0)?, 1.0);
+    assert_eq!(d(|x| x.clamp(-1.0, 1.0), 1.0)?, 1.0);
+    // max and min of k tied elements: 1/k each, over all elements and along an axis.
+    let x = tape.tensor(&Tensor::new(vec![3.0, 1.0, 3.0, 1.0, 3.0, 1.0], [2, 3])?);
+    let third = 1.0 / 3.0;
+    assert_eq!(
+        x.max().backward()?.wrt(x)?,
+        Tensor::new(vec![third, 0.0, third, 0.0, third, 0.0], [2, 3])?
+    );
+    assert_eq!(
+        x.min().backward()?.wrt(x)?,
+        Tensor::new(vec![0.0, third, 0.0, third, 0.0, third], [2, 3])?
+    );
+    assert_eq!(
+        x.max_axis(1, false).sum().backward()?.wrt(x)?,
+        Tensor::new(vec![0.5, 0.0, 0.5, 0.0, 1.0, 0.0], [2, 3])?
+    );
+    assert_eq!(
+        x.min_axis(1, false).sum().backward()?.wrt(x)?,
+        Tensor::new(vec![0.0, 1.0, 0.0, 0.5, 0.0, 0.5], [2, 3])?
+    );
     Ok(())
 }
 
 /// GELU's tanh approximation against `jax.nn.gelu(x, approximate=True)` and its
-/// `jax.grad`, in float64 (values printed by JAX 0.8 with `jax_enable_x64`); and the two
+/// `jax.grad`, in float64 (values printed by JAX 0.10.2 with `jax_enable_x64`); and the two
 /// GELUs against each other.
 #[test]
 fn gelu_tanh_matches_jax() -> Result<()> {
