@@ -58,7 +58,8 @@
 //! fail (`sigmoid`, `exp`, `sum`) have no twin. A failed `try_` call leaves the tape as
 //! it was. Methods that run a pass or read or write values ([`Var::backward`],
 //! [`Var::item`], [`Gradients::wrt`], [`Var::set_value`]) and [`Var::apply`] (a user
-//! function brings its own errors) return `Result` only.
+//! function brings its own errors) return `Result` only, as do constructors that check
+//! their arguments, such as [`Tensor::new`].
 //!
 //! ```
 //! use tapegrad::Tape;

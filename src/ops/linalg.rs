@@ -899,15 +899,15 @@ impl<'t> Var<'t> {
     ///
     /// # Panics
     ///
-    /// Unless `axes` holds each of `0..rank` once, with the error's message;
-    /// [`try_permute`](Var::try_permute) returns the error.
+    /// Unless `axes` holds each of `0..rank` once (at most 16 axes), with the error's
+    /// message; [`try_permute`](Var::try_permute) returns the error.
     #[track_caller]
     pub fn permute(self, axes: &[usize]) -> Var<'t> {
         super::or_panic(self.try_permute(axes))
     }
 
     /// The axes reordered (see [`Permute`]); an error unless `axes` holds each of
-    /// `0..rank` once.
+    /// `0..rank` once (at most 16 axes).
     pub fn try_permute(self, axes: &[usize]) -> Result<Var<'t>> {
         let op = Permute::new(axes)?;
         self.record(Op::Permute(op), &[self])
