@@ -631,7 +631,16 @@ fn recorded_first_derivatives_are_the_plain_ones_kinks_and_saturation_included()
         0.0, -0.0, 1e-300, -1e-300, 40.0, -40.0, 700.0, -700.0, 1000.0, -1000.0,
     ];
     let binary_edges = [(0.0, 0.0), (-0.0, 0.0), (2.0, 2.0), (1e300, -1e-300)];
-    let reductions = ["sum", "mean", "max", "sum_axis", "mean_axis", "max_axis"];
+    let reductions = [
+        "sum",
+        "mean",
+        "max",
+        "min",
+        "sum_axis",
+        "mean_axis",
+        "max_axis",
+        "min_axis",
+    ];
     let mut ties_and_nan = vec![
         vec![Tensor::vector([1.0, 3.0, 3.0, 2.0])],
         vec![Tensor::vector([1.0, f64::NAN, 2.0])],
