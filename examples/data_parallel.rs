@@ -51,7 +51,7 @@ impl Worker {
         let p = params.bind(&self.tape);
         let loss = net
             .forward(&p, self.tape.constant_tensor(&x))?
-            .softmax_cross_entropy(&self.labels)?
+            .try_softmax_cross_entropy(&self.labels)?
             * weight;
         self.inputs = x.into_data();
         loss.backward_into(&mut self.grads)?;

@@ -151,7 +151,7 @@ fn network_step() -> Result<()> {
     let (x, y) = (Tensor::matrix(&[[X]])?, Tensor::matrix(&[[Y]])?);
     let cost = Trainer::new().step(&mut params, &mut Sgd::new(LR), |p| {
         let o = net.forward(p, p.tape().constant_tensor(&x))?;
-        o.mse(p.tape().constant_tensor(&y))
+        o.try_mse(p.tape().constant_tensor(&y))
     })?;
     let o2 = net.predict(&params, &x)?.item()?;
     println!("\nThe same step by the training loop, on two Linear layers whose biases are");

@@ -24,7 +24,7 @@ fn half(
     let p = params.bind(tape);
     let loss = net
         .forward(&p, tape.constant_tensor(&x))?
-        .softmax_cross_entropy(&labels)?
+        .try_softmax_cross_entropy(&labels)?
         * weight;
     let grads = loss.backward()?;
     Ok((loss.item()?, p.gradients(&grads)?))

@@ -87,7 +87,7 @@ fn lecture_step(net: &Mlp, params: &mut Params) -> Result<(f64, Trainer)> {
     let mut trainer = Trainer::new();
     let cost = trainer.step(params, &mut Sgd::new(1.0), |p| {
         let o = net.forward(p, p.tape().constant_tensor(&x))?;
-        o.mse(p.tape().constant_tensor(&y))
+        o.try_mse(p.tape().constant_tensor(&y))
     })?;
     Ok((cost, trainer))
 }
