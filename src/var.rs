@@ -131,6 +131,7 @@ impl<'t> Var<'t> {
     /// assert_eq!(y.backward()?.wrt_scalar(x)?, 3.0);
     /// # Ok::<(), tapegrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn detach(self) -> Var<'t> {
         let value = self.value();
         self.tape.leaf(value.view(), false)

@@ -236,3 +236,16 @@ fn clear_forgets_the_lines_and_keeps_the_mode() {
     let (op, phase, at, ..) = non_finite(&err);
     assert_eq!((op, phase, at), ("div", Phase::Forward, here(line)));
 }
+
+#[test]
+fn tensor_ops_beyond_the_elementwise_ones_name_the_callers_line() {
+    let tape = Tape::new();
+    tape.detect_anomaly(true);
+    let a = tape.tensor(&Tensor::matrix(&[[1e200, 1.0], [0.0, 1.0]]).unwrap());
+    let b = tape.tensor(&Tensor::matrix(&[[1e200, 0.0], [1.0, 1.0]]).unwrap());
+    let (p, line) = (a.matmul(b), line!());
+    let err = p.sum().backward().unwrap_err();
+    let (op, phase, at, value, _, element) = non_finite(&err);
+    assert_eq!((op, phase, at), ("matmul", Phase::Forward, here(line)));
+    assert_eq!((value, element), (f64::INFINITY, Some(0)));
+}

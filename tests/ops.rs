@@ -841,3 +841,157 @@ fn a_parameter_op_panics_naming_the_op_and_the_value() {
     let tape = Tape::new();
     tape.var(0.0).leaky_relu(f64::INFINITY).sigmoid();
 }
+
+/// Bits of `x`, with every NaN alike: Rust leaves a NaN's sign and payload open.
+fn bits(x: f64) -> u64 {
+    if x.is_nan() {
+        f64::NAN.to_bits()
+    } else {
+        x.to_bits()
+    }
+}
+
+/// Every registered unary op gives the same bits on every path that can run it, as
+/// the design promises (`Unary::value_and_derivative` and `Unary::values` must agree
+/// with `value` and `derivative` bit for bit): the method on a scalar (the recording's
+/// fast path and the sweep's unary arm), on a vector (the slice kernels), through
+/// `Tape::apply` with the registry's op (the general path: views and `Function`'s
+/// rules), and after a replay; and `grad_graph`'s first derivative, recorded with tape
+/// ops, agrees with them to rounding.
+#[test]
+fn every_unary_op_gives_the_same_bits_on_every_path() -> Result<()> {
+    let cases = cases();
+    let registry = ops::registry();
+    for name in elementwise_names() {
+        let case = &cases[name.as_str()];
+        let f = registry.iter().find(|f| f.name() == name).unwrap();
+        let mut points: Vec<f64> = f.check_at().iter().map(|p| p[0].item().unwrap()).collect();
+        points.extend_from_slice(case.edges);
+        let n = points.len();
+        let ones = Tensor::new(vec![1.0; n], [n])?;
+
+        // The slice kernels: the method on a vector.
+        let tape = Tape::new();
+        let t = tape.tensor(&Tensor::vector(points.clone()));
+        let y = (case.apply)(t);
+        let (ys, gs) = (y.value(), y.backward_with(&ones)?.wrt(t)?);
+        // The general path: the registry's op applied as a function.
+        let general = tape.apply(f, &[t])?;
+        let (yg, gg) = (general.value(), general.backward_with(&ones)?.wrt(t)?);
+        // Replay: one scalar recording, replayed at each point.
+        let replayed = Tape::new();
+        let xr = replayed.var(0.5);
+        let yr = (case.apply)(xr);
+
+        for (k, &x) in points.iter().enumerate() {
+            let (y1, d1) = value_and_derivative(case.apply, x)?;
+            let at = format!("{name} at {x}");
+            assert_eq!(bits(ys.data()[k]), bits(y1), "{at}: slice value");
+            assert_eq!(bits(gs.data()[k]), bits(d1), "{at}: slice derivative");
+            assert_eq!(bits(yg.data()[k]), bits(y1), "{at}: general value");
+            assert_eq!(bits(gg.data()[k]), bits(d1), "{at}: general derivative");
+            xr.set_scalar(x)?;
+            replayed.replay();
+            assert_eq!(bits(yr.item()?), bits(y1), "{at}: replayed value");
+            let dr = yr.backward()?.wrt_scalar(xr)?;
+            assert_eq!(bits(dr), bits(d1), "{at}: replayed derivative");
+            // Second order: the derivative as a graph.
+            let tape2 = Tape::new();
+            let x2 = tape2.var(x);
+            if let Ok(dg) = (case.apply)(x2).grad_graph(&[x2]) {
+                let dg = dg[0].item()?;
+                assert!(
+                    bits(dg) == bits(d1) || near(dg, d1, 1e-14),
+                    "{at}: grad_graph {dg}, backward {d1}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records binary op `name` on `a` and `b` through its operator or method.
+fn binary<'t>(name: &str, a: Var<'t>, b: Var<'t>) -> Var<'t> {
+    match name {
+        "add" => a + b,
+        "sub" => a - b,
+        "mul" => a * b,
+        "div" => a / b,
+        "maximum" => a.maximum(b),
+        "minimum" => a.minimum(b),
+        "equal" => a.equal(b),
+        other => panic!("no method written for binary op {other}"),
+    }
+}
+
+/// Every registered binary op gives the same bits on every path that can run it: two
+/// scalars (the recording's fast path and the sweep's arms for sums, differences,
+/// products and other binary ops), two vectors (the slice kernels), an outer
+/// broadcast of a column against a row (the views), and `Tape::apply` with the
+/// registry's op (the general path).
+#[test]
+fn every_binary_op_gives_the_same_bits_on_every_path() -> Result<()> {
+    let registry = ops::registry();
+    let names = registry
+        .iter()
+        .filter(|f| {
+            f.check_at()
+                .first()
+                .is_some_and(|p| p.len() == 2 && p[0].shape().is_scalar())
+        })
+        .map(|f| f.name().to_string());
+    for name in names {
+        let f = registry.iter().find(|f| f.name() == name).unwrap();
+        let points: Vec<(f64, f64)> = f
+            .check_at()
+            .iter()
+            .map(|p| (p[0].item().unwrap(), p[1].item().unwrap()))
+            .collect();
+        let n = points.len();
+        let (a_values, b_values): (Vec<f64>, Vec<f64>) = points.iter().copied().unzip();
+        let ones = Tensor::new(vec![1.0; n], [n])?;
+
+        let tape = Tape::new();
+        let (a, b) = (
+            tape.tensor(&Tensor::vector(a_values.clone())),
+            tape.tensor(&Tensor::vector(b_values.clone())),
+        );
+        let sliced = binary(&name, a, b);
+        let gs = sliced.backward_with(&ones)?;
+        let general = tape.apply(f, &[a, b])?;
+        let gg = general.backward_with(&ones)?;
+        // The outer op: y[i][j] = f(a_i, b_j); a seed of the identity keeps only the
+        // diagonal's partials, each alone in its sum.
+        let column = tape.tensor(&Tensor::new(a_values.clone(), [n, 1])?);
+        let row = tape.tensor(&Tensor::new(b_values.clone(), [1, n])?);
+        let outer = binary(&name, column, row);
+        let mut identity = vec![0.0; n * n];
+        for k in 0..n {
+            identity[k * n + k] = 1.0;
+        }
+        let go = outer.backward_with(&Tensor::new(identity, [n, n])?)?;
+        let values = [sliced.value(), general.value(), outer.value()];
+        let grads_a = [gs.wrt(a)?, gg.wrt(a)?, go.wrt(column)?];
+        let grads_b = [gs.wrt(b)?, gg.wrt(b)?, go.wrt(row)?];
+
+        for (k, &(x, z)) in points.iter().enumerate() {
+            let scalars = Tape::new();
+            let (xs, zs) = (scalars.var(x), scalars.var(z));
+            let y = binary(&name, xs, zs);
+            let g = y.backward()?;
+            let (y1, da, db) = (y.item()?, g.wrt_scalar(xs)?, g.wrt_scalar(zs)?);
+            for (path, i) in [("slices", 0), ("general", 1), ("views", 2)] {
+                let at = format!("{name}({x}, {z}) on the {path} path");
+                let v = if i == 2 {
+                    values[i].data()[k * n + k]
+                } else {
+                    values[i].data()[k]
+                };
+                assert_eq!(bits(v), bits(y1), "{at}: value");
+                assert_eq!(bits(grads_a[i].data()[k]), bits(da), "{at}: d/da");
+                assert_eq!(bits(grads_b[i].data()[k]), bits(db), "{at}: d/db");
+            }
+        }
+    }
+    Ok(())
+}

@@ -109,6 +109,7 @@ impl Unary for Step {
 impl<'t> Var<'t> {
     /// The step function, elementwise.
     #[inline]
+    #[track_caller]
     pub fn step(self) -> Var<'t> {
         self.elementwise(Step)
     }
@@ -158,6 +159,7 @@ impl Unary for Sigmoid {
 impl<'t> Var<'t> {
     /// The sigmoid σ(x) = 1/(1 + e⁻ˣ), elementwise.
     #[inline]
+    #[track_caller]
     pub fn sigmoid(self) -> Var<'t> {
         self.elementwise(Sigmoid)
     }
@@ -239,6 +241,7 @@ impl Unary for Tanh {
 impl<'t> Var<'t> {
     /// The hyperbolic tangent, elementwise.
     #[inline]
+    #[track_caller]
     pub fn tanh(self) -> Var<'t> {
         self.elementwise(Tanh)
     }
@@ -289,6 +292,7 @@ impl Unary for Relu {
 impl<'t> Var<'t> {
     /// max(0, x), elementwise.
     #[inline]
+    #[track_caller]
     pub fn relu(self) -> Var<'t> {
         self.elementwise(Relu)
     }
@@ -373,6 +377,7 @@ impl<'t> Var<'t> {
 
     /// Leaky ReLU with slope `alpha` below 0, elementwise; an error if `alpha` is not
     /// finite.
+    #[track_caller]
     pub fn try_leaky_relu(self, alpha: f64) -> Result<Var<'t>> {
         let alpha = finite(LeakyRelu::NAME, "alpha", alpha)?;
         self.tape().record_unary(LeakyRelu { alpha }, self)
@@ -455,6 +460,7 @@ impl<'t> Var<'t> {
     }
 
     /// ELU with scale `alpha`, elementwise; an error if `alpha` is not finite.
+    #[track_caller]
     pub fn try_elu(self, alpha: f64) -> Result<Var<'t>> {
         let alpha = finite(Elu::NAME, "alpha", alpha)?;
         self.tape().record_unary(Elu { alpha }, self)
@@ -500,6 +506,7 @@ impl Unary for Softsign {
 impl<'t> Var<'t> {
     /// Softsign x/(1 + |x|), elementwise.
     #[inline]
+    #[track_caller]
     pub fn softsign(self) -> Var<'t> {
         self.elementwise(Softsign)
     }
@@ -540,6 +547,7 @@ impl Unary for Atan {
 impl<'t> Var<'t> {
     /// The arctangent, elementwise.
     #[inline]
+    #[track_caller]
     pub fn atan(self) -> Var<'t> {
         self.elementwise(Atan)
     }
@@ -581,6 +589,7 @@ impl Unary for Gaussian {
 impl<'t> Var<'t> {
     /// The Gaussian exp(−x²), elementwise.
     #[inline]
+    #[track_caller]
     pub fn gaussian(self) -> Var<'t> {
         self.elementwise(Gaussian)
     }
@@ -653,6 +662,7 @@ impl<'t> Var<'t> {
     }
 
     /// Swish x·σ(βx), elementwise; an error if `beta` is not finite.
+    #[track_caller]
     pub fn try_swish(self, beta: f64) -> Result<Var<'t>> {
         let beta = finite(Swish::NAME, "beta", beta)?;
         self.tape().record_unary(Swish { beta }, self)
@@ -660,6 +670,7 @@ impl<'t> Var<'t> {
 
     /// SiLU x·σ(x), elementwise: Swish with β = 1.
     #[inline]
+    #[track_caller]
     pub fn silu(self) -> Var<'t> {
         self.elementwise(Swish { beta: 1.0 })
     }
@@ -703,6 +714,7 @@ impl Unary for Softplus {
 impl<'t> Var<'t> {
     /// Softplus ln(1 + eˣ), elementwise.
     #[inline]
+    #[track_caller]
     pub fn softplus(self) -> Var<'t> {
         self.elementwise(Softplus)
     }
@@ -754,6 +766,7 @@ impl<'t> Var<'t> {
     /// GELU x·Φ(x), the exact erf form, elementwise (see [`Gelu`];
     /// [`gelu_tanh`](Var::gelu_tanh) is the tanh approximation).
     #[inline]
+    #[track_caller]
     pub fn gelu(self) -> Var<'t> {
         self.elementwise(Gelu)
     }
@@ -818,6 +831,7 @@ impl<'t> Var<'t> {
     /// GELU by the tanh approximation, elementwise (see [`GeluTanh`]; [`gelu`](Var::gelu)
     /// is the exact erf form).
     #[inline]
+    #[track_caller]
     pub fn gelu_tanh(self) -> Var<'t> {
         self.elementwise(GeluTanh)
     }

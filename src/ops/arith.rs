@@ -47,6 +47,7 @@ impl Binary for Add {
 impl<'t> Var<'t> {
     /// `self + other`, broadcasting; an error on incompatible shapes.
     #[inline]
+    #[track_caller]
     pub fn try_add(self, other: Var<'t>) -> Result<Var<'t>> {
         self.tape().record_binary(Add, self, other)
     }
@@ -93,6 +94,7 @@ impl Binary for Sub {
 impl<'t> Var<'t> {
     /// `self − other`, broadcasting; an error on incompatible shapes.
     #[inline]
+    #[track_caller]
     pub fn try_sub(self, other: Var<'t>) -> Result<Var<'t>> {
         self.tape().record_binary(Sub, self, other)
     }
@@ -139,6 +141,7 @@ impl Binary for Mul {
 impl<'t> Var<'t> {
     /// `self · other` elementwise, broadcasting; an error on incompatible shapes.
     #[inline]
+    #[track_caller]
     pub fn try_mul(self, other: Var<'t>) -> Result<Var<'t>> {
         self.tape().record_binary(Mul, self, other)
     }
@@ -188,6 +191,7 @@ impl Binary for Div {
 impl<'t> Var<'t> {
     /// `self / other` elementwise, broadcasting; an error on incompatible shapes.
     #[inline]
+    #[track_caller]
     pub fn try_div(self, other: Var<'t>) -> Result<Var<'t>> {
         self.tape().record_binary(Div, self, other)
     }
@@ -310,6 +314,7 @@ impl<'t> Var<'t> {
     }
 
     /// `self^p`, elementwise; an error if `p` is not finite.
+    #[track_caller]
     pub fn try_powf(self, p: f64) -> Result<Var<'t>> {
         let p = finite(Powf::NAME, "p", p)?;
         self.tape().record_unary(Powf { p }, self)
@@ -390,11 +395,13 @@ fn powi_min_derivative(x: f64) -> f64 {
 
 impl<'t> Var<'t> {
     /// `self^n`, elementwise, for an integer `n`.
+    #[track_caller]
     pub fn powi(self, n: i32) -> Var<'t> {
         self.elementwise(Powi { n })
     }
 
     /// `self²`, elementwise.
+    #[track_caller]
     pub fn square(self) -> Var<'t> {
         self.powi(2)
     }

@@ -189,6 +189,7 @@ impl Unary for Abs {
 impl<'t> Var<'t> {
     /// The absolute value, elementwise.
     #[inline]
+    #[track_caller]
     pub fn abs(self) -> Var<'t> {
         self.elementwise(Abs)
     }
@@ -277,6 +278,7 @@ impl Unary for Sin {
 impl<'t> Var<'t> {
     /// The sine, elementwise.
     #[inline]
+    #[track_caller]
     pub fn sin(self) -> Var<'t> {
         self.elementwise(Sin)
     }
@@ -322,6 +324,7 @@ impl Unary for Cos {
 impl<'t> Var<'t> {
     /// The cosine, elementwise.
     #[inline]
+    #[track_caller]
     pub fn cos(self) -> Var<'t> {
         self.elementwise(Cos)
     }
@@ -365,6 +368,7 @@ impl Unary for Tan {
 impl<'t> Var<'t> {
     /// The tangent, elementwise.
     #[inline]
+    #[track_caller]
     pub fn tan(self) -> Var<'t> {
         self.elementwise(Tan)
     }
@@ -417,6 +421,7 @@ impl Unary for Sign {
 impl<'t> Var<'t> {
     /// The sign (−1, 0 or 1), elementwise.
     #[inline]
+    #[track_caller]
     pub fn sign(self) -> Var<'t> {
         self.elementwise(Sign)
     }
@@ -463,6 +468,7 @@ impl Unary for Erf {
 impl<'t> Var<'t> {
     /// The error function, elementwise.
     #[inline]
+    #[track_caller]
     pub fn erf(self) -> Var<'t> {
         self.elementwise(Erf)
     }
@@ -531,6 +537,7 @@ impl<'t> Var<'t> {
 
     /// 1 where `self` equals `other`, else 0, elementwise and broadcasting; an error on
     /// incompatible shapes.
+    #[track_caller]
     pub fn try_equal(self, other: Var<'t>) -> Result<Var<'t>> {
         self.tape().record_binary(Equal, self, other)
     }
@@ -748,6 +755,7 @@ impl<'t> Var<'t> {
 
     /// `max(self, other)`, elementwise and broadcasting (see [`Maximum`]); an error on
     /// incompatible shapes.
+    #[track_caller]
     pub fn try_maximum(self, other: Var<'t>) -> Result<Var<'t>> {
         self.tape().record_binary(Maximum, self, other)
     }
@@ -767,6 +775,7 @@ impl<'t> Var<'t> {
 
     /// `min(self, other)`, elementwise and broadcasting (see [`Minimum`]); an error on
     /// incompatible shapes.
+    #[track_caller]
     pub fn try_minimum(self, other: Var<'t>) -> Result<Var<'t>> {
         self.tape().record_binary(Minimum, self, other)
     }
@@ -786,6 +795,7 @@ impl<'t> Var<'t> {
 
     /// Each element limited to `[lo, hi]` (see [`Clamp`]); an error if a bound is NaN
     /// or `lo > hi`.
+    #[track_caller]
     pub fn try_clamp(self, lo: f64, hi: f64) -> Result<Var<'t>> {
         let op = clamp_op(lo, hi)?;
         self.tape().record_unary(op, self)

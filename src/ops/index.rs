@@ -183,6 +183,7 @@ impl<'t> Var<'t> {
     ///      of length 3, in shape [3]; start + length must be at most 3"
     /// );
     /// ```
+    #[track_caller]
     pub fn try_narrow(self, axis: usize, start: usize, len: usize) -> Result<Var<'t>> {
         let shape = self.shape();
         if axis >= shape.rank() {
@@ -368,6 +369,7 @@ impl<'t> Var<'t> {
 
     /// The variables joined along `axis` (see [`Concat`]); an error with no variables,
     /// `axis` not below their rank, or shapes that differ off `axis`.
+    #[track_caller]
     pub fn try_concat(xs: &[Var<'t>], axis: usize) -> Result<Var<'t>> {
         let Some(first) = xs.first() else {
             return Err(Error::Invalid {
@@ -411,6 +413,7 @@ impl<'t> Var<'t> {
     /// The variables stacked along a new axis at `axis` (see [`stack`](Var::stack)); an
     /// error with no variables, shapes that differ, `axis` above their rank, or
     /// variables of different tapes, with nothing recorded.
+    #[track_caller]
     pub fn try_stack(xs: &[Var<'t>], axis: usize) -> Result<Var<'t>> {
         let invalid = |reason: String| Error::Invalid {
             op: "stack".into(),

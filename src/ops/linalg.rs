@@ -554,6 +554,7 @@ impl<'t> Var<'t> {
     /// The matrix product `self · other`, batched over leading axes, with NumPy's rule
     /// for 1-D operands (see [`matmul`](Var::matmul)); an error when the shapes cannot
     /// be multiplied, with nothing recorded.
+    #[track_caller]
     pub fn try_matmul(self, other: Var<'t>) -> Result<Var<'t>> {
         let (a, b) = (self.shape(), other.shape());
         let (a_vector, b_vector) = (a.rank() == 1, b.rank() == 1);
@@ -714,6 +715,7 @@ impl<'t> Var<'t> {
     }
 
     /// The last two axes swapped (see [`Transpose`]); an error below two axes.
+    #[track_caller]
     pub fn try_transpose(self) -> Result<Var<'t>> {
         self.record(Op::Transpose(Transpose), &[self])
     }
@@ -908,6 +910,7 @@ impl<'t> Var<'t> {
 
     /// The axes reordered (see [`Permute`]); an error unless `axes` holds each of
     /// `0..rank` once (at most 16 axes).
+    #[track_caller]
     pub fn try_permute(self, axes: &[usize]) -> Result<Var<'t>> {
         let op = Permute::new(axes)?;
         self.record(Op::Permute(op), &[self])
@@ -1102,6 +1105,7 @@ impl<'t> Var<'t> {
 
     /// The same values under `shape` (see [`Reshape`]); an error when the number of
     /// elements differs.
+    #[track_caller]
     pub fn try_reshape(self, shape: impl Into<Shape>) -> Result<Var<'t>> {
         let shape = shape.into();
         shape.check_size("reshape")?;

@@ -645,6 +645,7 @@ impl<'t> Var<'t> {
 
     /// The mean squared error against `targets` (see [`Mse`]); an error when the shapes
     /// differ or have no elements.
+    #[track_caller]
     pub fn try_mse(self, targets: Var<'t>) -> Result<Var<'t>> {
         self.record(Op::Mse(Mse), &[self, targets])
     }
@@ -663,6 +664,7 @@ impl<'t> Var<'t> {
 
     /// Half the sum of squared errors against `targets`, the lecture's E_tot (see
     /// [`HalfSse`]); an error when the shapes differ.
+    #[track_caller]
     pub fn try_half_sse(self, targets: Var<'t>) -> Result<Var<'t>> {
         self.record(Op::HalfSse(HalfSse), &[self, targets])
     }
@@ -680,6 +682,7 @@ impl<'t> Var<'t> {
 
     /// Binary cross-entropy of these probabilities against `targets` (see [`Bce`]); an
     /// error when the shapes differ or have no elements.
+    #[track_caller]
     pub fn try_bce(self, targets: Var<'t>) -> Result<Var<'t>> {
         self.record(Op::Bce(Bce), &[self, targets])
     }
@@ -698,6 +701,7 @@ impl<'t> Var<'t> {
 
     /// Binary cross-entropy of these logits against `targets`, stable for any logit
     /// (see [`BceWithLogits`]); an error when the shapes differ or have no elements.
+    #[track_caller]
     pub fn try_bce_with_logits(self, targets: Var<'t>) -> Result<Var<'t>> {
         self.record(Op::BceWithLogits(BceWithLogits), &[self, targets])
     }
@@ -720,6 +724,7 @@ impl<'t> Var<'t> {
     /// another shape, there is not one label per row, or a label is not below the
     /// number of classes. The labels go onto the tape as a constant `[N]` input of the
     /// op; on an error nothing is recorded.
+    #[track_caller]
     pub fn try_softmax_cross_entropy(self, labels: &[usize]) -> Result<Var<'t>> {
         let (rows, classes) = rows_and_classes(&self.shape())?;
         check_label_count(rows, labels.len())?;

@@ -446,6 +446,7 @@ impl Function for Min {
 
 impl<'t> Var<'t> {
     /// The sum of all elements, a scalar.
+    #[track_caller]
     pub fn sum(self) -> Var<'t> {
         self.unary(Op::Sum(Sum))
     }
@@ -461,6 +462,7 @@ impl<'t> Var<'t> {
     }
 
     /// The mean of all elements, a scalar; an error if there are none.
+    #[track_caller]
     pub fn try_mean(self) -> Result<Var<'t>> {
         self.record(Op::Mean(Mean), &[self])
     }
@@ -477,6 +479,7 @@ impl<'t> Var<'t> {
 
     /// The largest element, a scalar; ties share the gradient; an error if there are
     /// no elements.
+    #[track_caller]
     pub fn try_max(self) -> Result<Var<'t>> {
         self.record(Op::Max(Max), &[self])
     }
@@ -493,6 +496,7 @@ impl<'t> Var<'t> {
 
     /// The smallest element, a scalar; ties share the gradient; an error if there are
     /// no elements.
+    #[track_caller]
     pub fn try_min(self) -> Result<Var<'t>> {
         self.record(Op::Min(Min), &[self])
     }
@@ -808,6 +812,7 @@ impl<'t> Var<'t> {
 
     /// The sum along `axis` (kept with length 1 when `keepdim`); an error if `axis` is
     /// not below the rank.
+    #[track_caller]
     pub fn try_sum_axis(self, axis: usize, keepdim: bool) -> Result<Var<'t>> {
         self.record(Op::SumAxis(SumAxis { axis, keepdim }), &[self])
     }
@@ -825,6 +830,7 @@ impl<'t> Var<'t> {
 
     /// The mean along `axis` (kept with length 1 when `keepdim`); an error if `axis` is
     /// not below the rank or has length 0.
+    #[track_caller]
     pub fn try_mean_axis(self, axis: usize, keepdim: bool) -> Result<Var<'t>> {
         self.record(Op::MeanAxis(MeanAxis { axis, keepdim }), &[self])
     }
@@ -843,6 +849,7 @@ impl<'t> Var<'t> {
 
     /// The maximum along `axis` (kept with length 1 when `keepdim`); ties share the
     /// gradient; an error if `axis` is not below the rank or has length 0.
+    #[track_caller]
     pub fn try_max_axis(self, axis: usize, keepdim: bool) -> Result<Var<'t>> {
         self.record(Op::MaxAxis(MaxAxis { axis, keepdim }), &[self])
     }
@@ -861,6 +868,7 @@ impl<'t> Var<'t> {
 
     /// The minimum along `axis` (kept with length 1 when `keepdim`); ties share the
     /// gradient; an error if `axis` is not below the rank or has length 0.
+    #[track_caller]
     pub fn try_min_axis(self, axis: usize, keepdim: bool) -> Result<Var<'t>> {
         self.record(Op::MinAxis(MinAxis { axis, keepdim }), &[self])
     }

@@ -375,6 +375,7 @@ impl<'t> Var<'t> {
     }
 
     /// Softmax along `axis` (see [`Softmax`]); an error if `axis` is not below the rank.
+    #[track_caller]
     pub fn try_softmax(self, axis: usize) -> Result<Var<'t>> {
         self.record(Op::Softmax(Softmax { axis }), &[self])
     }
@@ -392,6 +393,7 @@ impl<'t> Var<'t> {
 
     /// Log-softmax along `axis` (see [`LogSoftmax`]); an error if `axis` is not below
     /// the rank.
+    #[track_caller]
     pub fn try_log_softmax(self, axis: usize) -> Result<Var<'t>> {
         self.record(Op::LogSoftmax(LogSoftmax { axis }), &[self])
     }
@@ -410,6 +412,7 @@ impl<'t> Var<'t> {
 
     /// `ln Σ exp(x)` along `axis`, without overflow (see [`LogSumExp`]); an error if
     /// `axis` is not below the rank.
+    #[track_caller]
     pub fn try_logsumexp(self, axis: usize, keepdim: bool) -> Result<Var<'t>> {
         self.record(Op::LogSumExp(LogSumExp { axis, keepdim }), &[self])
     }
