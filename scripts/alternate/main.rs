@@ -11,6 +11,22 @@ macro_rules! workloads {
             use tapegrad::{Gradients, Tape, Tensor, Var, Vars};
             use $tg as tapegrad;
 
+            /// A `Var` or a `Result` of one as a `Result`: op methods that can fail
+            /// returned `Result` before the crate's fallibility rule and `Var` after it.
+            trait Lift<'t> {
+                fn lift(self) -> tapegrad::Result<Var<'t>>;
+            }
+            impl<'t> Lift<'t> for Var<'t> {
+                fn lift(self) -> tapegrad::Result<Var<'t>> {
+                    Ok(self)
+                }
+            }
+            impl<'t> Lift<'t> for tapegrad::Result<Var<'t>> {
+                fn lift(self) -> tapegrad::Result<Var<'t>> {
+                    self
+                }
+            }
+
             pub fn w1_inputs() -> Vec<f64> {
                 (0..100_000)
                     .map(|i| ((i * 37 % 101) as f64 / 101.0 - 0.5) * 2.0)
@@ -75,11 +91,12 @@ macro_rules! workloads {
                 let tape = p.tape();
                 let h = tape
                     .constant_tensor(x)
-                    .matmul(p.get("w1")?)?
+                    .matmul(p.get("w1")?)
+                    .lift()?
                     .try_add(p.get("b1")?)?
                     .sigmoid();
-                let o = h.matmul(p.get("w2")?)?.try_add(p.get("b2")?)?.sigmoid();
-                o.half_sse(tape.constant_tensor(y))
+                let o = h.matmul(p.get("w2")?).lift()?.try_add(p.get("b2")?)?.sigmoid();
+                o.half_sse(tape.constant_tensor(y)).lift()
             }
             pub fn w2() -> f64 {
                 let mut params = Params::new();
@@ -149,7 +166,7 @@ macro_rules! workloads {
                     self.trainer
                         .step(&mut self.params, &mut self.sgd, |p| {
                             let logits = net.forward(p, p.tape().constant_tensor(x))?;
-                            logits.softmax_cross_entropy(labels)
+                            logits.softmax_cross_entropy(labels).lift()
                         })
                         .unwrap()
                 }
