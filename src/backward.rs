@@ -589,8 +589,9 @@ fn sweep_nodes<const DENSE: bool, const MODE: u8, const CHECK: bool>(
             }
             Kind::Sum | Kind::Difference => {
                 let gy = incoming!();
-                // −gy for a difference, by its kind's number (0 or 1) in the sign bit:
-                // no branch.
+                // The kind stands for the rule's constant partials (see `Kind::binary`):
+                // 1 for `a`, and for `b` 1 or −1 by the kind's number (0 or 1) in the
+                // sign bit, with no branch.
                 let gb = f64::from_bits(gy.to_bits() ^ (node.kind as u64) << 63);
                 // SAFETY: the inputs' slots, as for `read!`.
                 (carry_for, carry) = unsafe { accumulate(g, node.args(), at, [gy, gb]) };

@@ -9,7 +9,7 @@
 use crate::error::{Error, Result};
 use crate::function::{AsFunction, UserFunction};
 use crate::ops::linalg::{gemm, plain_product};
-use crate::ops::{Binary, Op, OpCode, Registered, Unary};
+use crate::ops::{Binary, Op, OpCode, Partials, Registered, Unary};
 use crate::parallel::copy as shared_copy;
 use crate::shape::{cyclic_len, Shape};
 use crate::tensor::{Tensor, TensorRef};
@@ -83,16 +83,18 @@ pub(crate) const SCALAR: ShapeId = 0;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Kind {
-    /// `a + b` of two scalars: both partials are 1. Sums and differences are numbered
-    /// 0 and 1, first, so that the sweep tells them from the rest by one comparison
-    /// and negates a difference's second partial by the number's bit.
+    /// A binary op of two scalars whose rule ([`Binary::PARTIALS`]) gives partials of
+    /// 1 and 1 (`a + b`). Sums and differences are numbered 0 and 1, first, so that the
+    /// sweep tells them from the rest by one comparison and takes the second partial's
+    /// sign from the number's bit.
     Sum,
-    /// `a − b` of two scalars: the partials are 1 and −1.
+    /// A binary op of two scalars whose rule gives partials of 1 and −1 (`a − b`).
     Difference,
     /// A built-in elementwise op of one scalar: its derivative (and the op's parameter,
     /// if it has one) is stored in `Inner::aux`.
     Unary,
-    /// `a · b` of two scalars: the partials are `b` and `a`, read from the values.
+    /// A binary op of two scalars whose rule gives the partials `b` and `a` (`a · b`),
+    /// read from the values.
     Product,
     /// Any other built-in elementwise op of two scalars: backward computes its partials
     /// from the values of its inputs and output, by its op code.
@@ -127,14 +129,16 @@ impl Kind {
         self as u8 & 7 == Kind::Unary as u8
     }
 
-    /// The kind of a scalar node of binary op `code`: sums and differences have kinds
-    /// of their own, so that backward reads no op code for them.
+    /// The kind of a scalar node of a binary op whose partials have the form
+    /// `partials` (the op's [`Binary::PARTIALS`]): partials of 1 and ±1 make a sum or a
+    /// difference, swapped operands a product, so that backward reads no op code for
+    /// them; any other op is `Binary`, whose partials its op computes.
     #[inline(always)]
-    fn binary(code: OpCode) -> Kind {
-        match code {
-            OpCode::Add => Kind::Sum,
-            OpCode::Sub => Kind::Difference,
-            OpCode::Mul => Kind::Product,
+    const fn binary(partials: Partials) -> Kind {
+        match partials {
+            Partials::Constant(1.0, 1.0) => Kind::Sum,
+            Partials::Constant(1.0, -1.0) => Kind::Difference,
+            Partials::Swapped => Kind::Product,
             _ => Kind::Binary,
         }
     }
@@ -1292,7 +1296,7 @@ impl Tape {
         let node = Node {
             args,
             code: B::CODE,
-            kind: Kind::binary(B::CODE),
+            kind: const { Kind::binary(B::PARTIALS) },
             // Gradients flow into the node if they flow into either input.
             flags: (ha | hb) as u8 & (IS_SCALAR | REQUIRES_GRAD),
         };
@@ -2185,7 +2189,7 @@ mod tests {
         use crate::ops::arith::{Add, Div, Mul, Sub};
         use crate::ops::elementwise::Equal;
         fn check<B: Binary + Registered + Copy>(f: B, kind: Kind) {
-            assert_eq!(Kind::binary(B::CODE), kind, "{}", B::NAME);
+            assert_eq!(Kind::binary(B::PARTIALS), kind, "{}", B::NAME);
             for (a, b) in [
                 (0.5, -2.0),
                 (3.0, 3.0),

@@ -1,7 +1,7 @@
 //! Arithmetic: `add sub mul div` between variables (broadcasting), `neg`, powers, and
 //! the forms with a plain number on one side (`x + 2.0`, `1.0 / x`).
 
-use super::{finite, Binary, Unary};
+use super::{finite, Binary, Partials, Unary};
 use crate::error::Result;
 use crate::var::Var;
 
@@ -21,14 +21,15 @@ pub struct Add;
 
 impl Binary for Add {
     const NAME: &'static str = "add";
+    // d/da (a + b) = 1, d/db (a + b) = 1
+    const PARTIALS: Partials = Partials::Constant(1.0, 1.0);
     #[inline]
     fn value(&self, a: f64, b: f64) -> f64 {
         a + b
     }
-    // d/da (a + b) = 1, d/db (a + b) = 1
     #[inline]
-    fn derivative(&self, _a: f64, _b: f64, _y: f64) -> (f64, f64) {
-        (1.0, 1.0)
+    fn derivative(&self, a: f64, b: f64, _y: f64) -> (f64, f64) {
+        Self::PARTIALS.at(a, b)
     }
     fn derivative_graph<'t>(
         &self,
@@ -69,14 +70,15 @@ pub struct Sub;
 
 impl Binary for Sub {
     const NAME: &'static str = "sub";
+    // d/da (a − b) = 1, d/db (a − b) = −1
+    const PARTIALS: Partials = Partials::Constant(1.0, -1.0);
     #[inline]
     fn value(&self, a: f64, b: f64) -> f64 {
         a - b
     }
-    // d/da (a − b) = 1, d/db (a − b) = −1
     #[inline]
-    fn derivative(&self, _a: f64, _b: f64, _y: f64) -> (f64, f64) {
-        (1.0, -1.0)
+    fn derivative(&self, a: f64, b: f64, _y: f64) -> (f64, f64) {
+        Self::PARTIALS.at(a, b)
     }
     fn derivative_graph<'t>(
         &self,
@@ -116,14 +118,15 @@ pub struct Mul;
 
 impl Binary for Mul {
     const NAME: &'static str = "mul";
+    // d/da ab = b, d/db ab = a
+    const PARTIALS: Partials = Partials::Swapped;
     #[inline]
     fn value(&self, a: f64, b: f64) -> f64 {
         a * b
     }
-    // d/da ab = b, d/db ab = a
     #[inline]
     fn derivative(&self, a: f64, b: f64, _y: f64) -> (f64, f64) {
-        (b, a)
+        Self::PARTIALS.at(a, b)
     }
     fn derivative_graph<'t>(
         &self,

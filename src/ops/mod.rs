@@ -105,10 +105,39 @@ pub(crate) trait Unary {
     }
 }
 
+/// The form of a binary op's partials: where they are fixed numbers or the operands
+/// themselves, the op states them here once, its `derivative` reads them from here,
+/// and the tape gives its scalar nodes a kind of their own from them (a sum, a
+/// difference, a product), whose sweep needs neither the op nor, for sums and
+/// differences, the values.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Partials {
+    /// (∂y/∂a, ∂y/∂b) are these numbers everywhere.
+    Constant(f64, f64),
+    /// (∂y/∂a, ∂y/∂b) = (b, a).
+    Swapped,
+    /// Computed by the op's `derivative` from the values.
+    Computed,
+}
+
+impl Partials {
+    /// The partials at (a, b) of a rule that is not [`Computed`](Partials::Computed).
+    #[inline(always)]
+    pub(crate) const fn at(self, a: f64, b: f64) -> (f64, f64) {
+        match self {
+            Partials::Constant(da, db) => (da, db),
+            Partials::Swapped => (b, a),
+            Partials::Computed => panic!("partials computed by the op's derivative"),
+        }
+    }
+}
+
 /// An elementwise function of two inputs that broadcast against each other.
 pub(crate) trait Binary {
     /// The op's name.
     const NAME: &'static str;
+    /// The form of the op's partials (see [`Partials`]).
+    const PARTIALS: Partials = Partials::Computed;
     /// y = f(a, b).
     fn value(&self, a: f64, b: f64) -> f64;
     /// (∂y/∂a, ∂y/∂b) at (a, b), given y = f(a, b).
