@@ -9,29 +9,31 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 use tapegrad::{Gradients, Result, Tape};
 
 struct Counting;
 
-/// Bytes held by the counting thread, and the most it held since the last reset.
-static HELD: AtomicIsize = AtomicIsize::new(0);
-static PEAK: AtomicIsize = AtomicIsize::new(0);
-
+// Per thread, so that tests running at once on other threads count apart: whether this
+// thread counts, the bytes it holds, and the most it held since the last reset.
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static HELD: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
 }
 
 fn count(delta: isize) {
     if COUNTING.with(Cell::get) {
-        let now = HELD.fetch_add(delta, Ordering::Relaxed) + delta;
-        PEAK.fetch_max(now, Ordering::Relaxed);
+        let now = HELD.with(|h| {
+            h.set(h.get() + delta);
+            h.get()
+        });
+        PEAK.with(|p| p.set(p.get().max(now)));
     }
 }
 
 // SAFETY: every call is forwarded unchanged to the system allocator; counting touches
-// only atomics and a const-initialised thread-local, none of which allocates.
+// only const-initialised thread-locals without destructors, none of which allocates.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count(layout.size() as isize);
@@ -64,16 +66,12 @@ static GLOBAL: Counting = Counting;
 /// Runs `f` counting this thread's heap: its result, the bytes it left held and the
 /// most it held at once.
 fn measured<T>(f: impl FnOnce() -> T) -> (T, isize, isize) {
-    HELD.store(0, Ordering::Relaxed);
-    PEAK.store(0, Ordering::Relaxed);
+    HELD.with(|h| h.set(0));
+    PEAK.with(|p| p.set(0));
     COUNTING.with(|c| c.set(true));
     let out = f();
     COUNTING.with(|c| c.set(false));
-    (
-        out,
-        HELD.load(Ordering::Relaxed),
-        PEAK.load(Ordering::Relaxed),
-    )
+    (out, HELD.with(Cell::get), PEAK.with(Cell::get))
 }
 
 /// A fresh tape with `n` nodes after its leaf, each `a * b` (binary) or `a.sin()`
