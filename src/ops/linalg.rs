@@ -1017,6 +1017,36 @@ pub struct ReshapeAny {
     shape: Shape,
 }
 
+/// The rules that [`Reshape`] and [`ReshapeAny`] share: the values move unchanged,
+/// each gradient element back to the same row-major position.
+macro_rules! reshape_rules {
+    () => {
+        fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
+            out.copy_from_slice(inputs[0].data());
+        }
+        // d/dx_k y_k = 1 (same row-major position)
+        fn backward_accumulate(
+            &self,
+            _inputs: &[TensorRef<'_>],
+            _y: TensorRef<'_>,
+            gy: TensorRef<'_>,
+            gx: &mut InputGrads<'_>,
+        ) -> Result<()> {
+            add_into(gx.get_mut(0), gy.data());
+            Ok(())
+        }
+        backward_via_accumulate!();
+        fn backward_graph<'t>(
+            &self,
+            inputs: &[Var<'t>],
+            _y: Var<'t>,
+            gy: Var<'t>,
+        ) -> Result<Vec<Var<'t>>> {
+            Ok(vec![gy.try_reshape(inputs[0].shape())?])
+        }
+    };
+}
+
 impl Function for ReshapeAny {
     fn name(&self) -> &str {
         "reshape"
@@ -1024,29 +1054,7 @@ impl Function for ReshapeAny {
     fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
         reshape_output(one_input("reshape", inputs)?, self.shape.clone())
     }
-    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
-        out.copy_from_slice(inputs[0].data());
-    }
-    // d/dx_k y_k = 1 (same row-major position)
-    fn backward_accumulate(
-        &self,
-        _inputs: &[TensorRef<'_>],
-        _y: TensorRef<'_>,
-        gy: TensorRef<'_>,
-        gx: &mut InputGrads<'_>,
-    ) -> Result<()> {
-        add_into(gx.get_mut(0), gy.data());
-        Ok(())
-    }
-    backward_via_accumulate!();
-    fn backward_graph<'t>(
-        &self,
-        inputs: &[Var<'t>],
-        _y: Var<'t>,
-        gy: Var<'t>,
-    ) -> Result<Vec<Var<'t>>> {
-        Ok(vec![gy.try_reshape(inputs[0].shape())?])
-    }
+    reshape_rules!();
 }
 
 impl Function for Reshape {
@@ -1056,29 +1064,7 @@ impl Function for Reshape {
     fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
         reshape_output(one_input("reshape", inputs)?, self.shape())
     }
-    fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
-        out.copy_from_slice(inputs[0].data());
-    }
-    // d/dx_k y_k = 1 (same row-major position)
-    fn backward_accumulate(
-        &self,
-        _inputs: &[TensorRef<'_>],
-        _y: TensorRef<'_>,
-        gy: TensorRef<'_>,
-        gx: &mut InputGrads<'_>,
-    ) -> Result<()> {
-        add_into(gx.get_mut(0), gy.data());
-        Ok(())
-    }
-    backward_via_accumulate!();
-    fn backward_graph<'t>(
-        &self,
-        inputs: &[Var<'t>],
-        _y: Var<'t>,
-        gy: Var<'t>,
-    ) -> Result<Vec<Var<'t>>> {
-        Ok(vec![gy.try_reshape(inputs[0].shape())?])
-    }
+    reshape_rules!();
     fn check_at(&self) -> Vec<Vec<Tensor>> {
         let six = vec![0.5, -1.0, 2.0, 3.5, 0.25, -2.0];
         vec![
