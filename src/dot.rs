@@ -5,7 +5,7 @@
 //! as a Graphviz `digraph`: one record per node with its name, its op, its value and,
 //! after [`Graph::gradients`], the gradient of the output with respect to it, and one
 //! arrow from each input to the node that used it. Nodes are named with
-//! [`Graph::label`], or all at once from a [`Trace`](crate::trace::Trace) by
+//! [`Graph::label`], or all at once from a [`Trace`] by
 //! [`Graph::trace`], which keeps the trace's names (`W1`, `h1`, …) and gradients. Like
 //! micrograd's `draw_dot`, the picture reads left to right, from the leaves to the
 //! output.
@@ -38,8 +38,9 @@
 
 use crate::backward::Gradients;
 use crate::error::{Error, Result};
+use crate::tape::recorded;
 use crate::tensor::Tensor;
-use crate::trace::{cell, recorded, short, Trace};
+use crate::trace::{cell, short, Trace};
 use crate::var::Var;
 use std::fmt::Write;
 

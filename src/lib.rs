@@ -117,7 +117,6 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
-pub mod backward;
 pub mod check;
 pub mod data;
 pub mod dot;
@@ -130,9 +129,9 @@ pub mod optim;
 mod parallel;
 pub mod shape;
 pub mod tape;
+pub use tape::{backward, var};
 pub mod tensor;
 pub mod trace;
-pub mod var;
 
 pub use backward::Gradients;
 pub use error::{Error, Phase, Result};

@@ -41,6 +41,7 @@ use crate::backward::Gradients;
 use crate::error::{Error, Result};
 use crate::function::accumulate_into_fresh;
 use crate::ops::Op;
+use crate::tape::recorded;
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::Var;
 use smallvec::SmallVec;
@@ -136,38 +137,6 @@ pub fn trace(output: Var<'_>, grads: &Gradients) -> Result<Trace> {
         output: output.id(),
         rows,
     })
-}
-
-/// One node as the tape recorded it: what [`trace`] and the `dot` module read.
-pub(crate) struct Recorded {
-    /// The node's id: its position in recording order.
-    pub(crate) id: u32,
-    /// The op that made the node.
-    pub(crate) op: Op,
-    /// The ids of the node's inputs, in order.
-    pub(crate) inputs: Vec<u32>,
-    /// True when gradients flow through the node.
-    pub(crate) requires_grad: bool,
-    /// The node's value from the forward pass.
-    pub(crate) value: Tensor,
-}
-
-/// Every node recorded up to and including `output`, in recording order (element `k` is
-/// node `k`), copied out of the tape in one borrow.
-pub(crate) fn recorded(output: Var<'_>) -> Vec<Recorded> {
-    let inner = output.tape().inner.borrow();
-    (0..=output.id())
-        .map(|id| {
-            let node = &inner.nodes[id as usize];
-            Recorded {
-                id,
-                op: inner.op(node),
-                inputs: inner.inputs(node).to_vec(),
-                requires_grad: node.requires_grad(),
-                value: inner.value(id).to_tensor(),
-            }
-        })
-        .collect()
 }
 
 /// Runs `op`'s backward rule with upstream gradient `gy` into fresh zeros, one slot per

@@ -20,7 +20,7 @@ use crate::data::{Batches, Dataset};
 use crate::error::{Error, Result};
 use crate::optim::Optimizer;
 use crate::shape::Shape;
-use crate::tape::{NodeId, Tape};
+use crate::tape::{LeafBlock, NodeId, Tape};
 use crate::tensor::{Tensor, TensorRef};
 use crate::var::Var;
 
@@ -105,9 +105,9 @@ struct Recording {
     /// The store's layout stamp when recorded: while it is unchanged, so are the names,
     /// shapes and frozen parameters.
     stamp: u64,
-    /// Where the parameters' values lie in the value arena, one after another, as
-    /// `(offset, len)` (see `Tape::gradient_block`).
-    block: Option<(usize, usize)>,
+    /// The parameters' leaves when their values, and gradients, lie in one block (see
+    /// `Tape::leaf_block`).
+    block: Option<LeafBlock>,
 }
 
 impl Recording {
@@ -338,7 +338,7 @@ impl Trainer {
             layout,
             frozen: params.frozen_flags().to_vec(),
             stamp: params.layout(),
-            block: self.tape.gradient_block(first, params.len()),
+            block: self.tape.leaf_block(first, params.len()),
         });
         Ok(())
     }
@@ -385,20 +385,21 @@ impl Trainer {
                     .into(),
             });
         }
-        let value = match recording.block {
+        let value = match &recording.block {
             // The parameters' values, and their gradients, lie in one block of each
             // arena: copied in and out in one pass each, with no look at the nodes.
-            Some((at, len)) => {
+            Some(block) => {
                 self.tape
-                    .write_block(at, params.tensors().map(Tensor::data));
+                    .set_leaf_block(block, params.tensors().map(Tensor::data))?;
                 self.tape.replay();
-                let value = self.tape.first_value(recording.loss);
+                let loss = Var::new(&self.tape, recording.loss);
+                let value = loss.item()?;
                 if !value.is_finite() {
                     return Err(diverged(value));
                 }
-                Var::new(&self.tape, recording.loss).backward_into(&mut self.gradients)?;
+                loss.backward_into(&mut self.gradients)?;
                 self.param_gradients
-                    .fill(params, self.gradients.block(at, len));
+                    .fill(params, self.gradients.leaf_block(block)?);
                 self.param_gradients.vouch_finite("train")?;
                 value
             }

@@ -655,3 +655,43 @@ pub(crate) fn scalar_sub(c: f64) -> ScalarSub {
 pub(crate) fn scalar_div(c: f64) -> ScalarDiv {
     ScalarDiv { c }
 }
+
+/// `var op var`, `var op f64` and `f64 op var` for one operator.
+macro_rules! binary_operator {
+    ($trait:ident, $method:ident, $with_scalar:expr, $scalar_with:expr) => {
+        impl<'t> std::ops::$trait for Var<'t> {
+            type Output = Var<'t>;
+            /// # Panics
+            /// On shapes that cannot be broadcast together, or variables of different
+            /// tapes, with a message that names both shapes and the caller's line.
+            #[inline]
+            #[track_caller]
+            fn $method(self, rhs: Var<'t>) -> Var<'t> {
+                self.tape().binary_or_panic($trait, self, rhs)
+            }
+        }
+
+        impl<'t> std::ops::$trait<f64> for Var<'t> {
+            type Output = Var<'t>;
+            #[inline]
+            #[track_caller]
+            fn $method(self, rhs: f64) -> Var<'t> {
+                self.elementwise($with_scalar(rhs))
+            }
+        }
+
+        impl<'t> std::ops::$trait<Var<'t>> for f64 {
+            type Output = Var<'t>;
+            #[inline]
+            #[track_caller]
+            fn $method(self, rhs: Var<'t>) -> Var<'t> {
+                rhs.elementwise($scalar_with(self))
+            }
+        }
+    };
+}
+
+binary_operator!(Add, add, add_scalar, add_scalar);
+binary_operator!(Sub, sub, |c: f64| add_scalar(-c), scalar_sub);
+binary_operator!(Mul, mul, mul_scalar, mul_scalar);
+binary_operator!(Div, div, div_scalar, scalar_div);

@@ -258,6 +258,13 @@ fn rows<const R: usize>(x: &[f64], k: usize) -> [&[f64]; R] {
     rows
 }
 
+/// `y = a·b` for plain matrices `[m, k]·[k, n]`, overwriting `y`: the product
+/// [`Matmul`] computes, so the same bits.
+#[inline]
+pub(crate) fn product(m: usize, k: usize, n: usize, a: &[f64], b: &[f64], y: &mut [f64]) {
+    gemm((m, k, n), a, false, b, false, 0.0, y);
+}
+
 /// Adds the gradient of `a` in `y = a·b` (`[m, k]·[k, n]`), gy·bᵀ, into `ga`.
 #[inline]
 pub(crate) fn add_grad_a((m, k, n): (usize, usize, usize), gy: &[f64], b: &[f64], ga: &mut [f64]) {
@@ -399,8 +406,8 @@ impl Function for Matmul {
     }
     fn forward(&self, inputs: &[TensorRef<'_>], out: &mut [f64]) {
         let (a, b) = (inputs[0], inputs[1]);
-        if let Some(mkn) = plain_product(a.shape(), b.shape()) {
-            gemm(mkn, a.data(), false, b.data(), false, 0.0, out);
+        if let Some((m, k, n)) = plain_product(a.shape(), b.shape()) {
+            product(m, k, n, a.data(), b.data(), out);
             return;
         }
         let l = Layout::new(a.shape(), b.shape()).expect("checked when recorded");

@@ -650,6 +650,69 @@ macro_rules! param_rule {
     }};
 }
 
+/// A kernel that runs a general node on the raw slices of its two inputs' values,
+/// chosen by the node's op when the node is recorded ([`Op::kernel`]): the plan hook
+/// through which an op gives the tape a faster path than views of its inputs. Its
+/// sizes are fixed then, so neither forward nor backward looks at a shape again.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Kernel {
+    /// A plain matrix product `[m, k]·[k, n]` (see [`linalg::Matmul`]).
+    Product { m: usize, k: usize, n: usize },
+}
+
+impl Kernel {
+    /// The numbers of elements of the two inputs and of the output.
+    #[inline]
+    pub(crate) fn lens(self) -> [usize; 3] {
+        match self {
+            Kernel::Product { m, k, n } => [m * k, k * n, m * n],
+        }
+    }
+
+    /// Writes the output from the inputs' values `a` and `b`, each of its length in
+    /// [`lens`](Self::lens).
+    #[inline]
+    pub(crate) fn forward(self, a: &[f64], b: &[f64], y: &mut [f64]) {
+        match self {
+            Kernel::Product { m, k, n } => linalg::product(m, k, n, a, b, y),
+        }
+    }
+
+    /// Adds the gradient of input `input` (0 or 1), given the inputs' values and the
+    /// output's gradient `gy`, into `g`, of that input's length.
+    #[inline]
+    pub(crate) fn backward(
+        self,
+        input: usize,
+        (a, b): (&[f64], &[f64]),
+        gy: &[f64],
+        g: &mut [f64],
+    ) {
+        match self {
+            Kernel::Product { m, k, n } => {
+                if input == 0 {
+                    linalg::add_grad_a((m, k, n), gy, b, g);
+                } else {
+                    linalg::add_grad_b((m, k, n), a, gy, g);
+                }
+            }
+        }
+    }
+}
+
+impl Op {
+    /// The kernel that runs this op on two distinct inputs of shapes `a` and `b`, if
+    /// the op has one for them: a matrix product of plain matrices.
+    pub(crate) fn kernel(&self, a: &Shape, b: &Shape) -> Option<Kernel> {
+        match self {
+            Op::Matmul(_) => {
+                linalg::plain_product(a, b).map(|(m, k, n)| Kernel::Product { m, k, n })
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The registry: one line per built-in op, `kind Variant = family::Struct;`.
 ///
 /// `unary` and `binary` ops get their `Function` impl from their `Unary` / `Binary`

@@ -19,14 +19,15 @@
 //! # Ok::<(), tapegrad::Error>(())
 //! ```
 
+use super::node::{Kind, Node, NodeId};
+use super::replay::Plan;
+use super::var::{Var, Vars};
+use super::{Inner, LeafBlock, Tape};
 use crate::error::{Error, Phase, Result};
 use crate::function::InputGrads;
-use crate::ops::linalg::{add_grad_a, add_grad_b};
 use crate::ops::Op;
 use crate::parallel::{copy as shared_copy, copy_finite, zero as shared_zero};
-use crate::tape::{Inner, Kind, Node, NodeId, Plan, Tape};
 use crate::tensor::{Tensor, TensorRef};
-use crate::var::{Var, Vars};
 use smallvec::SmallVec;
 
 /// The gradients of one backward pass: ∂y/∂x for every variable x recorded before it.
@@ -157,13 +158,17 @@ impl Gradients {
         Ok(finite)
     }
 
-    /// The arena's numbers `at..at + len`: the gradients of a block of nodes found by
-    /// `Tape::gradient_block`, valid when this pass ran on that recording.
-    ///
-    /// # Panics
-    /// If the range is past the arena.
-    pub(crate) fn block(&self, at: usize, len: usize) -> &[f64] {
-        &self.data[at..at + len]
+    /// The gradients of the leaves of `block`, one after another: one slice of the
+    /// arena. An error when `block` and this pass belong to different recordings, or
+    /// its leaves were recorded after the pass.
+    pub(crate) fn leaf_block(&self, block: &LeafBlock) -> Result<&[f64]> {
+        block.check(self.tape, self.generation, "gradients")?;
+        self.data
+            .get(block.at..block.at + block.len)
+            .ok_or_else(|| Error::Invalid {
+                op: "gradients".into(),
+                reason: "the block was recorded after the backward pass".into(),
+            })
     }
 
     /// Bytes of heap memory held: the gradient arena and the marks of a pass that met
@@ -765,25 +770,24 @@ fn planned_backward(inner: &Inner, node: &Node, values: &[f64], grads: &mut [f64
                 ob,
             )
         }
-        // The products `Matmul` computes, so the same bits.
-        Plan::Gemm {
-            m,
-            k,
-            n,
+        // The op's own kernel; the inputs are different nodes, so their gradients lie
+        // apart.
+        Plan::Kernel {
+            kernel,
             a,
             b,
-            c,
+            y,
             need_a,
             need_b,
         } => {
-            let (before, from_node) = grads.split_at_mut(c);
-            let gy = &from_node[..m * n];
-            let (av, bv) = (&values[a..a + m * k], &values[b..b + k * n]);
+            let [la, lb, n] = kernel.lens();
+            let (before, from_node) = grads.split_at_mut(y);
+            let (inputs, gy) = ((&values[a..a + la], &values[b..b + lb]), &from_node[..n]);
             if need_a {
-                add_grad_a((m, k, n), gy, bv, &mut before[a..a + m * k]);
+                kernel.backward(0, inputs, gy, &mut before[a..a + la]);
             }
             if need_b {
-                add_grad_b((m, k, n), av, gy, &mut before[b..b + k * n]);
+                kernel.backward(1, inputs, gy, &mut before[b..b + lb]);
             }
             true
         }

@@ -9,16 +9,14 @@
 //! The `try_` forms ([`Var::try_add`], …) return the same conditions as an
 //! [`Error`] instead.
 
+use super::{NodeId, Tape};
 use crate::error::{Error, Result};
 use crate::function::AsFunction;
-use crate::ops::arith::{self, add_scalar, div_scalar, mul_scalar, scalar_div, scalar_sub};
 use crate::ops::{Op, Registered, Unary};
 use crate::parallel::copy as shared_copy;
 use crate::shape::Shape;
-use crate::tape::{NodeId, Tape};
 use crate::tensor::Tensor;
 use std::fmt;
-use std::ops::{Add, Div, Mul, Sub};
 
 /// A value recorded on a [`Tape`]: a cheap `Copy` handle (the tape and a node id).
 ///
@@ -387,43 +385,3 @@ impl fmt::Debug for Vars<'_> {
         f.debug_list().entries(self.iter()).finish()
     }
 }
-
-/// `var op var`, `var op f64` and `f64 op var` for one operator.
-macro_rules! binary_operator {
-    ($trait:ident, $method:ident, $with_scalar:expr, $scalar_with:expr) => {
-        impl<'t> $trait for Var<'t> {
-            type Output = Var<'t>;
-            /// # Panics
-            /// On shapes that cannot be broadcast together, or variables of different
-            /// tapes, with a message that names both shapes and the caller's line.
-            #[inline]
-            #[track_caller]
-            fn $method(self, rhs: Var<'t>) -> Var<'t> {
-                self.tape().binary_or_panic(arith::$trait, self, rhs)
-            }
-        }
-
-        impl<'t> $trait<f64> for Var<'t> {
-            type Output = Var<'t>;
-            #[inline]
-            #[track_caller]
-            fn $method(self, rhs: f64) -> Var<'t> {
-                self.elementwise($with_scalar(rhs))
-            }
-        }
-
-        impl<'t> $trait<Var<'t>> for f64 {
-            type Output = Var<'t>;
-            #[inline]
-            #[track_caller]
-            fn $method(self, rhs: Var<'t>) -> Var<'t> {
-                rhs.elementwise($scalar_with(self))
-            }
-        }
-    };
-}
-
-binary_operator!(Add, add, add_scalar, add_scalar);
-binary_operator!(Sub, sub, |c: f64| add_scalar(-c), scalar_sub);
-binary_operator!(Mul, mul, mul_scalar, mul_scalar);
-binary_operator!(Div, div, div_scalar, scalar_div);

@@ -6,272 +6,26 @@
 //! nodes but keeps the memory, so a training loop that records a fresh graph each step
 //! on one tape stops allocating after its first step.
 
+pub mod backward;
+mod node;
+mod replay;
+pub mod var;
+
 use crate::error::{Error, Result};
 use crate::function::{AsFunction, UserFunction};
-use crate::ops::linalg::{gemm, plain_product};
-use crate::ops::{Binary, Op, OpCode, Partials, Registered, Unary};
+use crate::ops::{Binary, Op, OpCode, Registered, Unary};
 use crate::parallel::copy as shared_copy;
-use crate::shape::{cyclic_len, Shape};
+use crate::shape::Shape;
 use crate::tensor::{Tensor, TensorRef};
-use crate::var::{Var, Vars};
-use indexmap::IndexSet;
-use rustc_hash::FxBuildHasher;
+use node::{InputLists, Kind, Node, ShapeId, ShapeSet, IS_SCALAR, REQUIRES_GRAD, SCALAR};
+use replay::{forward_general, plan_of, replay_dense, replay_nodes, Graph, Plan};
+use var::{Var, Vars};
 
-/// The interned shapes of a tape, each with its number of elements. Shapes are short
-/// lists of small numbers, so a fast non-cryptographic hash suffices.
-pub(crate) struct ShapeSet {
-    set: IndexSet<Shape, FxBuildHasher>,
-    numels: Vec<usize>,
-}
-
-impl ShapeSet {
-    /// A set holding the scalar shape, as id `SCALAR`.
-    fn new() -> ShapeSet {
-        let mut shapes = ShapeSet {
-            set: IndexSet::default(),
-            numels: Vec::new(),
-        };
-        shapes.intern(&Shape::scalar());
-        shapes
-    }
-
-    /// The number of elements of shape `id`.
-    #[inline]
-    pub(crate) fn numel(&self, id: ShapeId) -> usize {
-        self.numels[id as usize]
-    }
-
-    /// The id of `shape`, interning it if it is new.
-    fn intern(&mut self, shape: &Shape) -> ShapeId {
-        let id = match self.set.get_index_of(shape) {
-            Some(id) => id,
-            None => {
-                self.numels.push(shape.numel());
-                self.set.insert_full(shape.clone()).0
-            }
-        };
-        ShapeId::try_from(id).expect("a tape holds at most 2^32 shapes")
-    }
-
-    fn heap_bytes(&self) -> usize {
-        self.set.capacity() * std::mem::size_of::<Shape>()
-            + self.numels.capacity() * std::mem::size_of::<usize>()
-    }
-}
-
-impl std::ops::Index<usize> for ShapeSet {
-    type Output = Shape;
-    #[inline]
-    fn index(&self, id: usize) -> &Shape {
-        &self.set[id]
-    }
-}
+pub(crate) use node::NodeId;
 use smallvec::SmallVec;
 use std::cell::{Cell, RefCell};
 use std::panic::{AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Index of a node on its tape.
-pub(crate) type NodeId = u32;
-
-/// Index of an interned shape; the scalar shape is always 0.
-pub(crate) type ShapeId = u32;
-
-pub(crate) const SCALAR: ShapeId = 0;
-
-/// How the tape treats a node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub(crate) enum Kind {
-    /// A binary op of two scalars whose rule ([`Binary::PARTIALS`]) gives partials of
-    /// 1 and 1 (`a + b`). Sums and differences are numbered 0 and 1, first, so that the
-    /// sweep tells them from the rest by one comparison and takes the second partial's
-    /// sign from the number's bit.
-    Sum,
-    /// A binary op of two scalars whose rule gives partials of 1 and −1 (`a − b`).
-    Difference,
-    /// A built-in elementwise op of one scalar: its derivative (and the op's parameter,
-    /// if it has one) is stored in `Inner::aux`.
-    Unary,
-    /// A binary op of two scalars whose rule gives the partials `b` and `a` (`a · b`),
-    /// read from the values.
-    Product,
-    /// Any other built-in elementwise op of two scalars: backward computes its partials
-    /// from the values of its inputs and output, by its op code.
-    Binary,
-    /// An input or a constant.
-    Leaf,
-    /// Everything else (tensors, reductions, user functions): the op sits in
-    /// `Inner::ops` and runs its own rules.
-    General,
-    /// A unary scalar node that takes no gradient, recorded past the fast path (in a
-    /// no-grad scope, or from inputs that take none): backward passes it by, so that
-    /// a gradient written into its slot flows no further. Numbered so that it differs
-    /// from `Unary` by one bit.
-    FrozenUnary = 10,
-    /// A binary scalar node that takes no gradient, recorded so.
-    FrozenBinary = 12,
-}
-
-impl Kind {
-    /// The kind of a scalar node of kind `self` that takes no gradient.
-    fn frozen(self) -> Kind {
-        match self {
-            Kind::Unary => Kind::FrozenUnary,
-            _ => Kind::FrozenBinary,
-        }
-    }
-
-    /// True for unary scalar nodes, frozen or not.
-    #[inline(always)]
-    fn is_unary(self) -> bool {
-        // Unary and FrozenUnary differ by bit 3 alone: one test in replay's walk.
-        self as u8 & 7 == Kind::Unary as u8
-    }
-
-    /// The kind of a scalar node of a binary op whose partials have the form
-    /// `partials` (the op's [`Binary::PARTIALS`]): partials of 1 and ±1 make a sum or a
-    /// difference, swapped operands a product, so that backward reads no op code for
-    /// them; any other op is `Binary`, whose partials its op computes.
-    #[inline(always)]
-    const fn binary(partials: Partials) -> Kind {
-        match partials {
-            Partials::Constant(1.0, 1.0) => Kind::Sum,
-            Partials::Constant(1.0, -1.0) => Kind::Difference,
-            Partials::Swapped => Kind::Product,
-            _ => Kind::Binary,
-        }
-    }
-}
-
-const REQUIRES_GRAD: u8 = 1;
-const IS_SCALAR: u8 = 2;
-
-/// One recorded operation: 12 bytes, so that a binary scalar node with its value and
-/// gradient takes 28, and a unary one 36 with its stored derivative.
-///
-/// Where the node's value (and gradient) starts in the arenas is not stored in it: on a
-/// dense tape (see [`Inner::dense`]) it is the node's id, and the other tapes keep
-/// every node's slot in `Inner::offsets` (see [`slot_of`]).
-///
-/// What the two words of `args` hold depends on the kind:
-/// - a binary scalar node: its two inputs. Its partial derivatives are not stored:
-///   each binary op's are cheap to compute again from the values (`b` and `a` for a
-///   product), which backward does, by op code.
-/// - a unary scalar node: its input, then where its numbers start in `Inner::aux`: dy/da
-///   computed when it was recorded (a sine's cosine comes with the sine), followed by
-///   the op's parameter (the `c` of `x + c`) for an op that has one.
-/// - a leaf: 0, then its shape id.
-/// - a general node: where its op sits in `Inner::ops` (and its plan and inputs in
-///   `Inner::plans` and `Inner::wide`), then its shape id.
-#[derive(Clone, Copy)]
-pub(crate) struct Node {
-    args: [u32; 2],
-    pub(crate) code: OpCode,
-    pub(crate) kind: Kind,
-    flags: u8,
-}
-
-impl Node {
-    /// A scalar leaf.
-    #[inline(always)]
-    fn scalar_leaf(flags: u8) -> Node {
-        Node {
-            args: [0, SCALAR],
-            code: OpCode::Leaf,
-            kind: Kind::Leaf,
-            flags,
-        }
-    }
-
-    /// True for inputs and constants.
-    #[inline(always)]
-    pub(crate) fn is_leaf(&self) -> bool {
-        self.kind == Kind::Leaf
-    }
-
-    /// True if gradients flow into this node.
-    #[inline(always)]
-    pub(crate) fn requires_grad(&self) -> bool {
-        self.flags & REQUIRES_GRAD != 0
-    }
-
-    /// True if the node's value is a scalar (shape id `SCALAR`).
-    #[inline(always)]
-    pub(crate) fn is_scalar(&self) -> bool {
-        self.flags & IS_SCALAR != 0
-    }
-
-    /// The node's interned shape.
-    #[inline(always)]
-    pub(crate) fn shape(&self) -> ShapeId {
-        match self.kind {
-            Kind::Leaf | Kind::General => self.args[1],
-            _ => SCALAR,
-        }
-    }
-
-    /// The two words of `args` as stored: for a scalar node, its first input and its
-    /// second input (binary) or where its numbers start in `Inner::aux` (unary).
-    #[inline(always)]
-    pub(crate) fn args(&self) -> [u32; 2] {
-        self.args
-    }
-
-    /// Where a general node's op, plan and inputs sit.
-    #[inline(always)]
-    fn general_index(&self) -> usize {
-        self.args[0] as usize
-    }
-}
-
-/// The inputs of the general nodes, one list each, end to end.
-#[derive(Default)]
-pub(crate) struct InputLists {
-    ids: Vec<NodeId>,
-    /// Where each list starts in `ids`, and its length.
-    ranges: Vec<[u32; 2]>,
-}
-
-impl InputLists {
-    /// The inputs of the general node whose op sits at `index`.
-    #[inline]
-    pub(crate) fn get(&self, index: usize) -> &[NodeId] {
-        let [start, len] = self.ranges[index];
-        &self.ids[start as usize..(start + len) as usize]
-    }
-
-    fn push(&mut self, inputs: &[NodeId]) {
-        let start = self.ids.len();
-        u32::try_from(start + inputs.len())
-            .expect("a tape holds at most 2^32 inputs of general nodes");
-        self.ids.extend_from_slice(inputs);
-        // Both below 2^32, as their sum is.
-        self.ranges.push([start as u32, inputs.len() as u32]);
-    }
-
-    fn clear(&mut self) {
-        self.ids.clear();
-        self.ranges.clear();
-    }
-
-    /// The number of lists, and of ids in them: where [`truncate`](Self::truncate)
-    /// goes back to.
-    fn lens(&self) -> [usize; 2] {
-        [self.ranges.len(), self.ids.len()]
-    }
-
-    /// Forgets the lists pushed since `lens` was taken.
-    fn truncate(&mut self, [ranges, ids]: [usize; 2]) {
-        self.ranges.truncate(ranges);
-        self.ids.truncate(ids);
-    }
-
-    fn heap_bytes(&self) -> usize {
-        self.ids.capacity() * std::mem::size_of::<NodeId>()
-            + self.ranges.capacity() * std::mem::size_of::<[u32; 2]>()
-    }
-}
 
 /// The message of the panic when a recording outgrows 32-bit slot numbers.
 const TOO_MANY_VALUES: &str = "a tape holds at most 2^32 values";
@@ -293,41 +47,41 @@ struct Mark {
 }
 
 /// The tape's storage.
-pub(crate) struct Inner {
-    pub(crate) nodes: Vec<Node>,
+struct Inner {
+    nodes: Vec<Node>,
     /// The value arena. Its first `used` numbers belong to the recording; the rest is
     /// memory of earlier, longer recordings, kept so that a new slot needs no zeroing.
-    pub(crate) values: Vec<f64>,
-    pub(crate) used: usize,
-    pub(crate) shapes: ShapeSet,
+    values: Vec<f64>,
+    used: usize,
+    shapes: ShapeSet,
     /// The ops of general nodes.
-    pub(crate) ops: Vec<Op>,
+    ops: Vec<Op>,
     /// How each general node runs, by the index of its op in `ops`.
-    pub(crate) plans: Vec<Plan>,
+    plans: Vec<Plan>,
     /// The inputs of the general nodes, by the index of their op in `ops`.
-    pub(crate) wide: InputLists,
+    wide: InputLists,
     /// The numbers that unary scalar nodes store (see [`Node`]). Like `values`, its first
     /// `aux_used` numbers belong to the recording, the rest is kept memory.
-    pub(crate) aux: Vec<f64>,
+    aux: Vec<f64>,
     aux_used: usize,
     /// How many times the tape has been cleared; gradients remember it.
-    pub(crate) generation: u64,
+    generation: u64,
     /// The slot of every node, kept once the recording is not dense (see
     /// [`Inner::dense`]); empty while it is, when node `id`'s slot is `id`.
-    pub(crate) offsets: Vec<u32>,
+    offsets: Vec<u32>,
     /// How many nodes, from the first, are leaves: replay and the backward sweep,
     /// which have nothing to do at a leaf, start after them.
-    pub(crate) leaf_prefix: usize,
+    leaf_prefix: usize,
     /// Anomaly mode's record (see [`Tape::detect_anomaly`]): the line of the user's
     /// code that recorded each node recorded while the mode was on, by node id, in
     /// recording order. Empty while the mode has never been on.
-    pub(crate) sites: Vec<(NodeId, &'static Location<'static>)>,
+    sites: Vec<(NodeId, &'static Location<'static>)>,
 }
 
 impl Inner {
     /// The inputs of `node`.
     #[inline]
-    pub(crate) fn inputs<'a>(&'a self, node: &'a Node) -> &'a [NodeId] {
+    fn inputs<'a>(&'a self, node: &'a Node) -> &'a [NodeId] {
         match node.kind {
             Kind::Leaf => &[],
             Kind::Unary | Kind::FrozenUnary => &node.args[..1],
@@ -342,12 +96,12 @@ impl Inner {
         unary_param(node, &self.aux)
     }
 
-    pub(crate) fn shape(&self, id: ShapeId) -> &Shape {
+    fn shape(&self, id: ShapeId) -> &Shape {
         &self.shapes[id as usize]
     }
 
     #[inline]
-    pub(crate) fn numel(&self, node: &Node) -> usize {
+    fn numel(&self, node: &Node) -> usize {
         if node.is_scalar() {
             1
         } else {
@@ -357,14 +111,14 @@ impl Inner {
 
     /// How a general node runs, as fixed when it was recorded.
     #[inline]
-    pub(crate) fn plan(&self, node: &Node) -> Plan {
+    fn plan(&self, node: &Node) -> Plan {
         self.plans[node.general_index()]
     }
 
     /// The offset of node `id`'s value if `value` may replace it: the node must be a
     /// leaf of `value`'s shape ([`Var::set_value`]'s errors otherwise).
     #[inline]
-    pub(crate) fn settable_leaf(&self, id: usize, value: &Tensor) -> Result<usize> {
+    fn settable_leaf(&self, id: usize, value: &Tensor) -> Result<usize> {
         let node = &self.nodes[id];
         if !node.is_leaf() {
             return Err(Error::NotALeaf {
@@ -382,7 +136,7 @@ impl Inner {
     }
 
     /// The op that made `node`.
-    pub(crate) fn op(&self, node: &Node) -> Op {
+    fn op(&self, node: &Node) -> Op {
         match node.kind {
             Kind::General => self.general_op(node).clone(),
             Kind::Unary | Kind::FrozenUnary if node.code.has_params() => {
@@ -394,12 +148,12 @@ impl Inner {
 
     /// The op of a general node, borrowed.
     #[inline]
-    pub(crate) fn general_op(&self, node: &Node) -> &Op {
+    fn general_op(&self, node: &Node) -> &Op {
         &self.ops[node.general_index()]
     }
 
     /// The value of node `id` as a view.
-    pub(crate) fn value(&self, id: NodeId) -> TensorRef<'_> {
+    fn value(&self, id: NodeId) -> TensorRef<'_> {
         let node = &self.nodes[id as usize];
         let (at, n) = (self.offset(id as usize), self.numel(node));
         TensorRef::from_parts(&self.values[at..at + n], self.shape(node.shape()))
@@ -410,13 +164,13 @@ impl Inner {
     /// anything. A tape stays dense while each node takes one slot; the first node that
     /// takes none or several starts `offsets`, which then holds every node's slot.
     #[inline]
-    pub(crate) fn dense(&self) -> bool {
+    fn dense(&self) -> bool {
         self.offsets.is_empty()
     }
 
     /// Where node `id`'s value (and gradient) starts in the arenas.
     #[inline(always)]
-    pub(crate) fn offset(&self, id: usize) -> usize {
+    fn offset(&self, id: usize) -> usize {
         slot_of(&self.offsets, id)
     }
 
@@ -483,7 +237,7 @@ impl Inner {
     /// [`Error::NonFinite`] for the first value, in recording order, that is NaN or ±∞
     /// among those of node `root` and the nodes it is computed from; with no root,
     /// among all the recording's values.
-    pub(crate) fn first_non_finite_value(&self, root: Option<NodeId>) -> Result<()> {
+    fn first_non_finite_value(&self, root: Option<NodeId>) -> Result<()> {
         let end = root.map_or(self.nodes.len(), |r| r as usize + 1);
         let mut needed = vec![root.is_none(); end];
         if let Some(root) = root {
@@ -513,7 +267,7 @@ impl Inner {
     /// [`Error::NonFinite`] for `value`, made by node `id` in `phase`: element `k` of
     /// `n` of its value, or of the gradient of its input `input`.
     #[cold]
-    pub(crate) fn non_finite(
+    fn non_finite(
         &self,
         id: usize,
         phase: crate::Phase,
@@ -540,12 +294,12 @@ impl Inner {
     }
 
     /// How many numbers of `aux` belong to the recording.
-    pub(crate) fn aux_used(&self) -> usize {
+    fn aux_used(&self) -> usize {
         self.aux_used
     }
 
     /// The line of the user's code that recorded node `id`, if anomaly mode was on then.
-    pub(crate) fn site(&self, id: usize) -> Option<&'static Location<'static>> {
+    fn site(&self, id: usize) -> Option<&'static Location<'static>> {
         let at = self.sites.partition_point(|&(n, _)| (n as usize) < id);
         self.sites
             .get(at)
@@ -685,7 +439,7 @@ fn fast_end(inner: &Inner, mask: u8) -> usize {
 
 /// The slot of node `id`, given a tape's `Inner::offsets` (see [`Inner::dense`]).
 #[inline(always)]
-pub(crate) fn slot_of(offsets: &[u32], id: usize) -> usize {
+fn slot_of(offsets: &[u32], id: usize) -> usize {
     if offsets.is_empty() {
         id
     } else {
@@ -734,7 +488,7 @@ static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(1);
 /// ```
 pub struct Tape {
     id: u64,
-    pub(crate) inner: RefCell<Inner>,
+    inner: RefCell<Inner>,
     no_grad: Cell<u32>,
     /// `REQUIRES_GRAD` outside no-grad scopes, 0 inside: new nodes' flags are masked
     /// with it.
@@ -1578,11 +1332,13 @@ impl Tape {
         Ok(())
     }
 
-    /// Where the values of the `count` consecutive nodes from `first` lie in the arena,
-    /// as `(offset, len)`, when they form one unbroken block of nodes that require
-    /// gradients (a parameter store bound outside any no-grad scope); else `None`. Their
-    /// gradients then lie at the same place in a [`Gradients`](crate::Gradients) arena.
-    pub(crate) fn gradient_block(&self, first: usize, count: usize) -> Option<(usize, usize)> {
+    /// The block of the `count` consecutive leaves from node `first` when their values
+    /// lie one after another in the arena and all of them take gradients (a parameter
+    /// store bound outside any no-grad scope); else `None`. Their gradients then lie
+    /// one after another too: [`set_leaf_block`](Tape::set_leaf_block) writes the
+    /// values and [`Gradients::leaf_block`](crate::Gradients::leaf_block) reads the
+    /// gradients, each in one copy, for as long as this recording lasts.
+    pub(crate) fn leaf_block(&self, first: usize, count: usize) -> Option<LeafBlock> {
         let inner = self.inner.borrow();
         let nodes = inner.nodes.get(first..first + count)?;
         let at = if count == 0 {
@@ -1592,35 +1348,42 @@ impl Tape {
         };
         let mut len = 0;
         for (id, node) in (first..).zip(nodes) {
-            if !node.requires_grad() || inner.offset(id) != at + len {
+            if !node.is_leaf() || !node.requires_grad() || inner.offset(id) != at + len {
                 return None;
             }
             len += inner.numel(node);
         }
-        Some((at, len))
+        Some(LeafBlock {
+            tape: self.id,
+            generation: inner.generation,
+            at,
+            len,
+        })
     }
 
-    /// Writes `chunks` one after another into the value arena from `at`: new values for
-    /// a block found by [`gradient_block`](Tape::gradient_block), for replay.
-    ///
-    /// # Panics
-    /// If the chunks run past the arena.
-    pub(crate) fn write_block<'v>(&self, at: usize, chunks: impl Iterator<Item = &'v [f64]>) {
+    /// Writes `chunks`, one after another, as the values of the leaves of `block`, for
+    /// replay. An error, changing nothing, when `block` belongs to another tape or an
+    /// earlier recording, or when the chunks do not hold exactly its number of values.
+    pub(crate) fn set_leaf_block<'v>(
+        &self,
+        block: &LeafBlock,
+        chunks: impl Iterator<Item = &'v [f64]> + Clone,
+    ) -> Result<()> {
         let mut inner = self.inner.borrow_mut();
-        let mut to = at;
+        block.check(self.id, inner.generation, "set_leaf_block")?;
+        let total: usize = chunks.clone().map(<[f64]>::len).sum();
+        if total != block.len {
+            return Err(Error::Invalid {
+                op: "set_leaf_block".into(),
+                reason: format!("{} values for a block of {}", total, block.len),
+            });
+        }
+        let mut to = block.at;
         for chunk in chunks {
             shared_copy(&mut inner.values[to..to + chunk.len()], chunk);
             to += chunk.len();
         }
-    }
-
-    /// The first number of node `id`'s value: the value of a node known to be a scalar.
-    ///
-    /// # Panics
-    /// If `id` is not a node of this recording.
-    pub(crate) fn first_value(&self, id: NodeId) -> f64 {
-        let inner = self.inner.borrow();
-        inner.values[inner.offset(id as usize)]
+        Ok(())
     }
 
     /// Sets the values of the consecutive leaves `first, first + 1, …` from `values`, in
@@ -1788,6 +1551,65 @@ impl Drop for NoGrad<'_> {
     }
 }
 
+/// Consecutive leaves whose values, and gradients, lie in one block of their arenas,
+/// found by [`Tape::leaf_block`] for one recording of one tape.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LeafBlock {
+    tape: u64,
+    generation: u64,
+    /// Where the block starts in both arenas, and its number of values.
+    at: usize,
+    len: usize,
+}
+
+impl LeafBlock {
+    /// An error unless the block was found on recording `generation` of tape `tape`.
+    fn check(&self, tape: u64, generation: u64, op: &str) -> Result<()> {
+        if tape != self.tape {
+            return Err(Error::ForeignVariable { op: op.into() });
+        }
+        if generation != self.generation {
+            return Err(Error::Invalid {
+                op: op.into(),
+                reason: "the block belongs to an earlier recording of the tape".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One node as the tape recorded it: what the `trace` and `dot` modules read.
+pub(crate) struct Recorded {
+    /// The node's id: its position in recording order.
+    pub(crate) id: u32,
+    /// The op that made the node.
+    pub(crate) op: Op,
+    /// The ids of the node's inputs, in order.
+    pub(crate) inputs: Vec<u32>,
+    /// True when gradients flow through the node.
+    pub(crate) requires_grad: bool,
+    /// The node's value from the forward pass.
+    pub(crate) value: Tensor,
+}
+
+/// Every node recorded up to and including `output`, in recording order (element `k` is
+/// node `k`), copied out of the tape in one borrow.
+pub(crate) fn recorded(output: Var<'_>) -> Vec<Recorded> {
+    let inner = output.tape().inner.borrow();
+    (0..=output.id())
+        .map(|id| {
+            let node = &inner.nodes[id as usize];
+            Recorded {
+                id,
+                op: inner.op(node),
+                inputs: inner.inputs(node).to_vec(),
+                requires_grad: node.requires_grad(),
+                value: inner.value(id).to_tensor(),
+            }
+        })
+        .collect()
+}
+
 /// What a scalar node of unary op `f` stores beside dy/da: its parameter, 0 for an op
 /// without one, or `None` when the parameter is not one number (then the op takes the
 /// general path).
@@ -1810,200 +1632,10 @@ fn unary_param(node: &Node, aux: &[f64]) -> f64 {
         0.0
     }
 }
-
-/// Replay's walk over a dense tape, kept out of line so that the walk over other tapes
-/// keeps its small frame.
-#[inline(never)]
-fn replay_dense(graph: &Graph<'_>, start: usize, arenas: (&mut [f64], &mut [f64])) {
-    replay_nodes::<true>(graph, start, arenas);
-}
-
-/// What computing a node's value reads besides the value arena: the recording.
-struct Graph<'a> {
-    nodes: &'a [Node],
-    /// See [`Inner::offsets`].
-    offsets: &'a [u32],
-    shapes: &'a ShapeSet,
-    ops: &'a [Op],
-    plans: &'a [Plan],
-    wide: &'a InputLists,
-}
-
-/// Replay's walk over the nodes from `start` (the leaves before it have nothing to
-/// do), writing the values and the unary nodes' stored derivatives. With `DENSE` (see
-/// [`Inner::dense`]), an input's value sits at its node's id, so the walk loads no
-/// slot; otherwise the slots are `offsets`.
-#[inline(always)]
-fn replay_nodes<const DENSE: bool>(
-    graph: &Graph<'_>,
-    start: usize,
-    // Slices, not the Vecs: their pointers and lengths stay in registers.
-    (values, aux): (&mut [f64], &mut [f64]),
-) {
-    let (nodes, offsets) = (graph.nodes, graph.offsets);
-    let at = |id: NodeId| {
-        if DENSE {
-            id as usize
-        } else {
-            offsets[id as usize] as usize
-        }
-    };
-    for (id, node) in nodes.iter().enumerate().skip(start) {
-        match node.kind {
-            Kind::Leaf => {}
-            Kind::General => forward_general(graph, values, id),
-            // Unary and binary scalar nodes share one dispatch on the op. A binary
-            // node's partials are left to backward, so the compiler drops them here.
-            _ => {
-                let [a, b] = node.args();
-                let unary = node.kind.is_unary();
-                let va = values[at(a)];
-                let (param, vb) = if !unary {
-                    (0.0, values[at(b)])
-                } else {
-                    (unary_param(node, aux), 0.0)
-                };
-                if let Some((y, da, _)) = Op::scalar_eval_code(node.code, param, va, vb) {
-                    values[at(id as NodeId)] = y;
-                    if unary {
-                        aux[b as usize] = da;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Computes the value of general node `id` from its inputs' values.
-#[inline]
-fn forward_general(graph: &Graph<'_>, values: &mut [f64], id: usize) {
-    let node = &graph.nodes[id];
-    let at = node.general_index();
-    let op = &graph.ops[at];
-    match graph.plans[at] {
-        Plan::Slices {
-            inputs: [(oa, la), (ob, lb)],
-            y: (oy, n),
-        } => {
-            let (before, out) = values.split_at_mut(oy);
-            if op.forward_slices(&before[oa..oa + la], &before[ob..ob + lb], &mut out[..n]) {
-                return;
-            }
-        }
-        Plan::Gemm {
-            m, k, n, a, b, c, ..
-        } => {
-            let (before, out) = values.split_at_mut(c);
-            let (a, b) = (&before[a..a + m * k], &before[b..b + k * n]);
-            gemm((m, k, n), a, false, b, false, 0.0, &mut out[..m * n]);
-            return;
-        }
-        Plan::Views => {}
-    }
-    let n = graph.shapes.numel(node.shape());
-    let (before, out) = values.split_at_mut(slot_of(graph.offsets, id));
-    op.forward(&views(graph, before, graph.wide.get(at)), &mut out[..n]);
-}
-
-/// How a general node runs forward and backward, fixed when it is recorded: offsets
-/// and sizes never change afterwards (replay included), so neither the shapes nor the
-/// op need to be looked at again.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Plan {
-    /// A built-in elementwise op on raw slices: the `(offset, len)` of its one or two
-    /// inputs, each repeating cyclically over the output (equal shapes, scalars, rows
-    /// broadcast down leading axes), and of its output. Also a squared-error loss, of
-    /// two inputs of equal length.
-    Slices {
-        inputs: [(usize, usize); 2],
-        y: (usize, usize),
-    },
-    /// A product of two plain matrices `[m, k]·[k, n]`, of two different nodes at
-    /// offsets `a` and `b`, into the output at offset `c`, and whether each input
-    /// needs its gradient.
-    Gemm {
-        m: usize,
-        k: usize,
-        n: usize,
-        a: usize,
-        b: usize,
-        c: usize,
-        need_a: bool,
-        need_b: bool,
-    },
-    /// Views of the inputs and the op's own rules.
-    Views,
-}
-
-/// The plan of a general node of `op` on `inputs` with output shape `out`, its value
-/// at offset `at`.
-fn plan_of(inner: &Inner, op: &Op, inputs: &[NodeId], out: ShapeId, at: usize) -> Plan {
-    let (nodes, shapes) = (&inner.nodes, &inner.shapes);
-    let squared = op.is_squared_error();
-    if (op.is_elementwise() || squared) && inputs.len() <= 2 {
-        let mut operands = [(0, 0); 2];
-        for (slot, &i) in operands.iter_mut().zip(inputs) {
-            let input = &nodes[i as usize];
-            let offset = inner.offset(i as usize);
-            let shape = input.shape();
-            // A squared-error loss's operands have one shape (checked when recorded);
-            // an elementwise op's must repeat cyclically over the output.
-            if !squared
-                && shape != out
-                && cyclic_len(&shapes[shape as usize], &shapes[out as usize]).is_none()
-            {
-                return Plan::Views;
-            }
-            *slot = (offset, shapes.numel(shape));
-        }
-        return Plan::Slices {
-            inputs: operands,
-            y: (at, shapes.numel(out)),
-        };
-    }
-    if let (Op::Matmul(_), &[a, b]) = (op, inputs) {
-        let (a_at, b_at) = (inner.offset(a as usize), inner.offset(b as usize));
-        let (a, b) = (&nodes[a as usize], &nodes[b as usize]);
-        if a_at != b_at {
-            if let Some((m, k, n)) =
-                plain_product(&shapes[a.shape() as usize], &shapes[b.shape() as usize])
-            {
-                return Plan::Gemm {
-                    m,
-                    k,
-                    n,
-                    a: a_at,
-                    b: b_at,
-                    c: at,
-                    need_a: a.requires_grad(),
-                    need_b: b.requires_grad(),
-                };
-            }
-        }
-    }
-    Plan::Views
-}
-
-/// Views of the values of nodes `ids`, cut from `values` (the arena up to the node that
-/// reads them).
-fn views<'a>(graph: &Graph<'a>, values: &'a [f64], ids: &[NodeId]) -> SmallVec<[TensorRef<'a>; 4]> {
-    let (nodes, shapes) = (graph.nodes, graph.shapes);
-    let mut views = SmallVec::new();
-    for &id in ids {
-        let node = &nodes[id as usize];
-        let shape = &shapes[node.shape() as usize];
-        let (at, len) = (
-            slot_of(graph.offsets, id as usize),
-            shapes.numel(node.shape()),
-        );
-        views.push(TensorRef::from_parts(&values[at..at + len], shape));
-    }
-    views
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::Partials;
 
     #[test]
     fn a_node_takes_12_bytes_and_a_variable_two_words() {
@@ -2185,45 +1817,31 @@ mod tests {
     /// the sweep's arm for the kind computes them, and through the sweep itself, with
     /// a gradient of `c` flowing in.
     #[test]
-    fn binary_kinds_give_their_ops_partials() {
-        use crate::ops::arith::{Add, Div, Mul, Sub};
-        use crate::ops::elementwise::Equal;
-        fn check<B: Binary + Registered + Copy>(f: B, kind: Kind) {
-            assert_eq!(Kind::binary(B::PARTIALS), kind, "{}", B::NAME);
-            for (a, b) in [
-                (0.5, -2.0),
-                (3.0, 3.0),
-                (-1.25, 0.1),
-                (0.0, -0.0),
-                (7.5, 1e-3),
-            ] {
-                let y = f.value(a, b);
-                let (ea, eb) = f.derivative(a, b, y);
-                // The partials the sweep's arm for the kind uses, against the op's rule.
-                let (da, db) = match kind {
-                    Kind::Sum => (1.0, 1.0),
-                    Kind::Difference => (1.0, -1.0),
-                    Kind::Product => (b, a),
-                    _ => Op::binary_partials_code(B::CODE, a, b, y),
+    fn binary_kinds_follow_the_rules_partials() {
+        // The partials each kind's arm of the sweep uses, against the rule's form. That
+        // every binary op's arm gives its rule's bits is tested op by op, through every
+        // path, in tests/ops.rs.
+        assert_eq!((Kind::Sum as u8, Kind::Difference as u8), (0, 1));
+        let arms = [
+            (Partials::Constant(1.0, 1.0), Kind::Sum),
+            (Partials::Constant(1.0, -1.0), Kind::Difference),
+            (Partials::Swapped, Kind::Product),
+            (Partials::Constant(2.0, 1.0), Kind::Binary),
+            (Partials::Computed, Kind::Binary),
+        ];
+        for (partials, kind) in arms {
+            assert_eq!(Kind::binary(partials), kind);
+            for (a, b) in [(0.5, -2.0), (-1.25, 0.1), (0.0, -0.0)] {
+                let arm = match kind {
+                    Kind::Sum => Some((1.0, 1.0)),
+                    Kind::Difference => Some((1.0, -1.0)),
+                    Kind::Product => Some((b, a)),
+                    _ => None,
                 };
-                assert_eq!((da.to_bits(), db.to_bits()), (ea.to_bits(), eb.to_bits()));
-
-                let tape = Tape::new();
-                let (va, vb, c) = (tape.var(a), tape.var(b), tape.constant(-0.375));
-                let out = tape.record_binary(f, va, vb).unwrap() * c;
-                let grads = out.backward().unwrap();
-                let (ga, gb) = (grads.wrt_scalar(va).unwrap(), grads.wrt_scalar(vb).unwrap());
-                // Summed into zeroed slots, so a −0 term gives +0; any NaN matches a NaN.
-                let same = |x: f64, y: f64| x.to_bits() == y.to_bits() || x.is_nan() && y.is_nan();
-                let (wa, wb) = (0.0 + -0.375 * ea, 0.0 + -0.375 * eb);
-                assert!(same(ga, wa) && same(gb, wb), "{}: {ga}, {gb}", B::NAME);
+                if let Some(arm) = arm {
+                    assert_eq!(arm, partials.at(a, b), "{kind:?}");
+                }
             }
         }
-        assert_eq!((Kind::Sum as u8, Kind::Difference as u8), (0, 1));
-        check(Add, Kind::Sum);
-        check(Sub, Kind::Difference);
-        check(Mul, Kind::Product);
-        check(Div, Kind::Binary);
-        check(Equal, Kind::Binary);
     }
 }
