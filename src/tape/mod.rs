@@ -1844,4 +1844,45 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn a_leaf_block_is_checked_against_its_tape_and_recording() {
+        let mut tape = Tape::new();
+        let a = tape.tensor(&Tensor::vector([1.0, 2.0]));
+        let b = tape.var(3.0);
+        let block = tape.leaf_block(0, 2).unwrap();
+        // A constant, or a node that is not a leaf, breaks a block.
+        let _ = tape.constant(1.0);
+        assert!(tape.leaf_block(0, 3).is_none());
+        let y = (a * b).sum();
+        assert!(tape.leaf_block(0, 4).is_none());
+
+        // Values in, gradients out, in one block each.
+        let chunks = [&[0.5, -1.0][..], &[2.0][..]];
+        tape.set_leaf_block(&block, chunks.into_iter()).unwrap();
+        tape.replay();
+        assert_eq!(y.item().unwrap(), -1.0);
+        let grads = y.backward().unwrap();
+        assert_eq!(grads.leaf_block(&block).unwrap(), [2.0, 2.0, -0.5]);
+
+        // Too few values, or too many: an error, and the values stay.
+        let short = [&[9.0][..], &[9.0][..]];
+        assert!(tape.set_leaf_block(&block, short.into_iter()).is_err());
+        let long = [&[9.0, 9.0, 9.0][..], &[9.0][..]];
+        assert!(tape.set_leaf_block(&block, long.into_iter()).is_err());
+        assert_eq!(b.item().unwrap(), 2.0);
+
+        // Another tape's block, or an earlier recording's, is refused.
+        let other = Tape::new();
+        let _ = other.tensor(&Tensor::vector([1.0, 2.0]));
+        let _ = other.var(3.0);
+        assert!(other.set_leaf_block(&block, chunks.into_iter()).is_err());
+        let other_block = other.leaf_block(0, 2).unwrap();
+        assert!(grads.leaf_block(&other_block).is_err());
+        tape.clear();
+        let _ = tape.tensor(&Tensor::vector([1.0, 2.0]));
+        let _ = tape.var(3.0);
+        assert!(tape.set_leaf_block(&block, chunks.into_iter()).is_err());
+        assert!(grads.leaf_block(&tape.leaf_block(0, 2).unwrap()).is_err());
+    }
 }
