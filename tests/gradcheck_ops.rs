@@ -526,3 +526,18 @@ fn a_user_function_without_a_recorded_rule_is_not_twice_differentiable() -> Resu
     );
     Ok(())
 }
+
+#[test]
+fn every_registered_ops_domain_has_room_for_random_points() {
+    // A domain of one point, or an empty or infinite one, would make the random checks
+    // above repeat one point or draw nothing valid.
+    for op in &registry() {
+        for (input, &(low, high)) in op.domain().iter().enumerate() {
+            assert!(
+                low.is_finite() && high.is_finite() && high - low >= 0.5,
+                "{} input {input}: domain ({low}, {high})",
+                op.name()
+            );
+        }
+    }
+}
