@@ -696,3 +696,22 @@ fn recorded_first_derivatives_are_the_plain_ones_kinks_and_saturation_included()
     );
     Ok(())
 }
+
+#[test]
+fn grad_graph_sums_over_an_axis_of_length_one_a_broadcast_stretched() -> Result<()> {
+    // b: [1, 3] is broadcast down a's two rows, an axis of the same rank; its gradient
+    // through the recorded rule must be summed back over that axis to [1, 3].
+    let tape = Tape::new();
+    let a = tape.tensor(&Tensor::new(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [2, 3])?);
+    let b = tape.tensor(&Tensor::new(vec![0.5, -1.0, 2.0], [1, 3])?);
+    let y = (a * b).sum();
+    let g = y.grad_graph(&[a, b])?;
+    assert_eq!(g[1].shape().dims(), &[1, 3]);
+    assert_eq!(g[1].value().data(), &[5.0, 7.0, 9.0]); // column sums of a
+    assert_eq!(g[0].shape().dims(), &[2, 3]);
+    assert_eq!(g[0].value().data(), &[0.5, -1.0, 2.0, 0.5, -1.0, 2.0]);
+    // Differentiated again: ∂(Σ ∂y/∂b)/∂a is 1 everywhere.
+    let h = g[1].sum().grad_graph(&[a])?;
+    assert_eq!(h[0].value().data(), &[1.0; 6]);
+    Ok(())
+}
