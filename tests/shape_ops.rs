@@ -268,3 +268,22 @@ fn matmul_multiplies_vectors_by_numpys_rule() -> Result<()> {
     assert_eq!(tape.len(), len + 1); // the constant only
     Ok(())
 }
+
+#[test]
+fn elementwise_ops_on_empty_tensors_give_empty_tensors() -> Result<()> {
+    // Shapes with a zero-length axis: every value and gradient is empty, and nothing
+    // reads past the empty slices (the row-by-row kernels have no row length to use).
+    for dims in [vec![0], vec![3, 0], vec![0, 4]] {
+        let tape = Tape::new();
+        let empty = Tensor::new(Vec::new(), Shape::new(&dims))?;
+        let (a, b) = (tape.tensor(&empty), tape.tensor(&empty));
+        let y = ((a * b + a) / (b.exp() + 1.0)).tanh();
+        assert_eq!(y.shape().dims(), dims.as_slice());
+        assert!(y.value().data().is_empty());
+        let grads = y.sum().backward()?;
+        assert_eq!(grads.wrt(a)?.shape().dims(), dims.as_slice());
+        assert!(grads.wrt(b)?.data().is_empty());
+        assert_eq!(y.sum().item()?, 0.0);
+    }
+    Ok(())
+}
