@@ -325,16 +325,23 @@ mod slices {
             for (y, &a) in y.iter_mut().zip(a) {
                 *y = op.value(a, b);
             }
-        } else if a.len() == n && !b.is_empty() && n.is_multiple_of(b.len()) {
-            // `b` repeats over whole rows of the output (equal shapes, a bias row, a
-            // scalar): row by row, without bounds checks.
-            for (y, a) in y.chunks_exact_mut(b.len()).zip(a.chunks_exact(b.len())) {
-                for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
-                    *y = op.value(a, b);
+        } else if a.len() == n {
+            // `b` repeats over whole rows of the output (equal shapes, a bias row): row
+            // by row, without bounds checks. A plan gives slices only to operands that
+            // repeat so (see `cyclic_len`), so their length divides the output's; an
+            // empty `b` comes with an empty output.
+            debug_assert!(if b.is_empty() {
+                n == 0
+            } else {
+                n.is_multiple_of(b.len())
+            });
+            if !b.is_empty() {
+                for (y, a) in y.chunks_exact_mut(b.len()).zip(a.chunks_exact(b.len())) {
+                    for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+                        *y = op.value(a, b);
+                    }
                 }
             }
-        } else if a.len() == n {
-            cyclic(n, b.len(), |k, ib| y[k] = op.value(a[k], b[ib]));
         } else {
             let mut ia = 0;
             cyclic(y.len(), b.len(), |k, ib| {
@@ -383,8 +390,10 @@ mod slices {
                     sum += gy * db;
                 }
                 gb[0] = sum;
-            } else if lb > 0 && n.is_multiple_of(lb) {
-                // Row by row (equal shapes are one row), without bounds checks.
+            } else if lb > 0 {
+                // Row by row (equal shapes are one row), without bounds checks: `b`
+                // repeats over whole rows, as in `binary_forward`.
+                debug_assert!(n.is_multiple_of(lb));
                 let rows = ga
                     .chunks_exact_mut(lb)
                     .zip(a.chunks_exact(lb))
@@ -399,13 +408,8 @@ mod slices {
                         *gb += gy * db;
                     }
                 }
-            } else {
-                cyclic(n, lb, |k, ib| {
-                    let (da, db) = op.derivative(a[k], b[ib], y[k]);
-                    ga[k] += gy[k] * da;
-                    gb[ib] += gy[k] * db;
-                });
             }
+            // An empty `b` comes with an empty output: nothing to add.
             return;
         }
         let (mut ia, mut ib) = (0, 0);
