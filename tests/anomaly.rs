@@ -249,3 +249,46 @@ fn tensor_ops_beyond_the_elementwise_ones_name_the_callers_line() {
     assert_eq!((op, phase, at), ("matmul", Phase::Forward, here(line)));
     assert_eq!((value, element), (f64::INFINITY, Some(0)));
 }
+
+/// A user function whose forward panics.
+#[derive(Clone)]
+struct PanicsForward;
+
+impl ScalarFunction for PanicsForward {
+    fn name(&self) -> &str {
+        "panics_forward"
+    }
+    fn value(&self, _: f64) -> f64 {
+        panic!("this forward always fails")
+    }
+    fn derivative(&self, _: f64) -> f64 {
+        0.0
+    }
+}
+
+#[test]
+fn a_recording_taken_back_after_a_panic_keeps_the_lines_before_it() {
+    let tape = Tape::new();
+    tape.detect_anomaly(true);
+    let x = tape.var(-1.0);
+    let (_y, before) = (x.ln(), line!());
+    // The user function's forward panics: the tape takes its node back off, and keeps
+    // the nodes before it, with their lines.
+    let t = tape.tensor(&Tensor::vector([1.0, 2.0]));
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.apply(&PanicsForward)));
+    assert!(caught.is_err());
+    let err = tape.check_finite().unwrap_err();
+    let (op, _, at, ..) = non_finite(&err);
+    assert_eq!((op, at), ("ln", here(before)));
+    // The node recorded next takes the lost node's id, and its own line.
+    let fresh = Tape::new();
+    fresh.detect_anomaly(true);
+    let x = fresh.var(-1.0);
+    let t = fresh.tensor(&Tensor::vector([1.0, 2.0]));
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.apply(&PanicsForward)));
+    assert!(caught.is_err());
+    let (w, line) = (x.sqrt(), line!());
+    let err = w.backward().unwrap_err();
+    let (op, _, at, ..) = non_finite(&err);
+    assert_eq!((op, at), ("sqrt", here(line)));
+}
