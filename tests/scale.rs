@@ -202,3 +202,26 @@ fn a_chain_of_ten_million_sines() {
         "{per_node} bytes per node"
     );
 }
+
+#[test]
+fn a_tape_of_tensor_ops_accounts_for_its_ops_and_plans() {
+    // 20,000 general nodes (sums of small vectors, each its op, plan and inputs): the
+    // tape's own account and the allocator's count of what the tape holds agree.
+    let (tape, held, _) = measured(|| {
+        let tape = Tape::new();
+        {
+            let a = tape.tensor(&tapegrad::Tensor::vector([1.0, 2.0, 3.0]));
+            let mut x = a;
+            for _ in 0..20_000 {
+                x = (x + a).sum_axis(0, true);
+            }
+        }
+        tape
+    });
+    assert!(!tape.is_empty());
+    let accounted = tape.heap_bytes() as isize;
+    assert!(
+        (accounted - held).abs() < 4096,
+        "the tape says {accounted}, the allocator {held}"
+    );
+}

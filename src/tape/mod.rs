@@ -559,16 +559,19 @@ impl Tape {
     }
 
     /// Bytes of heap memory the tape holds: its nodes, values, stored derivatives, shapes,
-    /// and the ops, plans and inputs of its general nodes.
+    /// the slots of a tape that is not all scalars, the ops, plans and inputs of its
+    /// general nodes, and the lines kept by anomaly mode.
     pub fn heap_bytes(&self) -> usize {
         let inner = self.inner.borrow();
         inner.nodes.capacity() * std::mem::size_of::<Node>()
             + inner.values.capacity() * std::mem::size_of::<f64>()
             + inner.shapes.heap_bytes()
+            + inner.offsets.capacity() * std::mem::size_of::<u32>()
             + inner.ops.capacity() * std::mem::size_of::<Op>()
             + inner.plans.capacity() * std::mem::size_of::<Plan>()
             + inner.wide.heap_bytes()
             + inner.aux.capacity() * std::mem::size_of::<f64>()
+            + inner.sites.capacity() * std::mem::size_of::<(NodeId, &Location<'_>)>()
     }
 
     /// Forgets every node, keeping the memory for the next recording.
