@@ -292,3 +292,15 @@ fn a_recording_taken_back_after_a_panic_keeps_the_lines_before_it() {
     let (op, _, at, ..) = non_finite(&err);
     assert_eq!((op, at), ("sqrt", here(line)));
 }
+
+#[test]
+fn a_block_of_variables_given_nan_is_named_with_its_line() {
+    let tape = Tape::new();
+    tape.detect_anomaly(true);
+    let _x = tape.var(1.0);
+    let (xs, line) = (tape.vars(&[1.0, f64::NAN]), line!());
+    let err = (xs.get(1).unwrap() * 2.0).backward().unwrap_err();
+    let (op, _, at, value, ..) = non_finite(&err);
+    assert_eq!((op, at), ("leaf", here(line)));
+    assert!(value.is_nan());
+}

@@ -1322,3 +1322,30 @@ fn a_no_grad_scope_ends_with_its_closure() -> Result<()> {
     assert_eq!(y.backward()?.wrt_scalar(x)?, 4.0);
     Ok(())
 }
+
+#[test]
+fn vars_recorded_after_other_nodes_leave_those_nodes_in_the_sweep_and_replay() {
+    // Leaves, an op, then a block of variables, then an op on all of them: the leading
+    // leaves the sweep and replay skip end before the first op.
+    let tape = Tape::new();
+    let (a, b) = (tape.var(2.0), tape.var(5.0));
+    let y = a * a;
+    let xs = tape.vars(&[3.0, 4.0, 6.0]);
+    let z = y * xs.get(2).unwrap();
+    let grads = y.backward().unwrap();
+    assert_eq!(grads.wrt_scalar(a).unwrap(), 4.0);
+    let grads = z.backward().unwrap();
+    assert_eq!(grads.wrt_scalar(a).unwrap(), 24.0);
+    assert_eq!(grads.wrt_scalar(b).unwrap(), 0.0);
+    a.set_scalar(3.0).unwrap();
+    tape.replay();
+    assert_eq!((y.item().unwrap(), z.item().unwrap()), (9.0, 54.0));
+    // Two leaves, then a block of three: the op right after them is swept.
+    let tape = Tape::new();
+    let (_, c) = (tape.var(1.0), tape.var(2.0));
+    let more = tape.vars(&[3.0, 4.0, 5.0]);
+    let w = more.get(0).unwrap() * c;
+    let grads = w.backward().unwrap();
+    assert_eq!(grads.wrt_scalar(c).unwrap(), 3.0);
+    assert_eq!(grads.wrt_scalar(more.get(0).unwrap()).unwrap(), 2.0);
+}
