@@ -287,3 +287,50 @@ fn elementwise_ops_on_empty_tensors_give_empty_tensors() -> Result<()> {
     }
     Ok(())
 }
+
+/// (a, b) ↦ [a, b]: a tensor made from two scalars in one node.
+#[derive(Clone)]
+struct Pair;
+
+impl tapegrad::Function for Pair {
+    fn name(&self) -> &str {
+        "pair"
+    }
+    fn output_shape(&self, _: &[&Shape]) -> Result<Shape> {
+        Ok(Shape::new(&[2]))
+    }
+    fn forward(&self, x: &[tapegrad::TensorRef<'_>], out: &mut [f64]) {
+        out[0] = x[0].data()[0];
+        out[1] = x[1].data()[0];
+    }
+    fn backward(
+        &self,
+        _: &[tapegrad::TensorRef<'_>],
+        _: tapegrad::TensorRef<'_>,
+        gy: tapegrad::TensorRef<'_>,
+    ) -> Result<Vec<Tensor>> {
+        Ok(vec![
+            Tensor::scalar(gy.data()[0]),
+            Tensor::scalar(gy.data()[1]),
+        ])
+    }
+}
+
+#[test]
+fn a_tensor_made_from_scalars_keeps_the_slots_of_the_nodes_after_it() -> Result<()> {
+    // On a tape of scalars so far, a general node with a tensor value takes two slots:
+    // the scalars recorded after it sit past both.
+    let tape = Tape::new();
+    let (a, b) = (tape.var(2.0), tape.var(3.0));
+    let ab = a.apply2(&Pair, b)?;
+    let c = tape.var(5.0);
+    let y = ab.sum() * c + c * c;
+    assert_eq!(y.item()?, 50.0);
+    let grads = y.backward()?;
+    assert_eq!(grads.wrt_scalar(a)?, 5.0);
+    assert_eq!(grads.wrt_scalar(c)?, 15.0);
+    c.set_scalar(1.0)?;
+    tape.replay();
+    assert_eq!(y.item()?, 6.0);
+    Ok(())
+}
