@@ -1349,3 +1349,27 @@ fn vars_recorded_after_other_nodes_leave_those_nodes_in_the_sweep_and_replay() {
     assert_eq!(grads.wrt_scalar(c).unwrap(), 3.0);
     assert_eq!(grads.wrt_scalar(more.get(0).unwrap()).unwrap(), 2.0);
 }
+
+#[test]
+fn a_variable_of_another_tape_is_refused_on_the_path_without_hints() {
+    // Variables of a bound parameter store carry no hint, so binary ops on them take
+    // the path that reads their nodes: it must refuse a variable of another tape, on
+    // either side, and record nothing.
+    let mut params = tapegrad::nn::Params::new();
+    params.insert("w", Tensor::scalar(2.0)).unwrap();
+    let (mine, other) = (Tape::new(), Tape::new());
+    let _padding = (other.var(7.0), other.var(8.0));
+    let w = params.bind(&mine).get("w").unwrap();
+    let x = other.var(3.0);
+    let (before_mine, before_other) = (mine.len(), other.len());
+    for result in [w.try_add(x), x.try_mul(w), w.try_sub(x), x.try_div(w)] {
+        assert!(
+            matches!(result, Err(Error::ForeignVariable { .. })),
+            "{result:?}"
+        );
+    }
+    assert_eq!((mine.len(), other.len()), (before_mine, before_other));
+    // On one tape, the same ops record.
+    let v = params.bind(&other).get("w").unwrap();
+    assert_eq!((v * x).item().unwrap(), 6.0);
+}
