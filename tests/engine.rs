@@ -1373,3 +1373,21 @@ fn a_variable_of_another_tape_is_refused_on_the_path_without_hints() {
     let v = params.bind(&other).get("w").unwrap();
     assert_eq!((v * x).item().unwrap(), 6.0);
 }
+
+#[test]
+fn gradients_clone_and_the_debug_forms_show_their_contents() {
+    let tape = Tape::new();
+    let x = tape.var(3.0);
+    let y = x * x;
+    let grads = y.backward().unwrap();
+    let copy = grads.clone();
+    assert_eq!(copy.wrt_scalar(x).unwrap(), 6.0);
+    assert_eq!(copy.wrt(y).unwrap().data(), grads.wrt(y).unwrap().data());
+    let shown = format!("{grads:?}");
+    assert!(
+        shown.starts_with("Gradients") && shown.contains("6.0"),
+        "{shown}"
+    );
+    let shown = format!("{tape:?}");
+    assert_eq!(shown, "Tape { nodes: 2, values: 2 }");
+}
