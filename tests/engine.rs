@@ -1391,3 +1391,22 @@ fn gradients_clone_and_the_debug_forms_show_their_contents() {
     let shown = format!("{tape:?}");
     assert_eq!(shown, "Tape { nodes: 2, values: 2 }");
 }
+
+#[test]
+fn parameters_bound_after_a_backward_pass_have_zero_gradients_from_it() {
+    let mut params = tapegrad::nn::Params::new();
+    params.insert("w", Tensor::scalar(3.0)).unwrap();
+    params.insert("b", Tensor::vector([1.0, 2.0])).unwrap();
+    let tape = Tape::new();
+    let first = params.bind(&tape);
+    let loss = first.get("w").unwrap() * first.get("b").unwrap().sum();
+    let grads = loss.backward().unwrap();
+    let g = first.gradients(&grads).unwrap();
+    assert_eq!(g.get("w").unwrap().data(), &[3.0]);
+    assert_eq!(g.get("b").unwrap().data(), &[3.0, 3.0]);
+    // Bound again, after the pass: leaves the pass never saw, whose gradients are 0.
+    let again = params.bind(&tape);
+    let g = again.gradients(&grads).unwrap();
+    assert_eq!(g.get("w").unwrap().data(), &[0.0]);
+    assert_eq!(g.get("b").unwrap().data(), &[0.0, 0.0]);
+}
