@@ -1410,3 +1410,19 @@ fn parameters_bound_after_a_backward_pass_have_zero_gradients_from_it() {
     assert_eq!(g.get("w").unwrap().data(), &[0.0]);
     assert_eq!(g.get("b").unwrap().data(), &[0.0, 0.0]);
 }
+
+#[test]
+fn wrt_scalar_of_a_vector_is_an_error_even_when_its_gradient_is_zero() {
+    let tape = Tape::new();
+    let (x, v) = (tape.var(2.0), tape.tensor(&Tensor::vector([1.0, 2.0])));
+    let grads = (x * x).backward().unwrap();
+    assert_eq!(grads.wrt_scalar(x).unwrap(), 4.0);
+    // `v` is off the output's path (and a constant recorded later would be too).
+    assert!(matches!(grads.wrt_scalar(v), Err(Error::NotScalar { .. })));
+    let later = tape.constant_tensor(&Tensor::vector([3.0, 4.0]));
+    assert!(matches!(
+        grads.wrt_scalar(later),
+        Err(Error::NotScalar { .. })
+    ));
+    assert_eq!(grads.wrt_scalar(tape.constant(1.0)).unwrap(), 0.0);
+}
