@@ -1426,3 +1426,18 @@ fn wrt_scalar_of_a_vector_is_an_error_even_when_its_gradient_is_zero() {
     ));
     assert_eq!(grads.wrt_scalar(tape.constant(1.0)).unwrap(), 0.0);
 }
+
+#[test]
+fn a_node_read_only_through_a_no_grad_node_stays_off_the_path() {
+    // √x at 0 has an infinite derivative; it feeds the output only through a node
+    // recorded without gradient, so the sweep must not run it (0 · ∞ would be NaN).
+    let tape = Tape::new();
+    let x = tape.var(0.0);
+    let n = x.sqrt();
+    let f = tape.no_grad_scope(|| n * 2.0);
+    let y = x * 3.0 + f;
+    assert_eq!(y.backward().unwrap().wrt_scalar(x).unwrap(), 3.0);
+    let mut grads = Gradients::new();
+    y.backward_into(&mut grads).unwrap();
+    assert_eq!(grads.wrt_scalar(x).unwrap(), 3.0);
+}
