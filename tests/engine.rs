@@ -1441,3 +1441,14 @@ fn a_node_read_only_through_a_no_grad_node_stays_off_the_path() {
     y.backward_into(&mut grads).unwrap();
     assert_eq!(grads.wrt_scalar(x).unwrap(), 3.0);
 }
+
+#[test]
+fn replay_recomputes_unary_nodes_recorded_without_gradient_with_their_parameters() {
+    let tape = Tape::new();
+    let x = tape.var(1.0);
+    let (shifted, sine) = tape.no_grad_scope(|| (x + 2.0, (x * 0.5).sin()));
+    x.set_scalar(4.0).unwrap();
+    tape.replay();
+    assert_eq!(shifted.item().unwrap(), 6.0);
+    assert_eq!(sine.item().unwrap(), 2.0f64.sin());
+}

@@ -715,3 +715,15 @@ fn grad_graph_sums_over_an_axis_of_length_one_a_broadcast_stretched() -> Result<
     assert_eq!(h[0].value().data(), &[1.0; 6]);
     Ok(())
 }
+
+#[test]
+fn grad_graph_stops_at_a_node_recorded_without_gradient() -> Result<()> {
+    // x·x recorded in a no-grad scope is a constant (9) to both sweeps.
+    let tape = Tape::new();
+    let x = tape.var(3.0);
+    let frozen = tape.no_grad_scope(|| x * x);
+    let y = frozen * x + x * x;
+    assert_eq!(y.grad_graph(&[x])?[0].item()?, 15.0); // 9 + 2x
+    assert_eq!(y.backward()?.wrt_scalar(x)?, 15.0);
+    Ok(())
+}
