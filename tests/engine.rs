@@ -1241,6 +1241,32 @@ fn a_tape_after_a_failed_recording_is_the_tape_before_it() -> Result<()> {
     Ok(())
 }
 
+/// A general node taken back after a panic takes its list of inputs with it: the
+/// next general node, on other inputs, reads its own.
+#[test]
+fn a_general_node_after_a_panicking_one_reads_its_own_inputs() -> Result<()> {
+    let tape = Tape::new();
+    let s = tape.var(2.0);
+    let t = tape.tensor(&Tensor::vector([1.0, 2.0]));
+    for x in [s, t] {
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = x.apply(&Arc::new(PanicsInForward));
+        }));
+        assert!(caught.is_err());
+    }
+    let u = tape.tensor(&Tensor::vector([10.0, 20.0, 30.0]));
+    let total = u.sum();
+    assert_eq!(total.item()?, 60.0);
+    let product = (u * u).sum();
+    assert_eq!(product.item()?, 1400.0);
+    let grads = product.backward()?;
+    assert_eq!(grads.wrt(u)?.data(), &[20.0, 40.0, 60.0]);
+    assert_eq!(grads.wrt(t)?.data(), &[0.0, 0.0]);
+    tape.replay();
+    assert_eq!(total.item()?, 60.0);
+    Ok(())
+}
+
 /// A pass that shows every node it runs to be an ancestor lets the next pass over the
 /// same recording from the same root skip the test; another root, another recording or
 /// a node that became off-path must not be taken for one.
