@@ -1377,6 +1377,39 @@ fn vars_recorded_after_other_nodes_leave_those_nodes_in_the_sweep_and_replay() {
 }
 
 #[test]
+fn a_block_of_variables_reads_writes_and_shows_its_values() {
+    let tape = Tape::new();
+    let first = tape.var(9.0);
+    let xs = tape.vars(&[1.5, -2.0, 4.0]);
+    assert!(std::ptr::eq(xs.tape(), &tape));
+    assert_eq!((xs.len(), xs.is_empty()), (3, false));
+    assert_eq!(xs.values(), [1.5, -2.0, 4.0]);
+    let x1 = xs.get(1).unwrap();
+    assert!(xs.get(3).is_none());
+    assert_eq!(format!("{x1:?}"), "Var#2 -2");
+    assert_eq!(format!("{xs:?}"), "[Var#1 1.5, Var#2 -2, Var#3 4]");
+    // New values land in the variables' own slots, not in the leaf before them.
+    let y = xs.get(0).unwrap() * x1 + xs.get(2).unwrap();
+    xs.set(&[3.0, 0.5, -1.0]).unwrap();
+    assert_eq!(xs.values(), [3.0, 0.5, -1.0]);
+    assert_eq!(first.item().unwrap(), 9.0);
+    tape.replay();
+    assert_eq!(y.item().unwrap(), 0.5);
+    // A wrong length is an error and changes nothing.
+    let err = xs.set(&[1.0, 2.0]).unwrap_err();
+    assert!(
+        err.to_string().contains("3 variables but 2 values"),
+        "{err}"
+    );
+    assert_eq!(xs.values(), [3.0, 0.5, -1.0]);
+    // An empty block.
+    let none = tape.vars(&[]);
+    assert!(none.is_empty() && none.values().is_empty());
+    assert_eq!(format!("{none:?}"), "[]");
+    none.set(&[]).unwrap();
+}
+
+#[test]
 fn a_variable_of_another_tape_is_refused_on_the_path_without_hints() {
     // Variables of a bound parameter store carry no hint, so binary ops on them take
     // the path that reads their nodes: it must refuse a variable of another tape, on

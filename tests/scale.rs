@@ -225,3 +225,57 @@ fn a_tape_of_tensor_ops_accounts_for_its_ops_and_plans() {
         "the tape says {accounted}, the allocator {held}"
     );
 }
+
+#[test]
+fn a_tape_of_many_shapes_accounts_for_its_shape_table() {
+    // 4,000 distinct shapes, each of no elements ([0, i]), so that the shape table is
+    // most of what the tape holds: its account (entries, hash table and element
+    // counts) must come within 5% of the allocator's count.
+    let (tape, held, _) = measured(|| {
+        let tape = Tape::new();
+        for i in 0..4_000 {
+            let _ = tape.constant_tensor(&tapegrad::Tensor::zeros([0, i]));
+        }
+        tape
+    });
+    let (empty, held_empty, _) = measured(|| {
+        let tape = Tape::new();
+        for _ in 0..4_000 {
+            let _ = tape.constant_tensor(&tapegrad::Tensor::zeros([0, 1]));
+        }
+        tape
+    });
+    let shapes_held = held - held_empty;
+    let shapes_accounted = tape.heap_bytes() as isize - empty.heap_bytes() as isize;
+    assert!(shapes_held > 100_000, "{shapes_held}");
+    assert!(
+        (shapes_accounted - shapes_held).abs() * 20 < shapes_held,
+        "the tape says its shapes take {shapes_accounted} bytes, the allocator {shapes_held}"
+    );
+}
+
+#[test]
+fn gradients_account_for_the_marks_of_a_pass_off_the_outputs_path() -> Result<()> {
+    // A chain with a node off the output's path: the pass marks the output's ancestors,
+    // one byte per node, and the gradients' account must include the marks.
+    let n = 100_000;
+    let tape = Tape::new();
+    let x0 = tape.var(0.5);
+    let mut x = x0;
+    for i in 0..n {
+        x = x.sin();
+        if i == n / 2 {
+            let _off_path = x * 2.0;
+        }
+    }
+    let (grads, held, _) = measured(|| x.backward());
+    let grads = grads?;
+    assert!(grads.wrt_scalar(x0)? > 0.0);
+    assert!(held > (9 * n) as isize, "{held}");
+    assert!(
+        (grads.heap_bytes() as isize - held).abs() < 4096,
+        "the gradients say {}, the allocator {held}",
+        grads.heap_bytes()
+    );
+    Ok(())
+}

@@ -41,9 +41,16 @@ impl ShapeSet {
         ShapeId::try_from(id).expect("a tape holds at most 2^32 shapes")
     }
 
+    /// The bytes the set holds: the map's entries (each shape with its hash), its
+    /// hash table (an index and a control byte per bucket, of which at most 7 in 8
+    /// are used), and the numbers of elements.
     pub(super) fn heap_bytes(&self) -> usize {
-        self.set.capacity() * std::mem::size_of::<Shape>()
-            + self.numels.capacity() * std::mem::size_of::<usize>()
+        let word = std::mem::size_of::<usize>();
+        let entries = self.set.capacity();
+        let buckets = (entries * 8).div_ceil(7).next_power_of_two();
+        entries * (std::mem::size_of::<Shape>() + word)
+            + buckets * (word + 1)
+            + self.numels.capacity() * word
     }
 }
 
