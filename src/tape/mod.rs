@@ -929,7 +929,6 @@ impl Tape {
     ) -> Var<'_> {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
-        let id = inner.nodes.len();
         // SAFETY: `ha` is a hint of this recording, the caller's promise.
         let (y, da) = f.value_and_derivative(unsafe { hinted_value(inner, ha) });
         let at = if std::mem::size_of::<U>() != 0 {
@@ -943,7 +942,7 @@ impl Tape {
             kind: Kind::Unary,
             flags: ha as u8 & (IS_SCALAR | REQUIRES_GRAD),
         };
-        self.push_scalar_node(inner, id, y, node)
+        self.push_scalar_node(inner, y, node)
     }
 
     /// Records the binary elementwise built-in op `f` on `a` and `b`, as
@@ -1047,7 +1046,6 @@ impl Tape {
     ) -> Var<'_> {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
-        let id = inner.nodes.len();
         // SAFETY: `ha` and `hb` are hints of this recording, the caller's promise.
         let y = unsafe { f.value(hinted_value(inner, ha), hinted_value(inner, hb)) };
         let node = Node {
@@ -1057,10 +1055,10 @@ impl Tape {
             // Gradients flow into the node if they flow into either input.
             flags: (ha | hb) as u8 & (IS_SCALAR | REQUIRES_GRAD),
         };
-        self.push_scalar_node(inner, id, y, node)
+        self.push_scalar_node(inner, y, node)
     }
 
-    /// Appends scalar node `node` of value `y` as node `id`, the next one. Its flags
+    /// Appends scalar node `node` of value `y` as the next node, `id`. Its flags
     /// are the inputs' (see the callers): the no-grad mask, and the freezing of a node
     /// without gradient, are applied here, on the slow path.
     ///
@@ -1071,7 +1069,8 @@ impl Tape {
     #[allow(unsafe_code)]
     #[inline(always)]
     #[track_caller]
-    fn push_scalar_node(&self, inner: &mut Inner, id: usize, y: f64, node: Node) -> Var<'_> {
+    fn push_scalar_node(&self, inner: &mut Inner, y: f64, node: Node) -> Var<'_> {
+        let id = inner.nodes.len();
         if id >= self.fast_end.get() {
             // The node by its fields: as one argument it would go through memory.
             let Node {
@@ -1088,10 +1087,11 @@ impl Tape {
         let (values, nodes) = (&mut inner.values, &mut inner.nodes);
         // Below `fast_end` these hold; checked here all the same, so that the stores'
         // safety rests on nothing kept elsewhere.
-        if id >= values.len() || id != nodes.len() || id >= nodes.capacity() {
+        if id >= values.len() || id >= nodes.capacity() {
             stale_fast_end();
         }
-        // SAFETY: `id < values.len()`, and `id == nodes.len() < nodes.capacity()`, so
+        // SAFETY: `id < values.len()`, and `id == nodes.len() < nodes.capacity()` (the
+        // length read at the top, through the `&mut Inner` held since), so
         // slot `id` of each arena is allocated, and the node at `id` is the first past
         // the initialized ones: writing it and setting the length to `id + 1` keeps
         // every node below the length initialized.
