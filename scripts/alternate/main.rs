@@ -1,5 +1,8 @@
 //! Alternates two builds of tapegrad (see scripts/alternate.sh) on W1 record, W1 replay,
 //! W2 replay_step, W3 and W4, and prints the median ratio new/old of each.
+//! `alternate phases N` times W1 record's recording, backward and copy-out apart
+//! (N runs of each build); `alternate count old|new w1|w1r|w2|w3|w4 N` runs one
+//! workload of one build, for an instruction count.
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -64,6 +67,25 @@ macro_rules! workloads {
                     self.g[7]
                 }
             }
+            impl W1 {
+                /// One run timed in three phases: recording, backward, and the copy of
+                /// the gradients out.
+                pub fn phases(&mut self) -> [f64; 3] {
+                    let t0 = std::time::Instant::now();
+                    self.tape.clear();
+                    let (xs, y) = w1_record(&self.tape, &self.x);
+                    let t1 = std::time::Instant::now();
+                    y.backward_into(&mut self.grads).unwrap();
+                    let t2 = std::time::Instant::now();
+                    self.grads.wrt_vars(xs, &mut self.g).unwrap();
+                    let t3 = std::time::Instant::now();
+                    [
+                        (t1 - t0).as_secs_f64(),
+                        (t2 - t1).as_secs_f64(),
+                        (t3 - t2).as_secs_f64(),
+                    ]
+                }
+            }
             pub fn w1_replay(rounds: usize) -> Vec<f64> {
                 let x = w1_inputs();
                 let tape = Tape::with_capacity(600_000, 600_000);
@@ -95,7 +117,11 @@ macro_rules! workloads {
                     .lift()?
                     .try_add(p.get("b1")?)?
                     .sigmoid();
-                let o = h.matmul(p.get("w2")?).lift()?.try_add(p.get("b2")?)?.sigmoid();
+                let o = h
+                    .matmul(p.get("w2")?)
+                    .lift()?
+                    .try_add(p.get("b2")?)?
+                    .sigmoid();
                 o.half_sse(tape.constant_tensor(y)).lift()
             }
             pub fn w2() -> f64 {
@@ -201,6 +227,42 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("phases") {
+        // W1 record's three phases, each build's runs alternating: where a gap lies.
+        let n: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(200);
+        let (mut o, mut w) = (old::W1::new(), new::W1::new());
+        let mut po: Vec<[f64; 3]> = Vec::new();
+        let mut pn: Vec<[f64; 3]> = Vec::new();
+        for r in 0..n {
+            if r % 2 == 0 {
+                po.push(o.phases());
+                pn.push(w.phases());
+            } else {
+                pn.push(w.phases());
+                po.push(o.phases());
+            }
+        }
+        let tot = |p: &[f64; 3]| p[0] + p[1] + p[2];
+        let a = median(po.iter().map(tot).collect());
+        let b = median(pn.iter().map(tot).collect());
+        println!(
+            "total: old {:.3} ms new {:.3} ms ratio {:.3}",
+            a * 1e3,
+            b * 1e3,
+            b / a
+        );
+        for k in 0..3 {
+            let a = median(po.iter().map(|p| p[k]).collect());
+            let b = median(pn.iter().map(|p| p[k]).collect());
+            println!(
+                "phase {k}: old {:.3} ms new {:.3} ms ratio {:.3}",
+                a * 1e3,
+                b * 1e3,
+                b / a
+            );
+        }
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("count") {
         // One workload of one build, for an instruction count.
         let (build, w) = (args[2].as_str(), args[3].as_str());
